@@ -1,0 +1,166 @@
+"""Command line: train, generate, info and bench, over the same engine iterators as the GUI.
+
+Human-readable lines and the progress bar go to stderr; generated text goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Optional, Sequence
+
+from playground.engine.errors import PlaygroundError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end with one line on stderr and exit code 2, never a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from playground.engine.presets import PRESETS
+    from playground.engine.corpus import BUILTINS
+    parser = _Parser(prog="python -m playground",
+                     description="Train a character-level GPT on your CPU and generate from it.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model (from a preset, a corpus, or a checkpoint)")
+    t.add_argument("--preset", choices=sorted(PRESETS), help="starting settings (default: seed)")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--corpus", metavar="FILE", help="a UTF-8 text file to learn")
+    src.add_argument("--text", metavar="STR", help="the corpus as a literal string")
+    src.add_argument("--builtin", choices=sorted(BUILTINS) + ["shakespeare"],
+                     help="a built-in corpus")
+    for flag, kind, what in [("--layers", int, "transformer blocks"), ("--heads", int, "attention heads"),
+                             ("--width", int, "embedding width"), ("--block", int, "context length"),
+                             ("--dropout", _positive_float, "dropout fraction"),
+                             ("--batch", int, "batch size"), ("--steps", int, "optimizer steps"),
+                             ("--lr", _positive_float, "peak learning rate"),
+                             ("--seed", int, "random seed"), ("--threads", int, "CPU threads (0: auto)"),
+                             ("--eval-interval", int, "steps between evaluations")]:
+        t.add_argument(flag, type=kind, help=what)
+    t.add_argument("--optimizer", choices=["adamw", "muon"], help="optimizer for the weight matrices")
+    t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train (default cpu)")
+    t.add_argument("--out", metavar="CKPT", help="save the model here (.safetensors)")
+    t.add_argument("--resume", metavar="CKPT", help="continue training this checkpoint")
+    t.add_argument("--log-json", metavar="FILE", help="write one JSON object per event")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    g = sub.add_parser("generate", help="stream text from a checkpoint to stdout")
+    g.add_argument("checkpoint", metavar="CKPT")
+    g.add_argument("--prompt", default="", help="text to continue (default: empty)")
+    g.add_argument("--chars", type=int, default=200, help="characters to generate")
+    g.add_argument("--temperature", type=_positive_float, default=1.0, help="0 is greedy")
+    g.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0: all)")
+    g.add_argument("--top-p", type=_positive_float, default=1.0, help="nucleus mass (1: all)")
+    g.add_argument("--seed", type=int, default=1337)
+
+    i = sub.add_parser("info", help="describe a checkpoint")
+    i.add_argument("checkpoint", metavar="CKPT")
+
+    b = sub.add_parser("bench", help="run the performance benchmarks")
+    b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    b.add_argument("--only", metavar="NAMES", help="comma-separated subset of targets")
+    b.add_argument("--quick", action="store_true", help="shorter runs (for a smoke check)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        if args.command == "train":
+            from playground.train_cli import run_train
+            return run_train(args)
+        if args.command == "generate":
+            return run_generate(args)
+        if args.command == "info":
+            return run_info(args)
+        if args.command == "bench":
+            from playground.bench import run_bench
+            return run_bench(args)
+    except PlaygroundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `generate ... | head` closed our stdout: not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 2
+
+
+def run_generate(args) -> int:
+    from playground.engine import checkpoint, sample
+    from playground.engine.config import SampleConfig
+    cfg = SampleConfig(max_new_chars=args.chars, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, seed=args.seed).check()
+    ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
+    encoded = sample.prepare_prompt(ckpt.tokenizer, args.prompt, None)
+    if encoded.unknown:
+        print(f"warning: {encoded.message}", file=sys.stderr)
+    prompt = ckpt.tokenizer.decode(encoded.ids)
+    if prompt:
+        sys.stdout.write(prompt)
+    start = ckpt.state.get("start_char")
+    for char in sample.stream(ckpt.model, ckpt.tokenizer, prompt, cfg, start):
+        sys.stdout.write(char)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def run_info(args) -> int:
+    from playground.engine import checkpoint
+    ckpt = checkpoint.load(args.checkpoint)
+    cfg = ckpt.model_config
+    print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
+          f"block {cfg.block_size}, dropout {cfg.dropout:g}")
+    print(f"parameters: {ckpt.model.num_params():,}")
+    print(f"vocabulary: {cfg.vocab_size} characters: {json.dumps(''.join(ckpt.tokenizer.chars))}")
+    state = ckpt.state
+    if state:
+        loss = state.get("loss")
+        val = state.get("val_loss")
+        print(f"trained:    {state.get('step', 0)} steps on {state.get('corpus', '?')!s}, "
+              f"{state.get('train_seconds', 0)} s; loss {_fmt(loss)}, validation {_fmt(val)}")
+    if ckpt.train_config:
+        print(f"training:   {json.dumps(ckpt.train_config.to_dict())}")
+    print(f"optimizer:  {'saved beside it' if ckpt.optimizer_state else 'not saved'}")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def install_stop_on_sigint(stop) -> None:
+    """First Ctrl+C stops training cleanly after the current step (and saves); second kills."""
+    def handler(signum, frame):
+        print("\nstopping after this step (Ctrl+C again to abort)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop()
+    signal.signal(signal.SIGINT, handler)
+
+
+def elapsed_text(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else time.strftime("%H:%M:%S", time.gmtime(seconds))

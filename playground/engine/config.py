@@ -1,0 +1,189 @@
+"""Model, training and sampling settings: frozen dataclasses whose checks speak plain words.
+
+Every check names the field, so a learner can fix it; nothing out of range reaches torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from playground.engine.errors import ConfigError
+
+# Hard upper bounds keep a typo (width 1e9) from freezing the machine before torch even starts.
+MAX_LAYERS = 48
+MAX_HEADS = 64
+MAX_WIDTH = 4096
+MAX_BLOCK = 4096
+MAX_VOCAB = 1_114_112  # every Unicode code point
+MAX_BATCH = 4096
+MAX_STEPS = 10_000_000
+MAX_THREADS = 256
+MAX_LR = 1.0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_in(errors: list[str], name: str, value: Any, low: int, high: int) -> None:
+    if not _is_int(value):
+        errors.append(f"{name} must be a whole number, not {value!r}")
+    elif not low <= value <= high:
+        errors.append(f"{name} {value} is out of range: use {low} to {high:,}")
+
+
+def _float_in(errors: list[str], name: str, value: Any, low: float, high: float,
+              low_open: bool = False) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        errors.append(f"{name} must be a number, not {value!r}")
+        return False
+    if not math.isfinite(value):
+        errors.append(f"{name} must be a finite number, not {value}")
+        return False
+    if value < low or (low_open and value == low) or value > high:
+        bound = f"above {low:g}" if low_open else f"from {low:g}"
+        errors.append(f"{name} {value:g} is out of range: use a value {bound} up to {high:g}")
+        return False
+    return True
+
+
+class _Checked:
+    """Mixin: `check()` raises one ConfigError listing every problem that `problems()` finds."""
+
+    def problems(self) -> list[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def check(self):
+        errors = self.problems()
+        if errors:
+            raise ConfigError("; ".join(errors))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Build from a dict, ignoring unknown keys; types are checked by `check()`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__} must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Checked):
+    vocab_size: int = 65     # distinct characters the model can read and write
+    n_layer: int = 2         # transformer blocks stacked on top of each other
+    n_head: int = 4          # attention heads per block; n_embd must divide evenly among them
+    n_embd: int = 64         # width: length of each character's vector
+    block_size: int = 32     # the longest context the model sees at once
+    dropout: float = 0.0     # fraction of activations zeroed in training (0 for small data)
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        _int_in(errors, "vocabulary size", self.vocab_size, 1, MAX_VOCAB)
+        _int_in(errors, "layers", self.n_layer, 1, MAX_LAYERS)
+        _int_in(errors, "heads", self.n_head, 1, MAX_HEADS)
+        _int_in(errors, "width", self.n_embd, 1, MAX_WIDTH)
+        _int_in(errors, "block size", self.block_size, 1, MAX_BLOCK)
+        _float_in(errors, "dropout", self.dropout, 0.0, 0.9)
+        if not errors and self.n_embd % self.n_head:
+            errors.append(f"width {self.n_embd} must be divisible by heads {self.n_head}")
+        return errors
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def num_params(self) -> int:
+        """Exact parameter count of the GPT this config builds, without building it."""
+        C, V, T = self.n_embd, self.vocab_size, self.block_size
+        per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+        return V * C + T * C + self.n_layer * per_block + 2 * C + (C * V + V)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Checked):
+    batch_size: int = 32         # windows of text per step
+    max_steps: int = 500         # optimizer steps in the run
+    learning_rate: float = 3e-3  # peak learning rate after warm-up
+    min_lr: float = 3e-3         # learning rate at the end of the cosine decay
+    warmup_steps: int = 0        # steps of linear warm-up from 0 to the peak
+    weight_decay: float = 0.0    # AdamW decay on weight matrices (not on biases or norms)
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0       # clip the global gradient norm to this (0 turns it off)
+    eval_interval: int = 100     # evaluate (and sample) every this many steps
+    eval_batches: int = 20       # batches averaged for each evaluation
+    val_fraction: float = 0.1    # tail of the text held out for validation
+    seed: int = 1337             # seeds weights, batches and samples: same seed, same run
+    threads: int = 0             # CPU threads for torch; 0 picks automatically
+    sample_chars: int = 100      # characters generated at each evaluation (0 for none)
+    optimizer: str = "adamw"     # "adamw", or "muon" (Muon for weight matrices, AdamW for the rest)
+    muon_lr: float = 0.02        # peak learning rate of Muon's matrices when optimizer is "muon"
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        _int_in(errors, "batch size", self.batch_size, 1, MAX_BATCH)
+        _int_in(errors, "steps", self.max_steps, 1, MAX_STEPS)
+        lr_ok = _float_in(errors, "learning rate", self.learning_rate, 0.0, MAX_LR, low_open=True)
+        min_ok = _float_in(errors, "minimum learning rate", self.min_lr, 0.0, MAX_LR)
+        if lr_ok and min_ok and self.min_lr > self.learning_rate:
+            errors.append(f"minimum learning rate {self.min_lr:g} is above the learning rate "
+                          f"{self.learning_rate:g}")
+        _int_in(errors, "warm-up steps", self.warmup_steps, 0, MAX_STEPS)
+        if _is_int(self.warmup_steps) and _is_int(self.max_steps) and self.warmup_steps > self.max_steps:
+            errors.append(f"warm-up steps {self.warmup_steps} exceed the number of steps "
+                          f"{self.max_steps}")
+        _float_in(errors, "weight decay", self.weight_decay, 0.0, 10.0)
+        _float_in(errors, "beta1", self.beta1, 0.0, 0.9999)
+        _float_in(errors, "beta2", self.beta2, 0.0, 0.99999)
+        _float_in(errors, "gradient clip", self.grad_clip, 0.0, 1e6)
+        _int_in(errors, "evaluation interval", self.eval_interval, 1, MAX_STEPS)
+        _int_in(errors, "evaluation batches", self.eval_batches, 1, 10_000)
+        _float_in(errors, "validation fraction", self.val_fraction, 0.0, 0.5)
+        _int_in(errors, "seed", self.seed, 0, 2**63 - 1)
+        _int_in(errors, "threads", self.threads, 0, MAX_THREADS)
+        _int_in(errors, "sample length", self.sample_chars, 0, 100_000)
+        if self.optimizer not in ("adamw", "muon"):
+            errors.append(f"optimizer {self.optimizer!r} is unknown: use 'adamw' or 'muon'")
+        _float_in(errors, "Muon learning rate", self.muon_lr, 0.0, MAX_LR, low_open=True)
+        return errors
+
+
+@dataclass(frozen=True)
+class SampleConfig(_Checked):
+    max_new_chars: int = 200   # characters to generate
+    temperature: float = 1.0   # 0 always picks the likeliest character; higher is wilder
+    top_k: int = 0             # keep only the k likeliest characters (0 keeps all)
+    top_p: float = 1.0         # keep the smallest set whose odds add up to p (1 keeps all)
+    seed: int = 1337
+
+    def problems(self) -> list[str]:
+        errors: list[str] = []
+        _int_in(errors, "number of characters", self.max_new_chars, 0, 1_000_000)
+        _float_in(errors, "temperature", self.temperature, 0.0, 100.0)
+        _int_in(errors, "top-k", self.top_k, 0, MAX_VOCAB)
+        _float_in(errors, "top-p", self.top_p, 0.0, 1.0, low_open=True)
+        _int_in(errors, "seed", self.seed, 0, 2**63 - 1)
+        return errors
+
+
+def check_fits_text(model: ModelConfig, train: TrainConfig, n_train_chars: int) -> None:
+    """Raise ConfigError when the settings do not fit a training text of this length."""
+    errors: list[str] = []
+    if n_train_chars < model.block_size + 1:
+        errors.append(f"block size {model.block_size} is longer than the training text "
+                      f"({n_train_chars} characters): it needs at least block size + 1 characters")
+    if train.batch_size > max(n_train_chars, 1):
+        errors.append(f"batch size {train.batch_size} is larger than the training text "
+                      f"({n_train_chars} characters)")
+    if errors:
+        raise ConfigError("; ".join(errors))

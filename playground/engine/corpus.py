@@ -1,0 +1,180 @@
+"""Corpus loading and checks, the built-in corpora, the train/validation split and batches.
+
+Text is checked once here; everything downstream may assume a usable, non-empty UTF-8 corpus.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from playground.engine.errors import CorpusError
+from playground.engine.tokenizer import CharTokenizer
+
+CORPORA_DIR = Path(__file__).resolve().parents[2] / "corpora"
+# Built-in corpora: name -> (file in corpora/, one line for the picker).
+BUILTINS: dict[str, tuple[str, str]] = {
+    "phrase": ("phrase.txt", "The reference phrase: 39 characters, learned in seconds"),
+    "counting": ("counting.txt", "Counting from 0 to 2,999: can it learn what comes next?"),
+    "arithmetic": ("arithmetic.txt", "Two-digit sums like 12+7=19: check its answers"),
+    "alphabet": ("alphabet.txt", "Alphabet runs and rhythms: patterns of growing length"),
+    "fable": ("fable.txt", "A short fable written for the playground: real words, little data"),
+}
+SHAKESPEARE_ENV = "PLAYGROUND_SHAKESPEARE"
+MAX_FILE_BYTES = 2 * 1024**3  # a corpus beyond 2 GB is almost certainly the wrong file
+
+
+@dataclass
+class Corpus:
+    """A checked text with its tokenizer, encoded ids and the train/validation split."""
+
+    name: str
+    text: str
+    tokenizer: CharTokenizer
+    ids: np.ndarray          # the whole text encoded, uint8 when the vocabulary fits
+    n_train: int             # ids[:n_train] trains, ids[n_train:] validates
+
+    @property
+    def n_val(self) -> int:
+        return len(self.ids) - self.n_train
+
+    @property
+    def has_validation(self) -> bool:
+        return self.n_val > 0
+
+    def train_ids(self) -> torch.Tensor:
+        return torch.from_numpy(self.ids[: self.n_train])
+
+    def val_ids(self) -> torch.Tensor:
+        return torch.from_numpy(self.ids[self.n_train:])
+
+
+def check_text(text: str) -> str:
+    """Return the text ready for training (BOM removed, CRLF -> LF) or raise CorpusError."""
+    if not isinstance(text, str):
+        raise CorpusError("the corpus must be text")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
+    if not text:
+        raise CorpusError("the corpus is empty: paste some text or pick a built-in corpus")
+    if "\x00" in text:
+        raise CorpusError("the corpus contains NUL bytes: it looks like a binary file, not text")
+    if not text.strip():
+        raise CorpusError("the corpus is only whitespace: there is nothing to learn")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CorpusError("the corpus contains unpaired surrogate characters: it is not valid text")
+    distinct = set(text)
+    if len(distinct) < 2:
+        raise CorpusError(f"the corpus has only one distinct character ({text[0]!r}): "
+                          "there is nothing to predict")
+    return text
+
+
+def read_text_file(path: str | os.PathLike, progress: Optional[Callable[[float], None]] = None) -> str:
+    """Read a UTF-8 text file with clear errors for every way it can fail."""
+    path = Path(path)
+    if path.is_dir():
+        raise CorpusError(f"{path} is a folder, not a text file")
+    if not path.exists():
+        raise CorpusError(f"{path} does not exist")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise CorpusError(f"{path} is {size / 1024**3:.1f} GB: corpora above 2 GB are not supported")
+        chunks, done = [], 0
+        with open(path, "rb") as f:
+            while block := f.read(8 * 1024 * 1024):
+                chunks.append(block)
+                done += len(block)
+                if progress:
+                    progress(done / max(size, 1))
+    except PermissionError:
+        raise CorpusError(f"{path} cannot be read: permission denied")
+    except OSError as exc:
+        raise CorpusError(f"{path} cannot be read: {exc.strerror or exc}")
+    data = b"".join(chunks)
+    del chunks
+    if b"\x00" in data:
+        raise CorpusError(f"{path.name} contains NUL bytes: it looks like a binary file, not text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path.name} is not UTF-8 text (bad byte at offset {exc.start}); "
+                          "save it as UTF-8 and try again")
+
+
+def builtin_text(name: str) -> str:
+    if name not in BUILTINS:
+        raise CorpusError(f"unknown built-in corpus {name!r}; choose one of: {', '.join(BUILTINS)}")
+    return read_text_file(CORPORA_DIR / BUILTINS[name][0])
+
+
+def find_shakespeare() -> Path:
+    """Locate Tiny Shakespeare: $PLAYGROUND_SHAKESPEARE, else ../shared/corpora beside the repo."""
+    candidates = [os.environ.get(SHAKESPEARE_ENV, "")]
+    root = Path(__file__).resolve().parents[2]
+    candidates += [root.parent / "shared" / "corpora" / "tinyshakespeare.txt",
+                   root / "shared" / "corpora" / "tinyshakespeare.txt"]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    raise CorpusError("Tiny Shakespeare was not found: pass --corpus FILE or set "
+                      f"{SHAKESPEARE_ENV} to the path of tinyshakespeare.txt")
+
+
+def resolve_source(builtin: str | None = None, path: str | None = None, text: str | None = None,
+                   progress: Optional[Callable[[float], None]] = None) -> tuple[str, str]:
+    """Turn one of (built-in name, file path, literal text) into (name, raw text)."""
+    given = [x is not None for x in (builtin, path, text)]
+    if sum(given) != 1:
+        raise CorpusError("give exactly one corpus: a built-in name, a file, or text")
+    if text is not None:
+        return "pasted text", text
+    if path is not None:
+        return Path(path).name, read_text_file(path, progress)
+    if builtin == "shakespeare":
+        return "shakespeare", read_text_file(find_shakespeare(), progress)
+    return builtin, builtin_text(builtin)
+
+
+def build_corpus(name: str, text: str, val_fraction: float = 0.1, block_size: int = 1,
+                 tokenizer: CharTokenizer | None = None) -> Corpus:
+    """Check and encode a text and hold out its tail for validation.
+
+    The tail becomes validation only when it can hold one full window (block size + 1
+    characters); otherwise every character trains and validation is reported unavailable.
+    With a given tokenizer (continuing a saved model) the text must use only its characters.
+    """
+    text = check_text(text)
+    if tokenizer is None:
+        tokenizer = CharTokenizer.from_text(text)
+    else:
+        unknown = sorted(set(text) - set(tokenizer.chars))
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            raise CorpusError(f"the corpus has {len(unknown)} characters the model's vocabulary "
+                              f"lacks ({shown}); train a new model for this corpus")
+    ids = tokenizer.encode_array(text)
+    n_val = int(len(ids) * val_fraction)
+    if n_val < block_size + 1:
+        n_val = 0
+    return Corpus(name, text, tokenizer, ids, len(ids) - n_val)
+
+
+def window_count(n_ids: int, block_size: int) -> int:
+    """How many distinct training windows of block_size + 1 characters a split holds."""
+    return max(n_ids - block_size, 0)
+
+
+def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows as (inputs, targets), each (B, T) int64, gathered in one indexing op."""
+    starts = torch.randint(window_count(len(data), block_size), (batch_size, 1), generator=generator)
+    rows = data[starts + torch.arange(block_size + 1)].long()  # (B, T+1)
+    return rows[:, :-1], rows[:, 1:]

@@ -1,0 +1,92 @@
+"""What training reports: small frozen records of plain numbers and strings, never tensors.
+
+The CLI prints them, the Qt worker emits them; both see exactly the same stream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+
+def perplexity(loss: Optional[float]) -> Optional[float]:
+    """e^loss: how many characters the model is effectively choosing between."""
+    if loss is None or not math.isfinite(loss):
+        return None
+    return math.exp(min(loss, 700.0))
+
+
+@dataclass(frozen=True)
+class Started:
+    params: int
+    vocab_size: int
+    n_train: int             # characters in the training split
+    n_val: int               # characters held out (0: validation unavailable)
+    first_step: int          # 0 for a new model, more when continuing
+    last_step: int           # the run ends after this step
+    threads: int
+    message: str = ""        # e.g. why validation is unavailable
+
+
+@dataclass(frozen=True)
+class Step:
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    clipped: bool            # the gradient was scaled down to the clip value
+    tokens_per_s: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class Eval:
+    step: int
+    train_loss: float
+    val_loss: Optional[float]   # None when the text is too short for a validation split
+    elapsed_s: float
+
+    @property
+    def train_ppl(self) -> Optional[float]:
+        return perplexity(self.train_loss)
+
+    @property
+    def val_ppl(self) -> Optional[float]:
+        return perplexity(self.val_loss)
+
+
+@dataclass(frozen=True)
+class Sample:
+    step: int
+    prompt: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    status: str                 # "completed" | "stopped" | "diverged"
+    step: int                   # last step whose update was applied
+    params: int
+    final_loss: Optional[float]
+    final_val_loss: Optional[float]
+    train_seconds: float        # wall time inside the training loop (evaluations included)
+    tokens: int
+    message: str = ""
+
+
+Event = Started | Step | Eval | Sample | Done
+
+
+def to_json_dict(event: Event) -> dict:
+    """One flat JSON-ready dict per event, with the keys the --log-json format promises."""
+    d = {"event": type(event).__name__.lower(), **asdict(event)}
+    if isinstance(event, Eval):
+        d["loss"] = event.train_loss
+        d["train_ppl"], d["val_ppl"] = event.train_ppl, event.val_ppl
+    if isinstance(event, Step):
+        d["val_loss"] = None
+    if isinstance(event, Done):
+        d["loss"], d["val_loss"] = event.final_loss, event.final_val_loss
+        d["elapsed_s"] = event.train_seconds
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}

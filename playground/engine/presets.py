@@ -1,0 +1,50 @@
+"""Named starting points: a corpus plus model and training settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from playground.engine.config import ModelConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    corpus: str              # a built-in corpus name ("shakespeare" is found on disk)
+    model: ModelConfig       # vocab_size is replaced by the corpus's own
+    train: TrainConfig
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in [
+    Preset("seed", "The reference run: the phrase corpus, 2 layers x 64 wide, 500 steps (~103.8k params)",
+           "phrase",
+           ModelConfig(vocab_size=13, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=0.0),
+           TrainConfig(batch_size=32, max_steps=500, learning_rate=3e-3, min_lr=3e-3,
+                       warmup_steps=0, weight_decay=0.0, grad_clip=1.0, eval_interval=100,
+                       eval_batches=5, sample_chars=60)),
+    Preset("shakespeare-cpu", "The common CPU recipe on Tiny Shakespeare: 4 layers x 128, block 64, 2000 steps",
+           "shakespeare",
+           ModelConfig(vocab_size=65, n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+           TrainConfig(batch_size=12, max_steps=2000, learning_rate=1e-3, min_lr=1e-4,
+                       warmup_steps=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0,
+                       eval_interval=250, eval_batches=200, sample_chars=200)),
+    Preset("tiny", "A very small model for quick experiments on any built-in corpus",
+           "fable",
+           ModelConfig(vocab_size=65, n_layer=1, n_head=2, n_embd=32, block_size=32),
+           TrainConfig(batch_size=16, max_steps=300, learning_rate=3e-3, min_lr=3e-4,
+                       warmup_steps=20, eval_interval=50, eval_batches=10, sample_chars=80)),
+    Preset("arithmetic", "Learns two-digit sums; check its answers with prompts like '23+45='",
+           "arithmetic",
+           ModelConfig(vocab_size=13, n_layer=3, n_head=4, n_embd=96, block_size=32),
+           TrainConfig(batch_size=32, max_steps=1500, learning_rate=2e-3, min_lr=2e-4,
+                       warmup_steps=50, weight_decay=0.05, eval_interval=150, eval_batches=20,
+                       sample_chars=80)),
+]}
+
+
+def get_preset(name: str) -> Preset:
+    from playground.engine.errors import ConfigError
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return PRESETS[name]

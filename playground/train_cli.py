@@ -1,0 +1,144 @@
+"""`python -m playground train`: settings from a preset and flags, a progress bar, JSON logs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional, TextIO
+
+from playground.engine import checkpoint
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.corpus import build_corpus, resolve_source
+from playground.engine.errors import ConfigError, CorpusError
+from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
+from playground.engine.presets import get_preset
+from playground.engine.train import Trainer
+
+MODEL_FLAGS = {"layers": "n_layer", "heads": "n_head", "width": "n_embd", "block": "block_size",
+               "dropout": "dropout"}
+TRAIN_FLAGS = {"batch": "batch_size", "steps": "max_steps", "lr": "learning_rate", "seed": "seed",
+               "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer"}
+
+
+def configs_from_args(args) -> tuple[str, ModelConfig, TrainConfig]:
+    """(corpus name, model config without vocab, train config) from the preset plus flags."""
+    preset = get_preset(args.preset or "seed")
+    model_changes = {f: getattr(args, a) for a, f in MODEL_FLAGS.items() if getattr(args, a) is not None}
+    train_changes = {f: getattr(args, a) for a, f in TRAIN_FLAGS.items() if getattr(args, a) is not None}
+    train = preset.train.replace(**train_changes)
+    if "learning_rate" in train_changes and train.min_lr > train.learning_rate:
+        train = train.replace(min_lr=train.learning_rate)  # --lr alone means "this peak", not an error
+    if "max_steps" in train_changes and train.warmup_steps > train.max_steps:
+        train = train.replace(warmup_steps=train.max_steps // 10)
+    return preset.corpus, preset.model.replace(**model_changes), train
+
+
+def _source(args, default_builtin: str) -> dict:
+    if args.text is not None:
+        return {"text": args.text}
+    if args.corpus is not None:
+        return {"path": args.corpus}
+    return {"builtin": args.builtin or default_builtin}
+
+
+def make_trainer(args) -> Trainer:
+    corpus_name, model_cfg, train_cfg = configs_from_args(args)
+    train_cfg.check()
+    if args.resume:
+        ckpt = checkpoint.load(args.resume)
+        if args.preset is None and ckpt.train_config is not None:
+            # continuing: keep the run's own settings unless flags override them
+            changes = {f: getattr(args, a) for a, f in TRAIN_FLAGS.items() if getattr(args, a) is not None}
+            train_cfg = ckpt.train_config.replace(**changes)
+        given = any(x is not None for x in (args.text, args.corpus, args.builtin))
+        default = ckpt.state.get("corpus", corpus_name)
+        name, text = resolve_source(**_source(args, default if not given else corpus_name))
+        corpus = build_corpus(name, text, train_cfg.val_fraction, ckpt.model_config.block_size,
+                              tokenizer=ckpt.tokenizer)
+        return Trainer.resume(ckpt, corpus, train_cfg)
+    name, text = resolve_source(**_source(args, corpus_name))
+    corpus = build_corpus(name, text, train_cfg.val_fraction, model_cfg.block_size)
+    model_cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size).check()
+    return Trainer(model_cfg, train_cfg, corpus)
+
+
+class Progress:
+    """A one-line progress bar on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, quiet: bool):
+        self.stream, self.quiet = stream, quiet
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_draw = 0.0
+
+    def step(self, ev: Step, first: int, last: int) -> None:
+        if self.quiet or not self.tty or time.monotonic() - self.last_draw < 0.1 and ev.step != last:
+            return
+        self.last_draw = time.monotonic()
+        frac = (ev.step - first) / max(last - first, 1)
+        bar = "#" * int(frac * 30)
+        left = ev.elapsed_s / max(frac, 1e-9) * (1 - frac)
+        self.stream.write(f"\r[{bar:<30}] {ev.step}/{last} loss {ev.loss:.4f} "
+                          f"{ev.tokens_per_s:,.0f} tok/s  left {left:4.0f}s ")
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\r" + " " * 90 + "\r")
+        print(text, file=self.stream, flush=True)
+
+
+def run_train(args) -> int:
+    if args.device not in ("cpu", "auto"):
+        from playground.engine.device import check_device
+        check_device(args.device)
+    trainer = make_trainer(args)
+    out: Optional[Path] = Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise CorpusError(f"cannot save to {out}: folder {out.parent} does not exist")
+    log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+    progress = Progress(sys.stderr, args.quiet)
+    from playground.cli import install_stop_on_sigint
+    install_stop_on_sigint(trainer.control.stop)
+    first = last = 0
+    done: Optional[Done] = None
+    try:
+        for ev in trainer.run():
+            if log_file:
+                log_file.write(json.dumps(to_json_dict(ev)) + "\n")
+            if isinstance(ev, Started):
+                first, last = ev.first_step, ev.last_step
+                progress.line(f"training {ev.params:,} parameters on {ev.n_train:,} characters "
+                              f"({ev.vocab_size} distinct), steps {first + 1}-{last}, "
+                              f"{ev.threads} thread(s)")
+                if ev.message:
+                    progress.line(ev.message)
+            elif isinstance(ev, Step):
+                progress.step(ev, first, last)
+            elif isinstance(ev, Eval):
+                val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f})"
+                progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f} "
+                              f"(ppl {ev.train_ppl:.2f}), val loss {val}")
+            elif isinstance(ev, Sample):
+                progress.line(f"  sample: {ev.text!r}")
+            elif isinstance(ev, Done):
+                done = ev
+    finally:
+        if log_file:
+            log_file.close()
+    assert done is not None
+    progress.line(f"{done.status} at step {done.step} in {done.train_seconds:.1f} s; "
+                  f"final loss {done.final_loss if done.final_loss is None else round(done.final_loss, 4)}"
+                  + (f" - {done.message}" if done.message else ""))
+    if out is not None:
+        path = checkpoint.save(out, trainer.checkpoint())
+        progress.line(f"saved {path}")
+    else:
+        progress.line("not saved (add --out FILE.safetensors to keep the model)")
+    if done.status == "diverged":
+        return 1
+    return 0
+
+
+__all__ = ["run_train", "make_trainer", "configs_from_args", "ConfigError"]

@@ -1,0 +1,34 @@
+"""Shared fixtures: headless Qt, tiny configs, and the seed corpus."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from playground.engine.config import ModelConfig, TrainConfig  # noqa: E402
+from playground.engine.corpus import build_corpus, builtin_text  # noqa: E402
+
+PHRASE = "to be or not to be that is the question"
+
+
+@pytest.fixture
+def tiny_model_cfg():
+    return ModelConfig(vocab_size=13, n_layer=1, n_head=2, n_embd=16, block_size=8)
+
+
+@pytest.fixture
+def tiny_train_cfg():
+    return TrainConfig(batch_size=8, max_steps=30, learning_rate=1e-2, min_lr=1e-2,
+                       eval_interval=10, eval_batches=2, sample_chars=10, threads=1)
+
+
+@pytest.fixture
+def phrase_corpus():
+    return build_corpus("phrase", builtin_text("phrase"), 0.1, 8)

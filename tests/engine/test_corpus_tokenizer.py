@@ -1,0 +1,92 @@
+"""Corpora and the tokenizer: clear errors, the split, fast encoding."""
+
+import numpy as np
+import pytest
+import torch
+
+from playground.engine.corpus import (BUILTINS, build_corpus, builtin_text, check_text, get_batch,
+                                      read_text_file, resolve_source)
+from playground.engine.errors import CorpusError, PromptError
+from playground.engine.tokenizer import CharTokenizer
+
+
+def test_every_builtin_loads_and_the_phrase_has_13_characters():
+    for name in BUILTINS:
+        assert len(set(builtin_text(name))) >= 2
+    assert len(set(builtin_text("phrase"))) == 13
+
+
+@pytest.mark.parametrize("text,words", [
+    ("", "empty"), ("   \n\t ", "only whitespace"), ("aaaa", "only one distinct character"),
+    ("ab\x00cd", "NUL bytes"),
+])
+def test_bad_texts_are_named(text, words):
+    with pytest.raises(CorpusError, match=words):
+        check_text(text)
+
+
+def test_bom_and_crlf_are_normalised():
+    assert check_text("\ufeffab\r\ncd\r\n") == "ab\ncd\n"
+
+
+def test_files_binary_non_utf8_missing_and_directory(tmp_path):
+    (tmp_path / "bin.dat").write_bytes(b"\x89PNG\x00\x00data")
+    (tmp_path / "latin.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(CorpusError, match="binary"):
+        read_text_file(tmp_path / "bin.dat")
+    with pytest.raises(CorpusError, match="not UTF-8 text \\(bad byte at offset 3\\)"):
+        read_text_file(tmp_path / "latin.txt")
+    with pytest.raises(CorpusError, match="does not exist"):
+        read_text_file(tmp_path / "missing.txt")
+    with pytest.raises(CorpusError, match="is a folder"):
+        read_text_file(tmp_path)
+
+
+def test_split_holds_out_the_tail_when_it_fits():
+    text = "abcdefghij" * 100
+    corpus = build_corpus("t", text, 0.1, 8)
+    assert (corpus.n_train, corpus.n_val) == (900, 100)
+    assert corpus.tokenizer.decode(corpus.val_ids().tolist()) == text[900:]
+
+
+def test_short_text_trains_on_everything_without_validation():
+    corpus = build_corpus("p", builtin_text("phrase"), 0.1, 32)
+    assert corpus.n_val == 0 and not corpus.has_validation and corpus.n_train == 39
+
+
+def test_unknown_prompt_characters_are_reported_and_dropped():
+    tok = CharTokenizer.from_text("hello world")
+    enc = tok.encode_lenient("hexxo 🙂")
+    assert tok.decode(enc.ids) == "heo "
+    assert enc.unknown == ("x", "🙂")
+    assert "'x'" in enc.message and "dropped" in enc.message
+    with pytest.raises(PromptError, match="never saw 'x'"):
+        tok.encode("x")
+
+
+def test_encode_array_matches_encode_and_handles_astral_characters():
+    text = "naïve café 🙂 e\u0301 " * 50
+    tok = CharTokenizer.from_text(text)
+    assert tok.encode_array(text, chunk=7).tolist() == tok.encode(text)
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_batches_are_windows_of_the_data():
+    data = torch.arange(100, dtype=torch.uint8)
+    x, y = get_batch(data, 8, 16, torch.Generator().manual_seed(0))
+    assert x.shape == y.shape == (16, 8) and x.dtype == torch.int64
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(16, 7, dtype=torch.int64))
+    assert int(x[:, 0].max()) <= 100 - 9
+
+
+def test_resolve_source_needs_exactly_one():
+    with pytest.raises(CorpusError, match="exactly one"):
+        resolve_source(builtin="phrase", text="x")
+    assert resolve_source(text="abc") == ("pasted text", "abc")
+
+
+def test_vocabulary_over_256_characters_encodes_to_int32():
+    text = "".join(chr(0x4E00 + i) for i in range(300)) * 2
+    corpus = build_corpus("cjk", text, 0.0, 4)
+    assert corpus.ids.dtype == np.int32 and corpus.tokenizer.vocab_size == 300

@@ -1,0 +1,74 @@
+"""The model: exact parameter counts, causality, determinism, the KV cache."""
+
+import torch
+
+from playground.engine.config import ModelConfig
+from playground.engine.model import GPT, KVCache
+from playground.engine.presets import PRESETS
+
+
+def test_seed_preset_has_exactly_103821_parameters():
+    cfg = PRESETS["seed"].model
+    assert cfg.vocab_size == 13
+    assert GPT(cfg).num_params() == 103_821
+    assert cfg.num_params() == 103_821
+
+
+def test_config_param_formula_matches_built_models():
+    for cfg in [ModelConfig(vocab_size=65, n_layer=4, n_head=4, n_embd=128, block_size=64),
+                ModelConfig(vocab_size=7, n_layer=1, n_head=1, n_embd=8, block_size=3)]:
+        assert cfg.num_params() == GPT(cfg).num_params()
+
+
+def test_changing_a_future_character_never_changes_earlier_logits(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = GPT(tiny_model_cfg).eval()
+    idx = torch.randint(13, (2, 8))
+    base, _ = model(idx)
+    for t in range(8):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % 13
+        out, _ = model(changed)
+        assert torch.equal(out[:, :t], base[:, :t]), f"position {t} leaked backwards"
+        assert not torch.allclose(out[:, t:], base[:, t:])
+
+
+def test_identical_seeds_give_identical_models_and_outputs(tiny_model_cfg):
+    idx = torch.randint(13, (3, 8), generator=torch.Generator().manual_seed(1))
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(42)
+        outs.append(GPT(tiny_model_cfg)(idx)[0])
+    assert torch.equal(outs[0], outs[1])
+    torch.manual_seed(43)
+    assert not torch.equal(GPT(tiny_model_cfg)(idx)[0], outs[0])
+
+
+def test_initial_loss_is_near_ln_vocab(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = GPT(tiny_model_cfg)
+    idx = torch.randint(13, (16, 8))
+    _, loss = model(idx, idx)
+    assert abs(loss.item() - torch.log(torch.tensor(13.0)).item()) < 0.15
+
+
+def test_kv_cache_gives_the_same_logits_as_the_full_forward():
+    cfg = ModelConfig(vocab_size=11, n_layer=3, n_head=4, n_embd=32, block_size=16)
+    torch.manual_seed(3)
+    model = GPT(cfg).eval()
+    idx = torch.randint(11, (1, 16))
+    full, _ = model(idx)
+    cache = KVCache(cfg.n_layer)
+    pieces = [model(idx[:, :5], cache=cache)[0]]
+    for t in range(5, 16):
+        pieces.append(model(idx[:, t:t + 1], cache=cache)[0])
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_maps_are_causal_probabilities(tiny_model_cfg):
+    torch.manual_seed(0)
+    model = GPT(tiny_model_cfg).eval()
+    maps = model.attention_maps(torch.randint(13, (1, 8)))
+    assert maps.shape == (1, 1, 2, 8, 8)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(1, 1, 2, 8))
+    assert torch.all(maps.triu(1) == 0)

@@ -1,0 +1,76 @@
+"""The sampler: greedy equals argmax, top-k/top-p restrict, the cache matches the plain path."""
+
+import torch
+
+from playground.engine.config import ModelConfig, SampleConfig
+from playground.engine.model import GPT
+from playground.engine.sample import filter_probs, generate, stream_tokens
+from playground.engine.tokenizer import CharTokenizer
+
+TOK = CharTokenizer.from_text("abcdefghijk")
+
+
+def _model(block=8):
+    torch.manual_seed(5)
+    return GPT(ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=block)).eval()
+
+
+def test_temperature_zero_picks_the_argmax_of_the_plain_forward():
+    model = _model()
+    tokens = list(stream_tokens(model, TOK, "abc", SampleConfig(max_new_chars=20, temperature=0)))
+    ids = TOK.encode("abc")
+    for tok in tokens:
+        logits, _ = model(torch.tensor([ids[-8:]]))
+        assert tok.id == int(logits[0, -1].argmax())
+        ids.append(tok.id)
+
+
+def test_top_k_keeps_exactly_k_characters():
+    logits = torch.randn(11, generator=torch.Generator().manual_seed(0))
+    probs = filter_probs(logits, 1.0, 3, 1.0)
+    assert int((probs > 0).sum()) == 3
+    assert set(torch.nonzero(probs).flatten().tolist()) == set(logits.topk(3).indices.tolist())
+    torch.testing.assert_close(probs.sum(), torch.tensor(1.0))
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    assert (filter_probs(logits, 1.0, 0, 0.7) > 0).tolist() == [True, True, False, False]
+    assert (filter_probs(logits, 1.0, 0, 0.5) > 0).tolist() == [True, False, False, False]
+    assert (filter_probs(logits, 1.0, 0, 0.81) > 0).tolist() == [True, True, True, False]
+
+
+def test_sampled_characters_stay_in_the_top_k_support():
+    model = _model()
+    cfg = SampleConfig(max_new_chars=40, temperature=1.5, top_k=2, seed=3)
+    ids = TOK.encode("ab")
+    for tok in stream_tokens(model, TOK, "ab", cfg):
+        logits, _ = model(torch.tensor([ids[-8:]]))
+        assert tok.id in logits[0, -1].topk(2).indices.tolist()
+        ids.append(tok.id)
+
+
+def test_same_seed_same_text_and_cache_matches_plain_probabilities():
+    model = _model(block=8)
+    cfg = SampleConfig(max_new_chars=30, temperature=1.0, seed=9)
+    cached = list(stream_tokens(model, TOK, "abcde", cfg, use_cache=True))
+    plain = list(stream_tokens(model, TOK, "abcde", cfg, use_cache=False))
+    assert [t.id for t in cached] == [t.id for t in plain]
+    for a, b in zip(cached, plain):
+        torch.testing.assert_close(a.probs, b.probs, rtol=1e-5, atol=1e-6)
+    assert generate(model, TOK, "abcde", cfg) == generate(model, TOK, "abcde", cfg)
+
+
+def test_empty_prompt_starts_from_the_start_character_and_long_prompts_are_cropped():
+    model = _model(block=8)
+    text = generate(model, TOK, "", SampleConfig(max_new_chars=5, seed=1), start_char="c")
+    assert len(text) == 5 and text[0] == "c"
+    long_prompt = "abcdefghijk" * 10_000  # 110,000 characters
+    assert len(generate(model, TOK, long_prompt, SampleConfig(max_new_chars=3))) == 3
+
+
+def test_prompt_of_only_unknown_characters_is_a_prompt_error():
+    import pytest
+    from playground.engine.errors import PromptError
+    with pytest.raises(PromptError, match="none of the prompt's characters"):
+        generate(_model(), TOK, "xyz!", SampleConfig(max_new_chars=3))

@@ -1,0 +1,125 @@
+"""The trainer: loss falls, runs repeat exactly, pause/stop work from another thread,
+a non-finite loss stops with the last good weights."""
+
+import math
+import threading
+import time
+
+import torch
+
+from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.events import Done, Eval, Sample, Started, Step
+from playground.engine.presets import PRESETS
+from playground.engine.train import Trainer, lr_at
+
+
+def _run(trainer):
+    return list(trainer.run())
+
+
+def test_loss_falls_on_the_phrase(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    events = _run(Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=80), phrase_corpus))
+    losses = [e.loss for e in events if isinstance(e, Step)]
+    assert len(losses) == 80
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+    assert isinstance(events[0], Started) and isinstance(events[-1], Done)
+    assert events[-1].status == "completed" and events[-1].step == 80
+
+
+def test_seeded_runs_are_identical(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    a = [e.loss for e in _run(Trainer(tiny_model_cfg, tiny_train_cfg, phrase_corpus)) if isinstance(e, Step)]
+    b = [e.loss for e in _run(Trainer(tiny_model_cfg, tiny_train_cfg, phrase_corpus)) if isinstance(e, Step)]
+    c = [e.loss for e in _run(Trainer(tiny_model_cfg, tiny_train_cfg.replace(seed=7), phrase_corpus))
+         if isinstance(e, Step)]
+    assert a == b and a != c
+
+
+def test_eval_and_sample_events_at_each_interval(tiny_model_cfg, tiny_train_cfg):
+    corpus = build_corpus("fable", builtin_text("fable"), 0.1, 8)
+    cfg = tiny_model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size)
+    events = _run(Trainer(cfg, tiny_train_cfg, corpus))
+    evals = [e for e in events if isinstance(e, Eval)]
+    samples = [e for e in events if isinstance(e, Sample)]
+    assert [e.step for e in evals] == [10, 20, 30] == [s.step for s in samples]
+    assert all(e.val_loss is not None and e.val_ppl == math.exp(e.val_loss) for e in evals)
+    assert all(len(s.text) == 10 for s in samples)
+
+
+def test_seed_preset_reaches_loss_below_0_1():
+    preset = PRESETS["seed"]
+    corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
+    done = _run(Trainer(preset.model, preset.train.replace(sample_chars=0), corpus))[-1]
+    assert done.status == "completed" and done.params == 103_821
+    assert done.final_loss <= 0.1
+
+
+def test_schedule_warms_up_then_decays_to_min_lr(tiny_train_cfg):
+    cfg = tiny_train_cfg.replace(learning_rate=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
+    lrs = [lr_at(s, 110, cfg) for s in range(111)]
+    assert lrs[0] < lrs[5] < lrs[9] <= 1e-3
+    assert math.isclose(lrs[10], 1e-3) and math.isclose(lrs[110], 1e-4)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_stop_from_another_thread(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
+    events = []
+    worker = threading.Thread(target=lambda: events.extend(trainer.run()))
+    worker.start()
+    while not any(isinstance(e, Step) for e in list(events)):
+        time.sleep(0.01)
+    trainer.control.stop()
+    worker.join(10)
+    assert not worker.is_alive()
+    done = events[-1]
+    assert isinstance(done, Done) and done.status == "stopped" and 0 < done.step < 100_000
+
+
+def test_pause_holds_the_step_count_and_resume_continues(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
+    events = []
+    worker = threading.Thread(target=lambda: events.extend(trainer.run()))
+    worker.start()
+    while trainer.step < 3:
+        time.sleep(0.005)
+    trainer.control.pause()
+    time.sleep(0.2)  # let the step in flight finish
+    held = trainer.step
+    time.sleep(0.3)
+    assert trainer.step == held, "training went on while paused"
+    trainer.control.resume()
+    while trainer.step < held + 3:
+        time.sleep(0.005)
+    trainer.control.stop()
+    worker.join(10)
+    assert events[-1].status == "stopped" and events[-1].step >= held + 3
+
+
+def test_stop_while_paused_ends_the_run(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
+    trainer.control.pause()
+    worker = threading.Thread(target=lambda: list(trainer.run()))
+    worker.start()
+    time.sleep(0.1)
+    trainer.control.stop()
+    worker.join(5)
+    assert not worker.is_alive() and trainer.step == 0
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_weights(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=50), phrase_corpus)
+    snapshot = None
+    events = []
+    for ev in trainer.run():
+        events.append(ev)
+        if isinstance(ev, Step) and ev.step == 4:
+            snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        if isinstance(ev, Step) and ev.step == 5:
+            with torch.no_grad():  # sabotage: the next forward pass gives NaN
+                trainer.model.lm_head.weight.fill_(float("nan"))
+    done = events[-1]
+    # step 5's weights gave a NaN loss: the weights of step 4, the last finite loss, come back
+    assert done.status == "diverged" and done.step == 4 == trainer.step
+    assert "loss became nan at step 6" in done.message and "learning rate" in done.message
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k

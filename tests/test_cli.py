@@ -1,0 +1,101 @@
+"""The command line end to end on a tiny config, in a subprocess as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--layers", "1", "--heads", "2", "--width", "16", "--block", "8", "--batch", "8",
+        "--threads", "1"]
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "playground", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    ckpt, log = tmp / "m.safetensors", tmp / "run.jsonl"
+    result = cli("train", "--builtin", "phrase", *TINY, "--steps", "40", "--eval-interval", "20",
+                 "--out", ckpt, "--log-json", log)
+    assert result.returncode == 0, result.stderr
+    return ckpt, log, result
+
+
+def test_train_writes_json_events_and_a_checkpoint(trained):
+    ckpt, log, result = trained
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "started" and kinds[-1] == "done"
+    assert kinds.count("step") == 40 and kinds.count("eval") == 2 and kinds.count("sample") == 2
+    for e in events:
+        if e["event"] in ("step", "eval", "done"):
+            assert {"step", "loss", "val_loss", "elapsed_s"} <= e.keys()
+        if e["event"] == "step":
+            assert {"lr", "tokens_per_s"} <= e.keys() and e["tokens_per_s"] > 0
+    done = events[-1]
+    assert done["params"] > 0 and done["train_seconds"] > 0 and done["final_loss"] < 2.5
+    assert {"final_val_loss"} <= done.keys()
+    assert ckpt.exists() and "saved" in result.stderr
+
+
+def test_generate_streams_to_stdout(trained):
+    ckpt, _, _ = trained
+    result = cli("generate", ckpt, "--prompt", "to be", "--chars", "25", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("to be") and len(result.stdout.rstrip("\n")) == 5 + 25
+    again = cli("generate", ckpt, "--prompt", "to be", "--chars", "25", "--seed", "3")
+    assert again.stdout == result.stdout
+
+
+def test_generate_reports_unknown_prompt_characters(trained):
+    ckpt, _, _ = trained
+    result = cli("generate", ckpt, "--prompt", "to bz!", "--chars", "5")
+    assert result.returncode == 0
+    assert "never saw 'z', '!'" in result.stderr and result.stdout.startswith("to b")
+    only_unknown = cli("generate", ckpt, "--prompt", "XYZ", "--chars", "5")
+    assert only_unknown.returncode == 2 and "Traceback" not in only_unknown.stderr
+
+
+def test_info(trained):
+    ckpt, _, _ = trained
+    result = cli("info", ckpt)
+    assert result.returncode == 0
+    assert "1 layers, 2 heads, width 16, block 8" in result.stdout
+    assert '" abehinoqrstu"' in result.stdout and "trained:    40 steps on phrase" in result.stdout
+
+
+def test_resume_continues_the_step_count(trained, tmp_path):
+    ckpt, _, _ = trained
+    log = tmp_path / "more.jsonl"
+    result = cli("train", "--resume", ckpt, "--steps", "5", "--log-json", log, "--out", tmp_path / "more")
+    assert result.returncode == 0, result.stderr
+    steps = [json.loads(l)["step"] for l in log.read_text().splitlines() if '"event": "step"' in l]
+    assert steps == [41, 42, 43, 44, 45]
+    assert (tmp_path / "more.safetensors").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["train", "--width", "100", "--heads", "3"], "width 100 must be divisible by heads 3"),
+    (["train", "--builtin", "phrase", "--block", "256"], "block size 256 is longer than the training text"),
+    (["train", "--layers", "abc"], "invalid int value"),
+    (["train", "--lr", "nan"], "learning rate must be a finite number"),
+    (["train", "--corpus", "/no/such/file.txt"], "does not exist"),
+    (["generate", "/no/such.safetensors"], "does not exist"),
+    (["info", "pyproject.toml"], "not a valid model file|not a safetensors"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments_exit_non_zero_with_one_line(args, words):
+    import re
+    result = cli(*args, cwd=ROOT)
+    assert result.returncode == 2
+    assert re.search(words, result.stderr), result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
