@@ -8,13 +8,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-import torch
 
 from playground.engine.errors import CorpusError
 from playground.engine.tokenizer import CharTokenizer
+
+if TYPE_CHECKING:  # torch loads lazily: the window paints before torch is imported
+    import torch
 
 CORPORA_DIR = Path(__file__).resolve().parents[2] / "corpora"
 # Built-in corpora: name -> (file in corpora/, one line for the picker).
@@ -47,10 +49,12 @@ class Corpus:
     def has_validation(self) -> bool:
         return self.n_val > 0
 
-    def train_ids(self) -> torch.Tensor:
+    def train_ids(self) -> "torch.Tensor":
+        import torch
         return torch.from_numpy(self.ids[: self.n_train])
 
-    def val_ids(self) -> torch.Tensor:
+    def val_ids(self) -> "torch.Tensor":
+        import torch
         return torch.from_numpy(self.ids[self.n_train:])
 
 
@@ -172,9 +176,10 @@ def window_count(n_ids: int, block_size: int) -> int:
     return max(n_ids - block_size, 0)
 
 
-def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
-              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(data: "torch.Tensor", block_size: int, batch_size: int,
+              generator: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
     """Random windows as (inputs, targets), each (B, T) int64, gathered in one indexing op."""
+    import torch
     starts = torch.randint(window_count(len(data), block_size), (batch_size, 1), generator=generator)
     rows = data[starts + torch.arange(block_size + 1)].long()  # (B, T+1)
     return rows[:, :-1], rows[:, 1:]

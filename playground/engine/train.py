@@ -16,6 +16,7 @@ from typing import Iterator, Optional
 import torch
 
 from playground.engine import sample as sampling
+from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.corpus import Corpus, get_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step
@@ -23,36 +24,6 @@ from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
 
 log = logging.getLogger(__name__)
-
-
-class TrainControl:
-    """Stop and pause flags, safe to set from any thread; checked between steps."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._running.set()  # a paused run must wake up to stop
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def wait_while_paused(self, timeout: Optional[float] = None) -> None:
-        self._running.wait(timeout)
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig, peak: Optional[float] = None) -> float:
@@ -95,6 +66,15 @@ class Trainer:
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
         self.control = TrainControl()
+        # held for each step; snapshot() takes it so a copy never mixes two steps' weights
+        self.lock = threading.Lock()
+
+    def snapshot(self) -> GPT:
+        """A copy of the model between steps, for generating while training runs."""
+        import copy
+        with self.lock:
+            clone = copy.deepcopy(self.model)
+        return clone.eval()
 
     @property
     def start_char(self) -> str:
@@ -164,33 +144,34 @@ class Trainer:
             for opt, peak in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr_at(local, cfg.max_steps, cfg, peak)
-            x, y = get_batch(data, T, B, gen)
-            _, loss = self.model(x, y)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
+            with self.lock:
+                x, y = get_batch(data, T, B, gen)
+                _, loss = self.model(x, y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    with torch.no_grad():
+                        torch._foreach_copy_(params, good)
+                    bad_step, self.step = self.step, good_step
+                    status, note = "diverged", (
+                        f"loss became {loss_value} at step {bad_step + 1}: training stopped and the "
+                        f"weights of step {good_step} (the last finite loss) were kept; "
+                        "the learning rate may be too high")
+                    break
                 with torch.no_grad():
-                    torch._foreach_copy_(params, good)
-                bad_step, self.step = self.step, good_step
-                status, note = "diverged", (
-                    f"loss became {loss_value} at step {bad_step + 1}: training stopped and the "
-                    f"weights of step {good_step} (the last finite loss) were kept; "
-                    "the learning rate may be too high")
-                break
-            with torch.no_grad():
-                torch._foreach_copy_(good, params)
-            good_step = self.step
-            for opt, _ in self.optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
-            if not math.isfinite(norm):
-                status, note = "diverged", (
-                    f"the gradient became {norm} at step {self.step + 1}: training stopped and "
-                    f"the weights of step {self.step} were kept; try a lower learning rate")
-                break
-            for opt, _ in self.optimizers:
-                opt.step()
-            self.step += 1
+                    torch._foreach_copy_(good, params)
+                good_step = self.step
+                for opt, _ in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
+                loss.backward()
+                norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
+                if not math.isfinite(norm):
+                    status, note = "diverged", (
+                        f"the gradient became {norm} at step {self.step + 1}: training stopped and "
+                        f"the weights of step {self.step} were kept; try a lower learning rate")
+                    break
+                for opt, _ in self.optimizers:
+                    opt.step()
+                self.step += 1
             tokens += B * T
             self.last_loss = loss_value
             now = time.perf_counter()
@@ -212,12 +193,17 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------
     def checkpoint(self, with_optimizer: bool = True):
+        """A consistent copy of model, optimizer and progress, safe to take while training."""
+        import copy
         from playground.engine.checkpoint import Checkpoint
-        state = {"step": self.step, "loss": self.last_loss, "val_loss": self.last_val_loss,
-                 "train_seconds": round(self.train_seconds, 3), "corpus": self.corpus.name,
-                 "start_char": self.start_char, "params": self.model.num_params()}
-        opt_state = [opt.state_dict() for opt, _ in self.optimizers] if with_optimizer else None
-        return Checkpoint(self.model, self.corpus.tokenizer, self.train_cfg, state, opt_state)
+        with self.lock:
+            model = copy.deepcopy(self.model)
+            opt_state = ([copy.deepcopy(opt.state_dict()) for opt, _ in self.optimizers]
+                         if with_optimizer else None)
+            state = {"step": self.step, "loss": self.last_loss, "val_loss": self.last_val_loss,
+                     "train_seconds": round(self.train_seconds, 3), "corpus": self.corpus.name,
+                     "start_char": self.start_char, "params": self.model.num_params()}
+        return Checkpoint(model, self.corpus.tokenizer, self.train_cfg, state, opt_state)
 
     @classmethod
     def resume(cls, ckpt, corpus: Corpus, train_cfg: TrainConfig) -> "Trainer":

@@ -1,0 +1,42 @@
+"""The composition root: create the QApplication and the main window, then load torch in the
+background after the first paint so the window appears at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+
+START = time.perf_counter()
+
+
+def _warm_up_torch() -> None:
+    import torch  # noqa: F401  (the first Train click then finds it loaded)
+    import playground.engine.train  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+    app = QApplication(sys.argv if argv is None else argv)
+    app.setOrganizationName("GPT Playground")
+    app.setApplicationName("GPT Playground")
+    from playground.ui.main_window import MainWindow
+    window = MainWindow()
+    window.show()
+
+    def first_paint() -> None:
+        if os.environ.get("PLAYGROUND_STARTUP_PROBE"):
+            print(f"window shown after {time.perf_counter() - START:.3f} s", flush=True)
+            QTimer.singleShot(0, window.close)
+            return
+        threading.Thread(target=_warm_up_torch, name="torch-warm-up", daemon=True).start()
+
+    QTimer.singleShot(0, first_paint)
+    return app.exec()
+
+
+__all__ = ["main"]

@@ -1,0 +1,203 @@
+"""Live loss plot: raw training loss (faint), a debiased moving average over it, validation
+points, a dashed "random guessing" line at ln(vocabulary), hover read-out, log-y, PNG/CSV export.
+
+Points go into preallocated float64 arrays; a timer redraws at most every 50 ms, so 100,000
+steps stay smooth (pyqtgraph clips to the view and downsamples by peak).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from playground.ui.widgets import named
+
+SMOOTHING = 0.95  # weight of the past in the moving average (debiased like TensorBoard's)
+REDRAW_MS = 100  # 10 frames/s: smooth to the eye, and the GUI thread leaves the GIL to training
+
+
+class Series:
+    """A growable pair of float64 arrays."""
+
+    def __init__(self, capacity: int = 1024):
+        self.x = np.empty(capacity)
+        self.y = np.empty(capacity)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self.x):
+            self.x = np.resize(self.x, 2 * self.n)
+            self.y = np.resize(self.y, 2 * self.n)
+        self.x[self.n], self.y[self.n] = x, y
+        self.n += 1
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[: self.n], self.y[: self.n]
+
+
+class LossPlot(QWidget):
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.raw, self.smooth, self.val = Series(), Series(), Series()
+        self._ema, self._ema_weight = 0.0, 0.0
+        self._reference: Optional[float] = None
+        self._dirty = False
+        self.redraws = 0
+
+        self.plot = named(pg.PlotWidget(background="w"), "lossPlot", "Loss plot",
+                          "Training loss (faint: every step; dark: smoothed) and validation loss "
+                          "(dots). Lower is better; the dashed line is random guessing")
+        item = self.plot.getPlotItem()
+        item.setLabel("bottom", "step")
+        item.setLabel("left", "loss (nats per character)")
+        item.showGrid(x=True, y=True, alpha=0.2)
+        item.addLegend(offset=(-10, 40))
+        item.setClipToView(True)
+        item.setDownsampling(auto=True, mode="peak")
+        self.raw_curve = item.plot(pen=pg.mkPen((31, 119, 180, 70), width=1), name="training loss")
+        self.smooth_curve = item.plot(pen=pg.mkPen((31, 119, 180), width=2), name="smoothed",
+                                      antialias=True)
+        self.val_points = item.plot(pen=None, symbol="o", symbolSize=7, symbolBrush=(230, 85, 13),
+                                    symbolPen=None, name="validation loss")
+        self.guess_line = pg.InfiniteLine(angle=0, movable=False,
+                                          pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DashLine),
+                                          label="random guessing",
+                                          labelOpts={"position": 0.5, "anchors": [(0.5, 1), (0.5, 1)],
+                                                     "color": (90, 90, 90)})
+        self.guess_line.hide()
+        item.addItem(self.guess_line)
+
+        self.log_y = named(QCheckBox("log y"), "logYCheck", "Logarithmic loss axis",
+                           "Show the loss on a logarithmic scale, to see small late improvements")
+        self.png_button = named(QPushButton("Export PNG…"), "exportPngButton", "Export plot image",
+                                "Save the plot as a PNG picture")
+        self.csv_button = named(QPushButton("Export CSV…"), "exportCsvButton", "Export plot data",
+                                "Save every step's loss, smoothed loss and validation loss as CSV")
+        self.readout = named(QLabel("Hover over the plot to read values"), "plotReadout",
+                             "Plot read-out", "The values under the mouse pointer")
+        bar = QHBoxLayout()
+        bar.addWidget(self.readout, 1)
+        bar.addWidget(self.log_y)
+        bar.addWidget(self.png_button)
+        bar.addWidget(self.csv_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.plot, 1)
+        layout.addLayout(bar)
+
+        self.log_y.toggled.connect(self._set_log)
+        self.png_button.clicked.connect(self._ask_png)
+        self.csv_button.clicked.connect(self._ask_csv)
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.timer = QTimer(self, interval=REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+
+    # -- data in ------------------------------------------------------------------------
+    def clear(self) -> None:
+        for s in (self.raw, self.smooth, self.val):
+            s.clear()
+        self._ema = self._ema_weight = 0.0
+        self._dirty = True
+
+    def set_vocab_size(self, vocab_size: int) -> None:
+        self._reference = math.log(vocab_size) if vocab_size > 1 else None
+        self._place_reference()
+
+    def add_step(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            return
+        self.raw.append(step, loss)
+        self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
+        self._ema_weight = SMOOTHING * self._ema_weight + (1 - SMOOTHING)
+        self.smooth.append(step, self._ema / self._ema_weight)
+        self._dirty = True
+
+    def add_validation(self, step: int, loss: Optional[float]) -> None:
+        if loss is not None and math.isfinite(loss):
+            self.val.append(step, loss)
+            self._dirty = True
+
+    @property
+    def point_count(self) -> int:
+        return self.raw.n
+
+    # -- drawing ------------------------------------------------------------------------
+    @Slot()
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.raw_curve.setData(*self.raw.view())
+        self.smooth_curve.setData(*self.smooth.view())
+        self.val_points.setData(*self.val.view())
+        self.redraws += 1
+
+    def _place_reference(self) -> None:
+        if self._reference is None:
+            self.guess_line.hide()
+            return
+        value = math.log10(self._reference) if self.log_y.isChecked() else self._reference
+        self.guess_line.setPos(value)
+        self.guess_line.label.setFormat(f"random guessing: ln(vocabulary) = {self._reference:.2f}")
+        self.guess_line.show()
+
+    @Slot(bool)
+    def _set_log(self, on: bool) -> None:
+        self.plot.getPlotItem().setLogMode(y=on)
+        self._place_reference()
+
+    @Slot(object)
+    def _hover(self, pos) -> None:
+        if self.raw.n == 0 or not self.plot.sceneBoundingRect().contains(pos):
+            return
+        x = self.plot.getPlotItem().vb.mapSceneToView(pos).x()
+        steps, losses = self.raw.view()
+        i = int(np.clip(np.searchsorted(steps, x), 0, self.raw.n - 1))
+        if i > 0 and abs(steps[i - 1] - x) < abs(steps[i] - x):
+            i -= 1
+        text = f"step {int(steps[i]):,}: loss {losses[i]:.4f}, smoothed {self.smooth.y[i]:.4f}"
+        if self.val.n:
+            vx, vy = self.val.view()
+            j = int(np.argmin(np.abs(vx - steps[i])))
+            text += f"; validation {vy[j]:.4f} at step {int(vx[j]):,}"
+        self.readout.setText(text)
+
+    # -- export -------------------------------------------------------------------------
+    def export_png(self, path: str) -> None:
+        from pyqtgraph.exporters import ImageExporter
+        self.redraw()
+        ImageExporter(self.plot.getPlotItem()).export(path)
+
+    def export_csv(self, path: str) -> None:
+        steps, losses = self.raw.view()
+        val = dict(zip(*(a.tolist() for a in self.val.view())))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "loss", "smoothed_loss", "val_loss"])
+            for i in range(self.raw.n):
+                v = val.get(steps[i])
+                writer.writerow([int(steps[i]), f"{losses[i]:.6g}", f"{self.smooth.y[i]:.6g}",
+                                 "" if v is None else f"{v:.6g}"])
+
+    @Slot()
+    def _ask_png(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export plot", "loss.png", "PNG images (*.png)")
+        if path:
+            self.export_png(path)
+
+    @Slot()
+    def _ask_csv(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export data", "loss.csv", "CSV files (*.csv)")
+        if path:
+            self.export_csv(path)

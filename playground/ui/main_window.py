@@ -1,0 +1,295 @@
+"""The main window: composes the panels and wires them to the session. No training logic here."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Optional
+
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QFileDialog, QGroupBox, QMainWindow, QMessageBox, QSplitter,
+                               QVBoxLayout, QWidget)
+
+from playground.engine.config import check_fits_text
+from playground.engine.errors import PlaygroundError
+from playground.ui.corpus_panel import CorpusPanel
+from playground.ui.generate_panel import GeneratePanel
+from playground.ui.loss_plot import LossPlot
+from playground.ui.samples_panel import SamplesPanel
+from playground.ui.session import Session
+from playground.ui.settings_panel import SettingsPanel
+from playground.ui.status import StatusTracker
+from playground.ui.training_panel import TrainingPanel
+
+log = logging.getLogger(__name__)
+SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
+
+
+def _box(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.addWidget(widget)
+    return box
+
+
+def app_settings() -> QSettings:
+    path = os.environ.get(SETTINGS_ENV)
+    return QSettings(path, QSettings.IniFormat) if path else QSettings("GPT Playground", "GPT Playground")
+
+
+class MainWindow(QMainWindow):
+    trainingFinished = Signal()
+    generationFinished = Signal()
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.setWindowTitle("GPT Playground")
+        self.setObjectName("mainWindow")
+        self.session = Session(self)
+        self.corpus = CorpusPanel()
+        self.settings = SettingsPanel()
+        self.training = TrainingPanel()
+        self.plot = LossPlot()
+        self.samples = SamplesPanel()
+        self.generation = GeneratePanel()
+        self.status = StatusTracker(self.training, self)
+        self.last_error = ""
+        self._build_layout()
+        self._build_menu()
+        self._wire()
+        self._restore()
+        self._validate()
+
+    # -- composition --------------------------------------------------------------------
+    def _build_layout(self) -> None:
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(_box("Corpus", self.corpus))
+        left.addWidget(_box("Model and training", self.settings))
+        middle = QSplitter(Qt.Vertical)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.training)
+        top_layout.addWidget(self.plot, 1)
+        middle.addWidget(_box("Training", top))
+        middle.addWidget(_box("Samples at each evaluation", self.samples))
+        middle.setSizes([560, 200])
+        self.splitter = QSplitter(Qt.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(middle)
+        self.splitter.addWidget(_box("Generate", self.generation))
+        self.splitter.setSizes([380, 640, 380])
+        self.setCentralWidget(self.splitter)
+        self.resize(1400, 860)
+
+    def _build_menu(self) -> None:
+        menu = self.menuBar().addMenu("&File")
+        for text, shortcut, slot, name in [
+                ("&Open model…", QKeySequence.Open, self.ask_open_model, "openModelAction"),
+                ("&Save model…", QKeySequence.Save, self.ask_save_model, "saveModelAction"),
+                ("Open &corpus file…", None, self.corpus.choose_file, "openCorpusAction"),
+                ("&Quit", QKeySequence.Quit, self.close, "quitAction")]:
+            action = QAction(text, self)
+            action.setObjectName(name)
+            if shortcut is not None:
+                action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            menu.addAction(action)
+            self.addAction(action)
+
+    def _wire(self) -> None:
+        s, t, g = self.session, self.training, self.generation
+        t.train.clicked.connect(self.start_training)
+        t.pause.clicked.connect(self.toggle_pause)
+        t.stop.clicked.connect(s.stop_training)
+        t.reset.clicked.connect(self.reset_model)
+        g.generateRequested.connect(self.start_generation)
+        g.stopRequested.connect(s.stop_generation)
+        self.corpus.changed.connect(self._validate)
+        self.settings.changed.connect(self._validate)
+        self.settings.preset.currentIndexChanged.connect(self._preset_picked)
+        s.trainingStarted.connect(self._on_started)
+        s.stepped.connect(self._on_step)
+        s.evaluated.connect(self._on_eval)
+        s.sampled.connect(lambda ev: self.samples.add(ev.step, ev.text))
+        s.trainingEnded.connect(self._on_training_ended)
+        s.tokenGenerated.connect(lambda tok: g.append(tok[0]))
+        s.generationEnded.connect(self._on_generation_ended)
+        s.failed.connect(self.show_error)
+        s.modelChanged.connect(self._on_model_changed)
+
+    # -- training -----------------------------------------------------------------------
+    def train_problem(self) -> str:
+        """Why Train is disabled, in words; '' when training can start."""
+        problems = [self.corpus.problem_text()] + self.settings.problems()
+        problems = [p for p in problems if p]
+        if not problems:
+            text = self.corpus.text()
+            n_val = int(len(text) * self.settings.train_config().val_fraction)
+            n_train = len(text) - (n_val if n_val >= self.settings.value("block") + 1 else 0)
+            try:
+                check_fits_text(self.settings.model_config(), self.settings.train_config(), n_train)
+            except PlaygroundError as exc:
+                problems.append(str(exc))
+        return "; ".join(problems)
+
+    @Slot()
+    def _validate(self) -> None:
+        self.settings.set_vocab_size(max(len(set(self.corpus.text())), 1))
+        self.corpus.set_split(self.settings.value("block"), self.settings.train_config().val_fraction)
+        problem = self.train_problem()
+        self.training.allow_train(not problem, problem)
+
+    @Slot()
+    def _preset_picked(self) -> None:
+        from playground.engine.presets import PRESETS
+        self.corpus.select(PRESETS[self.settings.preset.currentData()].corpus)
+
+    @Slot()
+    def start_training(self) -> None:
+        problem = self.train_problem()
+        if problem or self.session.training:
+            if problem:
+                self.show_error(f"Cannot train yet: {problem}")
+            return
+        self.session.start_training(self.corpus.name(), self.corpus.text(),
+                                    self.settings.model_config(), self.settings.train_config())
+        self.training.set_running(True)
+        self.status.begin()
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        if self.session.paused:
+            self.session.resume()
+        else:
+            self.session.pause()
+        self.training.set_running(True, paused=self.session.paused)
+        self.status.set_paused(self.session.paused)
+
+    @Slot()
+    def reset_model(self) -> None:
+        self.session.reset()
+        self.plot.clear()
+        self.samples.clear()
+        self.status.message("Model reset: the next Train starts from fresh weights")
+
+    @Slot(object)
+    def _on_started(self, ev) -> None:
+        if ev.first_step == 0:
+            self.plot.clear()
+            self.samples.clear()
+        self.plot.set_vocab_size(ev.vocab_size)
+        self.generation.set_vocabulary(self.session.tokenizer().chars)
+        self.status.started(ev)
+
+    @Slot(object)
+    def _on_step(self, ev) -> None:
+        self.plot.add_step(ev.step, ev.loss)
+        self.status.step(ev)
+
+    @Slot(object)
+    def _on_eval(self, ev) -> None:
+        self.plot.add_validation(ev.step, ev.val_loss)
+        self.status.evaluated(ev)
+
+    @Slot(object)
+    def _on_training_ended(self, done) -> None:
+        self.training.set_running(False)
+        self.status.finished(done)
+        self._validate()
+        self.trainingFinished.emit()
+
+    @Slot()
+    def _on_model_changed(self) -> None:
+        tokenizer = self.session.tokenizer()
+        self.generation.set_vocabulary(tokenizer.chars if tokenizer else None)
+
+    # -- generation ---------------------------------------------------------------------
+    @Slot()
+    def start_generation(self) -> None:
+        if self.session.generating:
+            return
+        if not self.session.has_model:
+            self.show_error("There is no model yet: train one (or open a saved model) first")
+            return
+        tokenizer = self.session.tokenizer()
+        prompt = self.generation.prompt.text()
+        known = "".join(c for c in prompt if c in tokenizer.stoi)
+        if prompt and not known:
+            self.show_error("None of the prompt's characters is in the model's vocabulary: "
+                            "type characters from the corpus, or leave the prompt empty")
+            return
+        self.generation.begin(known)
+        self.generation.set_running(True)
+        self.session.generate(known, self.generation.sample_config())
+
+    @Slot()
+    def _on_generation_ended(self) -> None:
+        self.generation.end()
+        self.generation.set_running(False)
+        self.generationFinished.emit()
+
+    # -- files --------------------------------------------------------------------------
+    @Slot()
+    def ask_save_model(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.safetensors",
+                                              "GPT Playground models (*.safetensors)")
+        if path:
+            self.save_model(path)
+
+    def save_model(self, path: str) -> bool:
+        try:
+            saved = self.session.save(path)
+        except PlaygroundError as exc:
+            self.show_error(f"The model was not saved: {exc}")
+            return False
+        self.status.message(f"Saved {saved}")
+        return True
+
+    @Slot()
+    def ask_open_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "",
+                                              "GPT Playground models (*.safetensors);;All files (*)")
+        if path:
+            self.open_model(path)
+
+    def open_model(self, path: str) -> bool:
+        try:
+            ckpt = self.session.open(path)
+        except PlaygroundError as exc:
+            self.show_error(f"Could not open the model: {exc}")
+            return False
+        corpus = ckpt.state.get("corpus")
+        if corpus:
+            self.corpus.select(corpus)
+        self.settings.set_values(ckpt.model_config, ckpt.train_config)
+        self.plot.clear()
+        self.plot.set_vocab_size(ckpt.model_config.vocab_size)
+        self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
+                            f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")
+        return True
+
+    # -- errors, settings, closing ------------------------------------------------------
+    @Slot(str)
+    def show_error(self, message: str) -> None:
+        self.last_error = message
+        log.warning(message)
+        self.status.message(message)
+        box = QMessageBox(QMessageBox.Warning, "GPT Playground", message, QMessageBox.Ok, self)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.setObjectName("errorDialog")
+        box.open()  # window-modal but not blocking: the app keeps running behind it
+
+    def _restore(self) -> None:
+        from playground.ui.persist import restore_window
+        restore_window(self, app_settings())
+
+    def closeEvent(self, event) -> None:
+        from playground.ui.persist import save_window
+        save_window(self, app_settings())
+        self.corpus.shutdown()
+        if not self.session.shutdown(3000):
+            log.error("a worker did not stop within 3 s")
+        event.accept()

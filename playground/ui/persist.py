@@ -1,0 +1,56 @@
+"""Remember the window between sessions: geometry, preset, settings and the corpus choice."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QSettings
+
+MAX_SAVED_TEXT = 1_000_000  # a pasted corpus above this is not written to the settings file
+
+
+def save_window(window, settings: QSettings) -> None:
+    settings.setValue("geometry", window.saveGeometry())
+    settings.setValue("splitter", window.splitter.saveState())
+    settings.setValue("preset", window.settings.preset.currentData())
+    for attr, spin in window.settings.spins.items():
+        settings.setValue(f"settings/{attr}", spin.value())
+    settings.setValue("settings/lr", window.settings.lr.value())
+    settings.setValue("settings/dropout", window.settings.dropout.value())
+    settings.setValue("corpus/choice", window.corpus.choice())
+    if window.corpus.choice() == "custom" and len(window.corpus.text()) <= MAX_SAVED_TEXT:
+        settings.setValue("corpus/text", window.corpus.text())
+    settings.setValue("generate/temperature", window.generation.temperature.value())
+    settings.setValue("generate/length", window.generation.length.value())
+    settings.sync()
+
+
+def restore_window(window, settings: QSettings) -> None:
+    """Apply saved values; anything missing or malformed keeps its default."""
+    geometry = settings.value("geometry")
+    if isinstance(geometry, QByteArray):
+        window.restoreGeometry(geometry)
+    splitter = settings.value("splitter")
+    if isinstance(splitter, QByteArray):
+        window.splitter.restoreState(splitter)
+    preset = settings.value("preset")
+    if isinstance(preset, str) and window.settings.preset.findData(preset) >= 0:
+        window.settings.apply_preset(preset)
+    choice = settings.value("corpus/choice")
+    if isinstance(choice, str):
+        window.corpus.select(choice)
+        text = settings.value("corpus/text")
+        if choice == "custom" and isinstance(text, str):
+            window.corpus.set_custom_text(text)
+    for attr, spin in window.settings.spins.items():
+        _set(spin, settings.value(f"settings/{attr}"), int)
+    _set(window.settings.lr, settings.value("settings/lr"), float)
+    _set(window.settings.dropout, settings.value("settings/dropout"), float)
+    _set(window.generation.temperature, settings.value("generate/temperature"), int)
+    _set(window.generation.length, settings.value("generate/length"), int)
+
+
+def _set(widget, value, kind) -> None:
+    try:
+        if value is not None:
+            widget.setValue(kind(value))
+    except (TypeError, ValueError):
+        pass

@@ -1,0 +1,206 @@
+"""Model and training settings: a preset picker, one control per setting, a live parameter
+count with a rough memory and time-per-step estimate, and problems flagged on the field."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from playground.engine import config as limits
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.presets import PRESETS
+from playground.ui.widgets import named
+
+# effective CPU throughput for the time estimate (FLOP/s); the bench measures the real one
+ASSUMED_FLOPS = 25e9
+BAD = "background: #ffe0e0;"
+
+# (attribute, objectName, label, minimum, maximum, tooltip)
+INT_FIELDS = [
+    ("layers", "layersSpin", "Layers", 1, limits.MAX_LAYERS,
+     "Layers: how many transformer blocks are stacked. More can learn more, trains slower"),
+    ("heads", "headsSpin", "Heads", 1, limits.MAX_HEADS,
+     "Heads: attention heads per block, each looking for its own pattern. Width must divide evenly"),
+    ("width", "widthSpin", "Width", 1, limits.MAX_WIDTH,
+     "Width: size of each character's vector; more learns more, trains slower"),
+    ("block", "blockSpin", "Block size", 1, limits.MAX_BLOCK,
+     "Block size: how many previous characters the model can look at"),
+    ("batch", "batchSpin", "Batch size", 1, limits.MAX_BATCH,
+     "Batch size: windows of text per step. Larger is smoother but slower per step"),
+    ("steps", "stepsSpin", "Steps", 1, limits.MAX_STEPS,
+     "Steps: how many updates one click on Train makes"),
+    ("warmup", "warmupSpin", "Warm-up steps", 0, limits.MAX_STEPS,
+     "Warm-up: steps over which the learning rate rises from 0 to its peak"),
+    ("eval_interval", "evalIntervalSpin", "Evaluate every", 1, limits.MAX_STEPS,
+     "How often (in steps) to measure validation loss and show a sample"),
+    ("seed", "seedSpin", "Seed", 0, 2**31 - 1,
+     "Seed: the same seed and settings give exactly the same run"),
+    ("threads", "threadsSpin", "CPU threads", 0, limits.MAX_THREADS,
+     "CPU threads for training; 0 picks automatically (small models run best on one)"),
+]
+
+
+class SettingsPanel(QWidget):
+    changed = Signal()
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self._vocab_size = 13
+        self._base_train = TrainConfig()
+        self._quiet = False  # set while several fields change at once
+        self.preset = named(QComboBox(), "presetPicker", "Preset",
+                            "Presets fill in every setting, and pick a corpus, for a known-good run")
+        for name, preset in PRESETS.items():
+            self.preset.addItem(name, name)
+            self.preset.setItemData(self.preset.count() - 1, preset.description, 3)  # ToolTipRole
+        self.spins: dict[str, QSpinBox] = {}
+        grid = QGridLayout()
+        for i, (attr, obj, label, low, high, tip) in enumerate(INT_FIELDS):
+            spin = named(QSpinBox(), obj, label, tip)
+            spin.setRange(low, high)
+            spin.setKeyboardTracking(False)
+            if attr == "threads":
+                spin.setSpecialValueText("auto")
+            self.spins[attr] = spin
+            grid.addWidget(QLabel(label), i // 2, (i % 2) * 2)
+            grid.addWidget(spin, i // 2, (i % 2) * 2 + 1)
+        row = len(INT_FIELDS) // 2
+        self.dropout = named(QDoubleSpinBox(), "dropoutSpin", "Dropout",
+                             "Dropout: fraction of signals randomly silenced while training, "
+                             "to fight memorising; 0 for small texts")
+        self.dropout.setRange(0.0, 0.9)
+        self.dropout.setSingleStep(0.05)
+        self.lr = named(QDoubleSpinBox(), "lrSpin", "Learning rate",
+                        "Learning rate: how big each update is. Too high diverges, too low crawls")
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, limits.MAX_LR)
+        self.lr.setSingleStep(1e-4)
+        grid.addWidget(QLabel("Dropout"), row, 0)
+        grid.addWidget(self.dropout, row, 1)
+        grid.addWidget(QLabel("Learning rate"), row, 2)
+        grid.addWidget(self.lr, row, 3)
+        self.param_label = named(QLabel(), "paramCountLabel", "Parameter count",
+                                 "How many numbers the model learns")
+        self.estimate = named(QLabel(), "estimateLabel", "Estimate",
+                              "Rough memory and time per step on this CPU (the bench measures real figures)")
+        self.problem = named(QLabel(), "settingsProblem", "Settings problem",
+                             "What must be fixed before training can start")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #b00020;")
+
+        form = QFormLayout()
+        form.addRow("Preset", self.preset)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addLayout(grid)
+        layout.addWidget(self.param_label)
+        layout.addWidget(self.estimate)
+        layout.addWidget(self.problem)
+        layout.addStretch(1)
+
+        self.apply_preset("seed")
+        for spin in [*self.spins.values(), self.dropout, self.lr]:
+            spin.valueChanged.connect(self._refresh)
+        self.preset.currentIndexChanged.connect(lambda _: self.apply_preset(self.preset.currentData()))
+
+    # -- values -------------------------------------------------------------------------
+    def value(self, attr: str) -> int:
+        return self.spins[attr].value()
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(vocab_size=self._vocab_size, n_layer=self.value("layers"),
+                           n_head=self.value("heads"), n_embd=self.value("width"),
+                           block_size=self.value("block"), dropout=round(self.dropout.value(), 4))
+
+    def train_config(self) -> TrainConfig:
+        lr = self.lr.value()
+        base = self._base_train
+        min_lr = min(base.min_lr * lr / base.learning_rate, lr)  # keep the preset's decay ratio
+        return base.replace(batch_size=self.value("batch"), max_steps=self.value("steps"),
+                            learning_rate=lr, min_lr=min_lr, warmup_steps=self.value("warmup"),
+                            eval_interval=self.value("eval_interval"), seed=self.value("seed"),
+                            threads=self.value("threads"))
+
+    def set_vocab_size(self, n: int) -> None:
+        if n != self._vocab_size and n > 0:
+            self._vocab_size = n
+            self._refresh()
+
+    def set_values(self, model: ModelConfig, train: Optional[TrainConfig]) -> None:
+        """Show the given settings (a preset, or an opened model's) without firing per field."""
+        self._quiet = True
+        values = {"layers": model.n_layer, "heads": model.n_head, "width": model.n_embd,
+                  "block": model.block_size}
+        if train is not None:
+            self._base_train = train
+            values.update(batch=train.batch_size, steps=train.max_steps, warmup=train.warmup_steps,
+                          eval_interval=train.eval_interval, seed=min(train.seed, 2**31 - 1),
+                          threads=train.threads)
+            self.lr.setValue(train.learning_rate)
+        for attr, v in values.items():
+            self.spins[attr].setValue(v)
+        self.dropout.setValue(model.dropout)
+        self._quiet = False
+        self._refresh()
+
+    @Slot(str)
+    def apply_preset(self, name: str) -> None:
+        preset = PRESETS[name]
+        if self.preset.currentData() != name:
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(self.preset.findData(name))
+            self.preset.blockSignals(False)
+        self.set_values(preset.model, preset.train)
+
+    # -- checks and estimates -----------------------------------------------------------
+    def problems(self) -> list[str]:
+        return self.model_config().problems() + self.train_config().problems()
+
+    @Slot()
+    def _refresh(self) -> None:
+        if self._quiet:
+            return
+        model, problems = self.model_config(), self.problems()
+        self.spins["heads"].setStyleSheet(BAD if model.n_embd % model.n_head else "")
+        self.spins["width"].setStyleSheet(BAD if model.n_embd % model.n_head else "")
+        self.spins["warmup"].setStyleSheet(BAD if self.value("warmup") > self.value("steps") else "")
+        self.problem.setText("; ".join(problems))
+        self.problem.setVisible(bool(problems))
+        if not model.problems():
+            n = model.num_params()
+            self.param_label.setText(f"{n:,} parameters")
+            self.estimate.setText(self._estimate(model, n))
+        else:
+            self.param_label.setText("parameters: fix the settings first")
+            self.estimate.setText("")
+        self.changed.emit()
+
+    def _estimate(self, model: ModelConfig, n: int) -> str:
+        B, T, C, L = self.value("batch"), model.block_size, model.n_embd, model.n_layer
+        flops = 6 * n * B * T + 12 * L * B * T * T * C
+        # weights, gradients and two AdamW moments, plus activations kept for the backward pass
+        memory = 16 * n + 4 * B * T * (L * (16 * C + 2 * model.n_head * T) + 2 * model.vocab_size)
+        seconds = flops / ASSUMED_FLOPS
+        total = seconds * self.value("steps")
+        return (f"about {_size(memory)} of memory, ~{seconds * 1000:.0f} ms per step, "
+                f"~{_duration(total)} for {self.value('steps'):,} steps")
+
+
+def _size(n_bytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n_bytes < 1024 or unit == "GB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1024
+    return ""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,86 @@
+"""The training status line and progress bar, refreshed on a timer from the latest values."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from PySide6.QtCore import QObject, QTimer, Slot
+
+from playground.engine.events import perplexity
+
+REFRESH_MS = 100
+
+
+def clock(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+class StatusTracker(QObject):
+    def __init__(self, panel, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.panel = panel
+        self.first = self.last = 0
+        self.step_ev = None
+        self.val_loss: Optional[float] = None
+        self.paused = False
+        self._dirty = False
+        self.timer = QTimer(self, interval=REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+
+    def begin(self) -> None:
+        self.step_ev, self.paused = None, False
+        self.message("Preparing the corpus and the model…")
+        self.timer.start()
+
+    def started(self, ev) -> None:
+        self.first, self.last = ev.first_step, ev.last_step
+        self.panel.progress.setRange(0, ev.last_step - ev.first_step)
+        self.panel.progress.setValue(0)
+        note = f" ({ev.message})" if ev.message else ""
+        self.message(f"Training {ev.params:,} parameters on {ev.n_train:,} characters with "
+                     f"{ev.threads} thread(s){note}")
+
+    def step(self, ev) -> None:
+        self.step_ev, self._dirty = ev, True
+
+    def evaluated(self, ev) -> None:
+        self.val_loss, self._dirty = ev.val_loss, True
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused, self._dirty = paused, True
+        self.refresh()
+
+    def finished(self, done) -> None:
+        self.refresh()
+        self.timer.stop()
+        if done is None:
+            return
+        words = {"completed": "Finished", "stopped": "Stopped", "diverged": "Diverged"}[done.status]
+        loss = "n/a" if done.final_loss is None else f"{done.final_loss:.4f}"
+        text = f"{words} at step {done.step:,} after {clock(done.train_seconds)}; loss {loss}"
+        if done.final_val_loss is not None:
+            text += f", validation {done.final_val_loss:.4f}"
+        self.message(text + (f". {done.message}" if done.message else ""))
+
+    def message(self, text: str) -> None:
+        self.panel.status.setText(text)
+
+    @Slot()
+    def refresh(self) -> None:
+        ev = self.step_ev
+        if ev is None or not self._dirty:
+            return
+        self._dirty = False
+        done = ev.step - self.first
+        total = max(self.last - self.first, 1)
+        self.panel.progress.setValue(done)
+        left = ev.elapsed_s / max(done, 1) * (total - done)
+        val = "n/a" if self.val_loss is None else f"{self.val_loss:.4f}"
+        ppl = perplexity(self.val_loss if self.val_loss is not None else ev.loss)
+        state = "Paused · " if self.paused else ""
+        self.message(f"{state}step {ev.step:,}/{self.last:,} · loss {ev.loss:.4f} · val {val} · "
+                     f"ppl {ppl:.2f} · {ev.tokens_per_s:,.0f} tok/s · elapsed {clock(ev.elapsed_s)} · "
+                     f"left {clock(left)}")

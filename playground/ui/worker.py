@@ -1,0 +1,78 @@
+"""Drive an engine iterator on a QThread and emit what it yields, like superqt's GeneratorWorker.
+
+Only plain values cross the thread boundary (the engine's frozen events, strings, tuples).
+Stopping is cooperative: `abort()` sets a flag checked between items; nothing is terminated.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Callable, Iterable, Optional
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+class GeneratorWorker(QObject):
+    yielded = Signal(object)
+    errored = Signal(str)
+    finished = Signal()
+
+    def __init__(self, make_iterable: Callable[[], Iterable], name: str = "worker"):
+        super().__init__()
+        self._make_iterable = make_iterable
+        self._abort = False
+        self.name = name
+
+    def abort(self) -> None:
+        """Ask the loop to end before the next item (safe from any thread)."""
+        self._abort = True
+
+    @property
+    def aborted(self) -> bool:
+        return self._abort
+
+    @Slot()
+    def work(self) -> None:
+        """Run the iterable to its end; callable directly on the main thread in tests."""
+        try:
+            for item in self._make_iterable():
+                if self._abort:
+                    break
+                self.yielded.emit(item)
+        except Exception as exc:  # a worker must never die silently: say what happened
+            from playground.engine.errors import PlaygroundError
+            if isinstance(exc, PlaygroundError):
+                message = str(exc)
+            else:
+                log.error("%s failed:\n%s", self.name, traceback.format_exc())
+                message = f"{type(exc).__name__}: {exc}"
+            self.errored.emit(message)
+        finally:
+            self.finished.emit()
+
+
+class WorkerHandle:
+    """A worker with its thread; keeps Python references alive until the thread has ended."""
+
+    def __init__(self, worker: GeneratorWorker, parent: Optional[QObject] = None):
+        self.worker = worker
+        self.thread = QThread(parent)
+        self.thread.setObjectName(worker.name)
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.work)
+        worker.finished.connect(self.thread.quit)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def stop(self, wait_ms: int = 3000) -> bool:
+        """Abort cooperatively and wait for the thread to end; True when it did."""
+        self.worker.abort()
+        self.thread.quit()
+        return self.thread.wait(wait_ms)

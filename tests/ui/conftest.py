@@ -1,0 +1,28 @@
+"""A main window on a throw-away settings file, and a helper for tiny, fast settings."""
+
+import pytest
+
+from playground.ui.main_window import SETTINGS_ENV
+
+CORPUS = "the quick brown fox jumps over the lazy dog. " * 20
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings.ini"))
+    from playground.ui.main_window import MainWindow
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.session.shutdown(5000)
+
+
+def use_tiny_settings(win, steps=40, text=CORPUS, eval_interval=20):
+    win.corpus.set_custom_text(text)
+    s = win.settings.spins
+    for name, value in [("layers", 1), ("heads", 2), ("width", 16), ("block", 8), ("batch", 8),
+                        ("steps", steps), ("warmup", 0), ("eval_interval", eval_interval),
+                        ("threads", 1)]:
+        s[name].setValue(value)
+    win.settings.lr.setValue(0.01)

@@ -1,0 +1,232 @@
+"""The window as a user drives it: train, watch, generate, stop, pause, save, open, close."""
+
+import math
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QPushButton
+import pyqtgraph as pg
+
+from playground.engine.config import ModelConfig
+from playground.engine.model import GPT
+
+from .conftest import CORPUS, use_tiny_settings
+
+NAMES = ["corpusPicker", "corpusEdit", "presetPicker", "layersSpin", "headsSpin", "widthSpin",
+         "blockSpin", "batchSpin", "stepsSpin", "lrSpin", "paramCountLabel", "trainButton",
+         "pauseButton", "stopButton", "resetButton", "trainProgress", "lossPlot", "samplesView",
+         "promptEdit", "temperatureSlider", "topKSpin", "lengthSpin", "generateButton", "outputView"]
+
+
+def find(win, name):
+    from PySide6.QtWidgets import QWidget
+    widget = win.findChild(QWidget, name)
+    assert widget is not None, name
+    return widget
+
+
+def test_every_named_widget_exists_with_an_accessible_name_and_tooltip(window):
+    for name in NAMES:
+        widget = find(window, name)
+        assert widget.accessibleName() and widget.toolTip(), name
+    assert isinstance(find(window, "lossPlot"), pg.PlotWidget)
+
+
+def test_whole_flow_train_then_generate(window, qtbot):
+    use_tiny_settings(window, steps=60)
+    assert window.training.train.isEnabled()
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        qtbot.mouseClick(find(window, "trainButton"), Qt.LeftButton)
+    assert window.plot.point_count == 60
+    steps, losses = window.plot.raw.view()
+    assert list(steps) == list(range(1, 61)) and losses[-10:].mean() < losses[:10].mean()
+    assert window.plot.val.n == 3  # evaluations at 20, 40, 60
+    assert window.samples.count() == 3 and "step" in window.samples.view.item(0).text()
+    assert find(window, "trainProgress").value() == 60
+    assert "Finished at step 60" in window.training.status.text()
+    window.generation.prompt.setText("the ")
+    window.generation.length.setValue(600)
+    with qtbot.waitSignal(window.generationFinished, timeout=60_000):
+        qtbot.mouseClick(find(window, "generateButton"), Qt.LeftButton)
+    out = find(window, "outputView").toPlainText()
+    assert out.startswith("the ") and len(out) == 4 + 600
+    assert window.generation.flushes >= 2, "the output should grow in several increments"
+    assert set(out) <= set(CORPUS)
+
+
+def test_stop_mid_run(window, qtbot):
+    use_tiny_settings(window, steps=100_000)
+    window.training.train.click()
+    qtbot.waitUntil(lambda: window.plot.point_count >= 5, timeout=60_000)
+    assert window.training.stop.isEnabled() and not window.training.train.isEnabled()
+    with qtbot.waitSignal(window.trainingFinished, timeout=10_000):
+        qtbot.mouseClick(window.training.stop, Qt.LeftButton)
+    assert "Stopped at step" in window.training.status.text()
+    assert 5 <= window.session.step() < 100_000
+    assert window.training.train.isEnabled() and not window.training.stop.isEnabled()
+
+
+def test_pause_then_resume(window, qtbot):
+    use_tiny_settings(window, steps=100_000)
+    window.training.train.click()
+    qtbot.waitUntil(lambda: window.plot.point_count >= 3, timeout=60_000)
+    window.training.pause.click()
+    assert window.training.pause.text() == "Resume"
+    qtbot.wait(300)
+    held = window.session.step()
+    qtbot.wait(400)
+    assert window.session.step() == held
+    assert window.training.status.text().startswith("Paused")
+    window.training.pause.click()
+    assert window.training.pause.text() == "Pause"
+    qtbot.waitUntil(lambda: window.session.step() >= held + 5, timeout=10_000)
+    with qtbot.waitSignal(window.trainingFinished, timeout=10_000):
+        window.training.stop.click()
+
+
+def test_close_during_training_and_generation_exits_cleanly(window, qtbot):
+    use_tiny_settings(window, steps=100_000)
+    window.training.train.click()
+    qtbot.waitUntil(lambda: window.plot.point_count >= 3, timeout=60_000)
+    window.generation.length.setValue(100_000)
+    window.generation.generate.click()
+    qtbot.waitUntil(lambda: len(window.generation._pending) + window.generation.flushes > 0, timeout=10_000)
+    import time
+    t0 = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - t0 < 1.0
+    handles = window.session._retired  # both workers, not yet cleaned up by the event loop
+    assert len(handles) == 2 and all(h.thread.isFinished() for h in handles)
+
+
+def test_invalid_settings_disable_train_with_a_message(window):
+    use_tiny_settings(window)
+    find(window, "widthSpin").setValue(100)
+    find(window, "headsSpin").setValue(3)
+    assert not window.training.train.isEnabled()
+    assert "width 100 must be divisible by heads 3" in window.training.train.toolTip()
+    problem = window.findChild(QLabel, "settingsProblem")
+    assert problem.isVisible() and "divisible" in problem.text()
+    find(window, "headsSpin").setValue(4)
+    assert window.training.train.isEnabled()
+
+
+def test_corpus_problems_disable_train(window):
+    window.corpus.select("custom")
+    for text, words in [("", "empty"), ("    ", "whitespace"), ("zzzz", "one distinct"),
+                        ("short text", "block size")]:
+        window.corpus.edit.setPlainText(text)
+        window.corpus._debounce.timeout.emit()
+        assert not window.training.train.isEnabled(), text
+        assert words in window.training.train.toolTip(), (text, window.training.train.toolTip())
+
+
+def test_parameter_label_matches_the_engine(window):
+    use_tiny_settings(window)
+    for layers, width, heads in [(1, 16, 2), (3, 48, 4), (2, 64, 4)]:
+        find(window, "layersSpin").setValue(layers)
+        find(window, "widthSpin").setValue(width)
+        find(window, "headsSpin").setValue(heads)
+        vocab = len(set(CORPUS))
+        expected = GPT(ModelConfig(vocab_size=vocab, n_layer=layers, n_head=heads, n_embd=width,
+                                   block_size=8)).num_params()
+        assert find(window, "paramCountLabel").text() == f"{expected:,} parameters"
+
+
+def test_seed_preset_shows_103821_parameters(window):
+    window.settings.apply_preset("seed")
+    window.corpus.select("phrase")
+    assert find(window, "paramCountLabel").text() == "103,821 parameters"
+
+
+def test_save_then_open_gives_the_same_generation(window, qtbot, tmp_path):
+    use_tiny_settings(window, steps=30)
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        window.training.train.click()
+
+    def generate():
+        window.generation.prompt.setText("the")
+        window.generation.length.setValue(80)
+        window.generation.seed.setValue(7)
+        with qtbot.waitSignal(window.generationFinished, timeout=60_000):
+            window.generation.generate.click()
+        return window.generation.text()
+
+    before = generate()
+    path = tmp_path / "model.safetensors"
+    assert window.save_model(str(path)) and path.exists()
+    window.reset_model()
+    assert not window.session.has_model
+    assert window.open_model(str(path))
+    assert window.settings.value("width") == 16 and window.settings.value("layers") == 1
+    assert generate() == before
+
+
+def test_opening_a_bad_file_shows_a_message_and_keeps_the_model(window, qtbot, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model at all")
+    assert not window.open_model(str(bad))
+    assert "Could not open the model" in window.last_error and "bad.safetensors" in window.last_error
+
+
+def test_generate_while_training_uses_a_snapshot(window, qtbot):
+    use_tiny_settings(window, steps=100_000)
+    window.training.train.click()
+    qtbot.waitUntil(lambda: window.plot.point_count >= 3, timeout=60_000)
+    window.generation.length.setValue(50)
+    with qtbot.waitSignal(window.generationFinished, timeout=30_000):
+        window.generation.generate.click()
+    assert len(window.generation.text()) == 50
+    assert window.session.training
+    with qtbot.waitSignal(window.trainingFinished, timeout=10_000):
+        window.training.stop.click()
+
+
+def test_unknown_prompt_characters_are_flagged_not_fatal(window, qtbot):
+    use_tiny_settings(window, steps=10)
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        window.training.train.click()
+    window.generation.prompt.setText("the QX")
+    notice = window.findChild(QLabel, "promptNotice")
+    assert notice.isVisible() and "'Q'" in notice.text() and "'X'" in notice.text()
+    window.generation.length.setValue(10)
+    with qtbot.waitSignal(window.generationFinished, timeout=30_000):
+        window.generation.generate.click()
+    assert window.generation.text().startswith("the ") and len(window.generation.text()) == 14
+
+
+def test_generate_without_a_model_explains(window):
+    window.generation.generate.click()
+    assert "no model yet" in window.last_error
+
+
+def test_plot_reference_line_export_and_log_toggle(window, qtbot, tmp_path):
+    use_tiny_settings(window, steps=20, eval_interval=10)
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        window.training.train.click()
+    vocab = len(set(CORPUS))
+    assert math.isclose(window.plot.guess_line.value(), math.log(vocab))
+    window.plot.log_y.setChecked(True)
+    assert math.isclose(window.plot.guess_line.value(), math.log10(math.log(vocab)))
+    window.plot.export_png(str(tmp_path / "loss.png"))
+    window.plot.export_csv(str(tmp_path / "loss.csv"))
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    rows = (tmp_path / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,smoothed_loss,val_loss" and len(rows) == 21
+    assert rows[10].split(",")[3] != "" and rows[9].split(",")[3] == ""
+
+
+def test_settings_are_remembered(qtbot, tmp_path, monkeypatch):
+    from playground.ui.main_window import SETTINGS_ENV, MainWindow
+    monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "remember.ini"))
+    first = MainWindow()
+    qtbot.addWidget(first)
+    use_tiny_settings(first, steps=77)
+    first.corpus.edit.setPlainText("my own corpus text, long enough to use")  # typed by the user
+    qtbot.waitUntil(lambda: first.corpus.text() == "my own corpus text, long enough to use")
+    first.close()
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.settings.value("steps") == 77 and second.settings.value("width") == 16
+    assert second.corpus.choice() == "custom"
+    assert second.corpus.text() == "my own corpus text, long enough to use"
