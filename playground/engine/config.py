@@ -85,13 +85,23 @@ class ModelConfig(_Checked):
     n_embd: int = 64         # width: length of each character's vector
     block_size: int = 32     # the longest context the model sees at once
     dropout: float = 0.0     # fraction of activations zeroed in training (0 for small data)
+    # "learned": GPT-2's learned absolute positions (the reference architecture).
+    # "rope": rotary positions with attention limited to the last block_size characters at
+    # every layer; identical on training windows, and it lets generation keep a rolling cache.
+    position: str = "learned"
 
     def problems(self) -> list[str]:
         errors: list[str] = []
+        if self.position not in ("learned", "rope"):
+            errors.append(f"position scheme {self.position!r} is unknown: use 'learned' or 'rope'")
         _int_in(errors, "vocabulary size", self.vocab_size, 1, MAX_VOCAB)
         _int_in(errors, "layers", self.n_layer, 1, MAX_LAYERS)
         _int_in(errors, "heads", self.n_head, 1, MAX_HEADS)
         _int_in(errors, "width", self.n_embd, 1, MAX_WIDTH)
+        if self.position == "rope" and _is_int(self.n_embd) and _is_int(self.n_head) and \
+                self.n_head > 0 and (self.n_embd // self.n_head) % 2:
+            errors.append(f"rotary positions need an even head size; width {self.n_embd} / "
+                          f"heads {self.n_head} is odd")
         _int_in(errors, "block size", self.block_size, 1, MAX_BLOCK)
         _float_in(errors, "dropout", self.dropout, 0.0, 0.9)
         if not errors and self.n_embd % self.n_head:
@@ -106,7 +116,8 @@ class ModelConfig(_Checked):
         """Exact parameter count of the GPT this config builds, without building it."""
         C, V, T = self.n_embd, self.vocab_size, self.block_size
         per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
-        return V * C + T * C + self.n_layer * per_block + 2 * C + (C * V + V)
+        positions = T * C if self.position == "learned" else 0
+        return V * C + positions + self.n_layer * per_block + 2 * C + (C * V + V)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ class Token:
 
 def filter_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
     """Logits (V,) -> probabilities after temperature, top-k and top-p (nucleus) filtering."""
-    logits = logits.float()
-    if temperature > 0:
+    if logits.dtype != torch.float32:
+        logits = logits.float()
+    if temperature > 0 and temperature != 1:
         logits = logits / temperature
     if 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k).values[-1]
@@ -58,7 +59,6 @@ def prepare_prompt(tokenizer: CharTokenizer, prompt: str, start_char: Optional[s
     return encoded
 
 
-@torch.inference_mode()
 def stream_tokens(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
                   config: SampleConfig = SampleConfig(), start_char: Optional[str] = None,
                   use_cache: bool = True) -> Iterator[Token]:
@@ -89,25 +89,40 @@ def stream_tokens(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
 def _sample_loop(model: GPT, tokenizer: CharTokenizer, ids: list[int], count: int,
                  config: SampleConfig, use_cache: bool) -> Iterator[Token]:
     T = model.config.block_size
+    rolling = model.config.position == "rope"  # the cache never has to be dropped
+    device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
     cache: Optional[KVCache] = None
     for _ in range(count):
-        if use_cache and len(ids) <= T:
-            if cache is None:  # prefill the whole prompt once
-                cache = KVCache(model.config.n_layer)
-                feed = ids
+        if use_cache and (rolling or len(ids) <= T):
+            if cache is None:  # prefill the prompt once
+                cache = model.new_cache()
+                feed = ids if not rolling else ids[-(T + model.config.n_layer * T):]
+                logits = _forward(model, feed, device, cache)
+            elif rolling and device.type == "cpu":  # one token, the lean path (no grad mode needed)
+                logits = model.decode_step(ids[-1], cache)
             else:  # the cache holds every position but the newest
-                feed = ids[-1:]
-            logits, _ = model(torch.tensor([feed]), cache=cache, last_only=True)
+                logits = _forward(model, ids[-1:], device, cache)
+        elif rolling:
+            # the plain path of the windowed model: the whole history, windowed at each layer
+            logits = _forward(model, ids, device)
         else:
-            logits, _ = model(torch.tensor([ids[-T:]]), last_only=True)
-        probs = filter_probs(logits[0, -1], config.temperature, config.top_k, config.top_p)
+            # learned positions: crop to the block, every position recomputed
+            logits = _forward(model, ids[-T:], device)
+        probs = filter_probs(logits, config.temperature, config.top_k, config.top_p)
         if config.temperature == 0:
             nxt = int(torch.argmax(probs))
         else:
             nxt = int(torch.multinomial(probs, 1, generator=generator))
         ids.append(nxt)
         yield Token(nxt, tokenizer.chars[nxt], probs)
+
+
+def _forward(model: GPT, ids: list[int], device, cache: Optional[KVCache] = None) -> torch.Tensor:
+    """Last position's logits (V,) on the CPU, without recording a graph."""
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids], device=device), cache=cache, last_only=True)
+    return logits[0, -1].cpu()
 
 
 def stream(model: GPT, tokenizer: CharTokenizer, prompt: str = "",

@@ -18,7 +18,7 @@ import torch
 from playground.engine import sample as sampling
 from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
-from playground.engine.corpus import Corpus, get_batch
+from playground.engine.corpus import Corpus, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
@@ -37,37 +37,60 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: Optional[float] = None)
     return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - floor)
 
 
-def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig) -> int:
-    """Thread count for this size of work: small steps gain nothing from a second core
-    (measured by `python -m playground bench`), and one core left free keeps the GUI smooth."""
+def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
+    """Threads for this size of step. Below about 50 MFLOP-ish of work (parameters x tokens
+    per step) a second thread costs more in hand-offs than it gains; the `threads` bench
+    measures both sides. A tiny corpus caps the batch at its distinct windows (merged)."""
     cores = os.cpu_count() or 1
-    work = model_cfg.num_params() * train_cfg.batch_size * model_cfg.block_size
-    return 1 if work < 2e8 or cores < 2 else min(cores, 8)
+    rows = train_cfg.batch_size
+    if corpus is not None and model_cfg.dropout == 0:
+        rows = min(rows, max(corpus.n_train - model_cfg.block_size, 1))
+    work = model_cfg.num_params() * rows * model_cfg.block_size
+    return 1 if work < 5e7 or cores < 2 else min(cores, 8)
 
 
 class Trainer:
+    """Owns a model, its optimizers and its step count; `run()` trains and yields events.
+
+    device: "cpu" (default), "cuda" (bf16 autocast) or "mps". compile: torch.compile the
+    training forward (opt-in; slow to start). With torch.distributed initialised (torchrun),
+    the model trains under DistributedDataParallel and each rank draws its own batches.
+    """
+
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Corpus,
-                 model: Optional[GPT] = None, step: int = 0):
+                 model: Optional[GPT] = None, step: int = 0, device: str = "cpu",
+                 compile: bool = False):
         train_cfg.check()
         model_cfg.check()
         if model_cfg.vocab_size != corpus.tokenizer.vocab_size:
             raise ValueError("model vocabulary does not match the corpus tokenizer")
         check_fits_text(model_cfg, train_cfg, corpus.n_train)
         self.model_cfg, self.train_cfg, self.corpus = model_cfg, train_cfg, corpus
-        self.threads = train_cfg.threads or auto_threads(model_cfg, train_cfg)
+        self.device = torch.device(device)
+        self.threads = train_cfg.threads or auto_threads(model_cfg, train_cfg, corpus)
         torch.set_num_threads(self.threads)
         if model is None:
             torch.manual_seed(train_cfg.seed)
             model = GPT(model_cfg)
-        self.model = model
+        self.model = model.to(self.device)
+        self.rank, self.world = _dist_rank_world()
+        self.train_model = self._wrap(compile)
         self.step = step  # optimizer steps applied so far, over the model's whole life
-        self.optimizers = build_optimizers(model, train_cfg)
+        self.optimizers = build_optimizers(self.model, train_cfg)
         self.last_loss: Optional[float] = None
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
         self.control = TrainControl()
         # held for each step; snapshot() takes it so a copy never mixes two steps' weights
         self.lock = threading.Lock()
+
+    def _wrap(self, compile: bool) -> torch.nn.Module:
+        model = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if compile else model
 
     def snapshot(self) -> GPT:
         """A copy of the model between steps, for generating while training runs."""
@@ -80,6 +103,13 @@ class Trainer:
     def start_char(self) -> str:
         return self.corpus.text[0]
 
+    def _autocast(self):
+        # bf16 on CUDA only: on this kind of CPU (no AVX-512) bf16 is far slower than fp32
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        import contextlib
+        return contextlib.nullcontext()
+
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def estimate_loss(self, split: str) -> Optional[float]:
@@ -91,12 +121,22 @@ class Trainer:
         gen = torch.Generator().manual_seed(12345)
         was_training = self.model.training
         self.model.eval()
+        losses = []
         try:
-            losses = [self.model(*get_batch(data, T, self.train_cfg.batch_size, gen))[1].item()
-                      for _ in range(self.train_cfg.eval_batches)]
+            for _ in range(self.train_cfg.eval_batches):
+                x, y, w = get_weighted_batch(data, T, self.train_cfg.batch_size, gen)
+                x, y, w = self._to_device(x, y, w)
+                with self._autocast():
+                    loss = self.model(x, y, weights=w)[1]
+                losses.append(loss.item())
         finally:
             self.model.train(was_training)
         return sum(losses) / len(losses)
+
+    def _to_device(self, x, y, w):
+        if self.device.type == "cpu":
+            return x, y, w
+        return x.to(self.device), y.to(self.device), None if w is None else w.to(self.device)
 
     def sample_text(self) -> str:
         cfg = SampleConfig(max_new_chars=self.train_cfg.sample_chars, temperature=1.0,
@@ -122,10 +162,11 @@ class Trainer:
         yield Started(self.model.num_params(), self.model_cfg.vocab_size, self.corpus.n_train,
                       self.corpus.n_val, first, last, self.threads, message)
         data = self.corpus.train_ids()
-        gen = torch.Generator().manual_seed(cfg.seed + first)
-        params = list(self.model.parameters())
+        # each rank draws its own batches; a continued run does not repeat the first one's
+        gen = torch.Generator().manual_seed(cfg.seed + first + 1_000_003 * self.rank)
+        self._params = list(self.model.parameters())
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
-        good, good_step = [p.detach().clone() for p in params], self.step
+        self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
         self.model.train()
         status, note, tokens, paused_for = "completed", "", 0, 0.0
         t0 = t_step = time.perf_counter()
@@ -144,38 +185,16 @@ class Trainer:
             for opt, peak in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr_at(local, cfg.max_steps, cfg, peak)
+            # repeated windows are merged only without dropout (their masks would differ)
+            x, y, w = get_weighted_batch(data, T, B, gen, merge=self.model_cfg.dropout == 0)
             with self.lock:
-                x, y = get_batch(data, T, B, gen)
-                _, loss = self.model(x, y)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    with torch.no_grad():
-                        torch._foreach_copy_(params, good)
-                    bad_step, self.step = self.step, good_step
-                    status, note = "diverged", (
-                        f"loss became {loss_value} at step {bad_step + 1}: training stopped and the "
-                        f"weights of step {good_step} (the last finite loss) were kept; "
-                        "the learning rate may be too high")
-                    break
-                with torch.no_grad():
-                    torch._foreach_copy_(good, params)
-                good_step = self.step
-                for opt, _ in self.optimizers:
-                    opt.zero_grad(set_to_none=True)
-                loss.backward()
-                norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
-                if not math.isfinite(norm):
-                    status, note = "diverged", (
-                        f"the gradient became {norm} at step {self.step + 1}: training stopped and "
-                        f"the weights of step {self.step} were kept; try a lower learning rate")
-                    break
-                for opt, _ in self.optimizers:
-                    opt.step()
-                self.step += 1
+                loss_value, norm, note = self._train_step(*self._to_device(x, y, w))
+            if note:
+                status = "diverged"
+                break
             tokens += B * T
-            self.last_loss = loss_value
             now = time.perf_counter()
-            rate = B * T / max(now - t_step, 1e-9)
+            rate = B * T * self.world / max(now - t_step, 1e-9)
             tok_rate = rate if local == 0 else 0.9 * tok_rate + 0.1 * rate
             t_step = now
             elapsed = now - t0 - paused_for
@@ -189,7 +208,38 @@ class Trainer:
         if status == "diverged":
             log.warning(note)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
-                   run_seconds, tokens, note)
+                   run_seconds, tokens * self.world, note)
+
+    def _train_step(self, x, y, w) -> tuple[float, float, str]:
+        """One update; returns (loss, gradient norm, '' or why training must stop)."""
+        params, cfg = self._params, self.train_cfg
+        with self._autocast():
+            _, loss = self.train_model(x, y, weights=w)
+        loss_value = _global_mean(loss.detach(), self.world)
+        if not math.isfinite(loss_value):
+            with torch.no_grad():
+                torch._foreach_copy_(params, self._good)
+            bad_step, self.step = self.step, self._good_step
+            return loss_value, float("nan"), (
+                f"loss became {loss_value} at step {bad_step + 1}: training stopped and the "
+                f"weights of step {self._good_step} (the last finite loss) were kept; "
+                "the learning rate may be too high")
+        with torch.no_grad():
+            torch._foreach_copy_(self._good, params)
+        self._good_step = self.step
+        for opt, _ in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
+        if not math.isfinite(norm):
+            return loss_value, norm, (
+                f"the gradient became {norm} at step {self.step + 1}: training stopped and "
+                f"the weights of step {self.step} were kept; try a lower learning rate")
+        for opt, _ in self.optimizers:
+            opt.step()
+        self.step += 1
+        self.last_loss = loss_value
+        return loss_value, norm, ""
 
     # -- checkpoints --------------------------------------------------------------------
     def checkpoint(self, with_optimizer: bool = True):
@@ -217,3 +267,45 @@ class Trainer:
             for (opt, _), state in zip(trainer.optimizers, saved):
                 opt.load_state_dict(state)
         return trainer
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _global_mean(value: torch.Tensor, world: int) -> float:
+    """The loss averaged over ranks (every rank then agrees on stopping for a NaN)."""
+    if world > 1:
+        import torch.distributed as dist
+        value = value.float().clone()
+        dist.all_reduce(value)
+        value /= world
+    return value.item()
+
+
+@torch.no_grad()
+def full_loss(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> Optional[float]:
+    """Mean loss over a whole split: consecutive windows, every character predicted once.
+
+    The most exact figure for a held-out tail (random-batch evaluation estimates the same
+    quantity with noise). None when the split is shorter than one window.
+    """
+    n = (len(ids) - 1) // block_size
+    if n == 0:
+        return None
+    ids = ids[: n * block_size + 1].long()
+    x = ids[:-1].view(n, block_size)
+    y = ids[1:].view(n, block_size)
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    try:
+        for i in range(0, n, batch_size):
+            _, loss = model(x[i:i + batch_size], y[i:i + batch_size])
+            total += loss.item() * len(x[i:i + batch_size])
+    finally:
+        model.train(was_training)
+    return total / n

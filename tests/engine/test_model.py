@@ -72,3 +72,33 @@ def test_attention_maps_are_causal_probabilities(tiny_model_cfg):
     assert maps.shape == (1, 1, 2, 8, 8)
     torch.testing.assert_close(maps.sum(-1), torch.ones(1, 1, 2, 8))
     assert torch.all(maps.triu(1) == 0)
+
+
+def test_rope_model_cache_matches_the_windowed_full_forward():
+    cfg = ModelConfig(vocab_size=11, n_layer=3, n_head=2, n_embd=16, block_size=6, position="rope")
+    torch.manual_seed(4)
+    model = GPT(cfg).eval()
+    idx = torch.randint(11, (1, 40))  # far longer than the window of 6
+    full, _ = model(idx)
+    cache = model.new_cache()
+    pieces = [model(idx[:, :9], cache=cache)[0]]
+    for t in range(9, 40):
+        pieces.append(model(idx[:, t:t + 1], cache=cache)[0])
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
+    # the window is real: a character more than 3 x 5 positions back cannot matter
+    changed = idx.clone()
+    changed[0, 0] = (changed[0, 0] + 1) % 11
+    assert torch.equal(model(changed)[0][0, 16:], full[0, 16:])
+    assert not torch.equal(model(changed)[0][0, :3], full[0, :3])
+
+
+def test_rope_has_no_position_table_and_counts_match():
+    cfg = ModelConfig(vocab_size=13, n_layer=2, n_head=4, n_embd=64, block_size=32, position="rope")
+    model = GPT(cfg)
+    assert model.wpe is None and model.num_params() == cfg.num_params() == 103_821 - 32 * 64
+
+
+def test_learned_positions_refuse_sequences_beyond_the_block(tiny_model_cfg):
+    import pytest
+    with pytest.raises(ValueError, match="exceeds block size"):
+        GPT(tiny_model_cfg)(torch.zeros(1, 9, dtype=torch.long))

@@ -74,3 +74,16 @@ def test_prompt_of_only_unknown_characters_is_a_prompt_error():
     from playground.engine.errors import PromptError
     with pytest.raises(PromptError, match="none of the prompt's characters"):
         generate(_model(), TOK, "xyz!", SampleConfig(max_new_chars=3))
+
+
+def test_rope_rolling_cache_gives_the_plain_path_probabilities_beyond_the_block():
+    torch.manual_seed(8)
+    model = GPT(ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=16, block_size=8,
+                            position="rope")).eval()
+    cfg = SampleConfig(max_new_chars=50, temperature=0.9, seed=2)
+    for prompt in ["a", "abcdefghijkabcdefghijk"]:  # short, and longer than the window
+        fast = list(stream_tokens(model, TOK, prompt, cfg, use_cache=True))
+        plain = list(stream_tokens(model, TOK, prompt, cfg, use_cache=False))
+        assert [t.id for t in fast] == [t.id for t in plain]
+        for a, b in zip(fast, plain):
+            torch.testing.assert_close(a.probs, b.probs, rtol=1e-5, atol=1e-6)
