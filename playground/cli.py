@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=["adamw", "muon"], help="optimizer for the weight matrices")
     t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train (default cpu)")
+    t.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (slow to start; off by default)")
+    t.add_argument("--position", choices=["learned", "rope"],
+                   help="position scheme for a new model (default learned, the reference)")
     t.add_argument("--out", metavar="CKPT", help="save the model here (.safetensors)")
     t.add_argument("--resume", metavar="CKPT", help="continue training this checkpoint")
     t.add_argument("--log-json", metavar="FILE", help="write one JSON object per event")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from playground.engine.presets import get_preset
 from playground.engine.train import Trainer
 
 MODEL_FLAGS = {"layers": "n_layer", "heads": "n_head", "width": "n_embd", "block": "block_size",
-               "dropout": "dropout"}
+               "dropout": "dropout", "position": "position"}
 TRAIN_FLAGS = {"batch": "batch_size", "steps": "max_steps", "lr": "learning_rate", "seed": "seed",
                "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer"}
 
@@ -43,8 +44,9 @@ def _source(args, default_builtin: str) -> dict:
     return {"builtin": args.builtin or default_builtin}
 
 
-def make_trainer(args) -> Trainer:
+def make_trainer(args, device: str = "cpu") -> Trainer:
     corpus_name, model_cfg, train_cfg = configs_from_args(args)
+    options = {"device": device, "compile": args.compile}
     train_cfg.check()
     if args.resume:
         ckpt = checkpoint.load(args.resume)
@@ -57,11 +59,11 @@ def make_trainer(args) -> Trainer:
         name, text = resolve_source(**_source(args, default if not given else corpus_name))
         corpus = build_corpus(name, text, train_cfg.val_fraction, ckpt.model_config.block_size,
                               tokenizer=ckpt.tokenizer)
-        return Trainer.resume(ckpt, corpus, train_cfg)
+        return Trainer.resume(ckpt, corpus, train_cfg, **options)
     name, text = resolve_source(**_source(args, corpus_name))
     corpus = build_corpus(name, text, train_cfg.val_fraction, model_cfg.block_size)
     model_cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size).check()
-    return Trainer(model_cfg, train_cfg, corpus)
+    return Trainer(model_cfg, train_cfg, corpus, **options)
 
 
 class Progress:
@@ -90,15 +92,25 @@ class Progress:
 
 
 def run_train(args) -> int:
-    if args.device not in ("cpu", "auto"):
-        from playground.engine.device import check_device
-        check_device(args.device)
-    trainer = make_trainer(args)
+    from playground.engine.device import check_device
+    from playground.engine.distributed import init_from_env, shutdown
+    device = check_device(args.device)
+    rank, world, device = init_from_env(device)
+    try:
+        return _train(args, str(device), rank, world)
+    finally:
+        shutdown()
+
+
+def _train(args, device: str, rank: int, world: int) -> int:
+    if rank != 0:  # other ranks train silently; rank 0 logs and saves
+        args.log_json, args.out, args.quiet = None, None, True
+    trainer = make_trainer(args, device)
     out: Optional[Path] = Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise CorpusError(f"cannot save to {out}: folder {out.parent} does not exist")
     log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
-    progress = Progress(sys.stderr, args.quiet)
+    progress = Progress(sys.stderr, args.quiet) if rank == 0 else Progress(open(os.devnull, "w"), True)
     from playground.cli import install_stop_on_sigint
     install_stop_on_sigint(trainer.control.stop)
     first = last = 0
@@ -109,9 +121,10 @@ def run_train(args) -> int:
                 log_file.write(json.dumps(to_json_dict(ev)) + "\n")
             if isinstance(ev, Started):
                 first, last = ev.first_step, ev.last_step
+                ranks = f" x {world} ranks" if world > 1 else ""
                 progress.line(f"training {ev.params:,} parameters on {ev.n_train:,} characters "
                               f"({ev.vocab_size} distinct), steps {first + 1}-{last}, "
-                              f"{ev.threads} thread(s)")
+                              f"{ev.threads} thread(s){ranks} on {device}")
                 if ev.message:
                     progress.line(ev.message)
             elif isinstance(ev, Step):
@@ -134,7 +147,7 @@ def run_train(args) -> int:
     if out is not None:
         path = checkpoint.save(out, trainer.checkpoint())
         progress.line(f"saved {path}")
-    else:
+    elif rank == 0:
         progress.line("not saved (add --out FILE.safetensors to keep the model)")
     if done.status == "diverged":
         return 1

@@ -54,6 +54,11 @@ def optimizer_path(path: str | os.PathLike) -> Path:
 # -- writing ------------------------------------------------------------------------------
 def _write_atomic(path: Path, payload: bytes) -> None:
     """Write bytes so that `path` is either the old file or the whole new one, never half."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
+        try:
+            stale.unlink()
+        except OSError:
+            pass
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; a model file is an ordinary document

@@ -6,6 +6,7 @@ Text is checked once here; everything downstream may assume a usable, non-empty 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -28,6 +29,7 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "fable": ("fable.txt", "A short fable written for the playground: real words, little data"),
 }
 SHAKESPEARE_ENV = "PLAYGROUND_SHAKESPEARE"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_FILE_BYTES = 2 * 1024**3  # a corpus beyond 2 GB is almost certainly the wrong file
 
 
@@ -69,9 +71,7 @@ def check_text(text: str) -> str:
         raise CorpusError("the corpus contains NUL bytes: it looks like a binary file, not text")
     if not text.strip():
         raise CorpusError("the corpus is only whitespace: there is nothing to learn")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
+    if _SURROGATE.search(text):  # a search, not an encode: no copy of a 50 MB text
         raise CorpusError("the corpus contains unpaired surrogate characters: it is not valid text")
     distinct = set(text)
     if len(distinct) < 2:
@@ -91,19 +91,22 @@ def read_text_file(path: str | os.PathLike, progress: Optional[Callable[[float],
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise CorpusError(f"{path} is {size / 1024**3:.1f} GB: corpora above 2 GB are not supported")
-        chunks, done = [], 0
+        data = bytearray(size)  # one buffer: a 50 MB file costs 50 MB here, not twice that
+        view, done = memoryview(data), 0
         with open(path, "rb") as f:
-            while block := f.read(8 * 1024 * 1024):
-                chunks.append(block)
-                done += len(block)
+            while done < size:
+                n = f.readinto(view[done:done + 8 * 1024 * 1024])
+                if not n:
+                    break
+                done += n
                 if progress:
                     progress(done / max(size, 1))
+        view.release()
+        del data[done:]  # the file shrank while we read it
     except PermissionError:
         raise CorpusError(f"{path} cannot be read: permission denied")
     except OSError as exc:
         raise CorpusError(f"{path} cannot be read: {exc.strerror or exc}")
-    data = b"".join(chunks)
-    del chunks
     if b"\x00" in data:
         raise CorpusError(f"{path.name} contains NUL bytes: it looks like a binary file, not text")
     try:

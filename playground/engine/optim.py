@@ -44,8 +44,8 @@ def build_optimizers(model: GPT, cfg: TrainConfig) -> list[tuple[torch.optim.Opt
         muon = torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
                                 adjust_lr_fn="original")
         return [(adam, cfg.learning_rate), (muon, cfg.muon_lr)]
-    adam = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": cfg.weight_decay},
-         {"params": vectors, "weight_decay": 0.0}],
-        lr=cfg.learning_rate, betas=betas, fused=_FUSED)
+    groups = ([{"params": matrices + vectors, "weight_decay": 0.0}] if cfg.weight_decay == 0 else
+              [{"params": matrices, "weight_decay": cfg.weight_decay},
+               {"params": vectors, "weight_decay": 0.0}])  # one group is one fused call
+    adam = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, fused=_FUSED)
     return [(adam, cfg.learning_rate)]

@@ -21,7 +21,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "phrase",
            ModelConfig(vocab_size=13, n_layer=2, n_head=4, n_embd=64, block_size=32, dropout=0.0),
            TrainConfig(batch_size=32, max_steps=500, learning_rate=3e-3, min_lr=3e-3,
-                       warmup_steps=0, weight_decay=0.0, grad_clip=1.0, eval_interval=100,
+                       warmup_steps=0, weight_decay=0.0, grad_clip=0.0, eval_interval=100,
                        eval_batches=5, sample_chars=60)),
     Preset("shakespeare-cpu", "The common CPU recipe on Tiny Shakespeare: 4 layers x 128, block 64, 2000 steps",
            "shakespeare",

@@ -32,7 +32,9 @@ def filter_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: fl
     if logits.dtype != torch.float32:
         logits = logits.float()
     if temperature > 0 and temperature != 1:
-        logits = logits / temperature
+        # shift first, so a tiny temperature sends the others to -inf and never the top to
+        # inf; below 1e-6 (0 in float32 arithmetic) the result is one-hot anyway
+        logits = (logits - logits.max()) / max(temperature, 1e-6)
     if 0 < top_k < logits.size(-1):
         kth = torch.topk(logits, top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -67,6 +69,8 @@ def stream_tokens(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
     config.check()
     encoded = prepare_prompt(tokenizer, prompt, start_char)
     ids = list(encoded.ids)
+    if config.max_new_chars == 0:
+        return
     if not ids:
         first = start_char if start_char in tokenizer.stoi else tokenizer.chars[0]
         ids = [tokenizer.stoi[first]]

@@ -38,15 +38,15 @@ def lr_at(step: int, total: int, cfg: TrainConfig, peak: Optional[float] = None)
 
 
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
-    """Threads for this size of step. Below about 50 MFLOP-ish of work (parameters x tokens
-    per step) a second thread costs more in hand-offs than it gains; the `threads` bench
-    measures both sides. A tiny corpus caps the batch at its distinct windows (merged)."""
+    """Threads for this size of step. Below about 5e6 (parameters x tokens per step) a second
+    thread costs more in hand-offs than it gains; above, both cores win (the `threads` bench
+    measures both sides). A tiny corpus caps the batch at its distinct windows (merged)."""
     cores = os.cpu_count() or 1
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
         rows = min(rows, max(corpus.n_train - model_cfg.block_size, 1))
     work = model_cfg.num_params() * rows * model_cfg.block_size
-    return 1 if work < 5e7 or cores < 2 else min(cores, 8)
+    return 1 if work < 5e6 or cores < 2 else min(cores, 8)
 
 
 class Trainer:
@@ -230,7 +230,7 @@ class Trainer:
         for opt, _ in self.optimizers:
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or float("inf")))
+        norm = _clip_gradients(params, cfg.grad_clip)
         if not math.isfinite(norm):
             return loss_value, norm, (
                 f"the gradient became {norm} at step {self.step + 1}: training stopped and "
@@ -256,10 +256,10 @@ class Trainer:
         return Checkpoint(model, self.corpus.tokenizer, self.train_cfg, state, opt_state)
 
     @classmethod
-    def resume(cls, ckpt, corpus: Corpus, train_cfg: TrainConfig) -> "Trainer":
+    def resume(cls, ckpt, corpus: Corpus, train_cfg: TrainConfig, **options) -> "Trainer":
         """Continue training a loaded checkpoint on a corpus that uses its vocabulary."""
         trainer = cls(ckpt.model_config, train_cfg, corpus, model=ckpt.model,
-                      step=int(ckpt.state.get("step", 0)))
+                      step=int(ckpt.state.get("step", 0)), **options)
         trainer.train_seconds = float(ckpt.state.get("train_seconds") or 0.0)
         saved = ckpt.optimizer_state
         if saved is not None and len(saved) == len(trainer.optimizers) and \
@@ -267,6 +267,18 @@ class Trainer:
             for (opt, _), state in zip(trainer.optimizers, saved):
                 opt.load_state_dict(state)
         return trainer
+
+
+def _clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """The global gradient norm, scaling the gradients down to max_norm when above it (0: never).
+    One fused norm over all gradients; the scaling only happens on the steps that need it."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))))
+    if max_norm and norm > max_norm and math.isfinite(norm):
+        torch._foreach_mul_(grads, max_norm / (norm + 1e-6))
+    return norm
 
 
 def _dist_rank_world() -> tuple[int, int]:

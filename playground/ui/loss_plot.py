@@ -52,6 +52,8 @@ class LossPlot(QWidget):
         self._ema, self._ema_weight = 0.0, 0.0
         self._reference: Optional[float] = None
         self._dirty = False
+        self._fixed = False    # ranges pinned during a run (see begin_run)
+        self._y_top = 0.0
         self.redraws = 0
 
         self.plot = named(pg.PlotWidget(background="w"), "lossPlot", "Loss plot",
@@ -60,7 +62,7 @@ class LossPlot(QWidget):
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss (nats per character)")
-        item.showGrid(x=True, y=True, alpha=0.2)
+        item.showGrid(x=False, y=False)
         item.addLegend(offset=(-10, 40))
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
@@ -103,6 +105,31 @@ class LossPlot(QWidget):
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
 
+    # -- runs -------------------------------------------------------------------------
+    def begin_run(self, first_step: int, last_step: int) -> None:
+        """Fix the x range to the run and grow y only upwards: with auto-range, every frame
+        would move the axes and regenerate their ticks, the plot's main cost."""
+        item = self.plot.getPlotItem()
+        item.disableAutoRange()
+        left = self.raw.x[0] if self.raw.n else first_step
+        item.setXRange(left, last_step, padding=0.02)
+        self._y_top = 0.0
+        self._fixed = True
+
+    def end_run(self) -> None:
+        self._fixed = False
+        self.redraw()
+        self.plot.getPlotItem().enableAutoRange()
+
+    def _grow_y(self) -> None:
+        if not self._fixed or self.log_y.isChecked():
+            return
+        top = max(self.raw.y[: self.raw.n].max() if self.raw.n else 0.0,
+                  self._reference or 0.0)
+        if top > self._y_top:
+            self._y_top = top * 1.08
+            self.plot.getPlotItem().setYRange(0, self._y_top, padding=0)
+
     # -- data in ------------------------------------------------------------------------
     def clear(self) -> None:
         for s in (self.raw, self.smooth, self.val):
@@ -138,6 +165,7 @@ class LossPlot(QWidget):
         if not self._dirty:
             return
         self._dirty = False
+        self._grow_y()
         self.raw_curve.setData(*self.raw.view())
         self.smooth_curve.setData(*self.smooth.view())
         self.val_points.setData(*self.val.view())
@@ -155,6 +183,10 @@ class LossPlot(QWidget):
     @Slot(bool)
     def _set_log(self, on: bool) -> None:
         self.plot.getPlotItem().setLogMode(y=on)
+        if on or not self._fixed:
+            self.plot.getPlotItem().enableAutoRange(y=True)
+        else:
+            self._y_top = 0.0
         self._place_reference()
 
     @Slot(object)

@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
             self.plot.clear()
             self.samples.clear()
         self.plot.set_vocab_size(ev.vocab_size)
+        self.plot.begin_run(ev.first_step, ev.last_step)
         self.generation.set_vocabulary(self.session.tokenizer().chars)
         self.status.started(ev)
 
@@ -197,6 +198,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_training_ended(self, done) -> None:
         self.training.set_running(False)
+        self.plot.end_run()
         self.status.finished(done)
         self._validate()
         self.trainingFinished.emit()

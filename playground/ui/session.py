@@ -91,6 +91,8 @@ class Session(QObject):
             else:
                 cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size)
                 trainer = Trainer(cfg, train_cfg, corpus)
+            if control.stopped:  # reset or opened a file while the corpus was prepared
+                return
             self.trainer, self.opened = trainer, None
             yield from trainer.run(control)
 

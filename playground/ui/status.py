@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from playground.engine.events import perplexity
 
-REFRESH_MS = 100
+REFRESH_MS = 250  # the status line: 4 updates a second is plenty to read
 
 
 def clock(seconds: float) -> str:
