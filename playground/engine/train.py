@@ -22,19 +22,9 @@ from playground.engine.corpus import Corpus, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
+from playground.engine.schedule import lr_at  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-def lr_at(step: int, total: int, cfg: TrainConfig, peak: Optional[float] = None) -> float:
-    """Linear warm-up to the peak, then cosine decay to min_lr (scaled) at the last step."""
-    peak = cfg.learning_rate if peak is None else peak
-    floor = cfg.min_lr * peak / cfg.learning_rate
-    if step < cfg.warmup_steps:
-        return peak * (step + 1) / (cfg.warmup_steps + 1)
-    span = max(total - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
-    return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (peak - floor)
 
 
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:

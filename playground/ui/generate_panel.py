@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import QTimer, Qt, Signal, Slot
-from PySide6.QtGui import QFont, QTextCursor
+from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
 
 from playground.engine.config import SampleConfig
+from playground.ui.odds_view import OddsView, tint
 from playground.ui.widgets import named
 
 FLUSH_MS = 40
@@ -23,7 +24,9 @@ class GeneratePanel(QWidget):
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self._vocabulary: Optional[set[str]] = None
-        self._pending: list[str] = []
+        self._pending: list[tuple] = []
+        self.tokens: list[tuple] = []   # (char, probability, candidates) per generated character
+        self.prompt_length = 0
         self.flushes = 0
         self.prompt = named(QLineEdit(), "promptEdit", "Prompt",
                             "Text for the model to continue; empty starts from the corpus's first character")
@@ -61,6 +64,9 @@ class GeneratePanel(QWidget):
                             "What the model wrote: your prompt, then its characters as they come")
         self.output.setReadOnly(True)
         self.output.setFont(QFont("monospace"))
+        self.odds = OddsView()
+        self.sweep = named(QPushButton("Temperature sweep"), "sweepButton", "Temperature sweep",
+                           "Generate from the same prompt and seed at several temperatures, side by side")
         self.notice = named(QLabel(), "promptNotice", "Prompt notice",
                             "Characters of the prompt the model never saw")
         self.notice.setStyleSheet("color: #a15c00;")
@@ -82,6 +88,7 @@ class GeneratePanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate)
         buttons.addWidget(self.stop)
+        buttons.addWidget(self.sweep)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.prompt)
@@ -89,12 +96,14 @@ class GeneratePanel(QWidget):
         layout.addLayout(grid)
         layout.addLayout(buttons)
         layout.addWidget(self.output, 1)
+        layout.addWidget(self.odds)
 
         self.temperature.valueChanged.connect(self._show_temperature)
         self.prompt.textChanged.connect(self._check_prompt)
         self.prompt.returnPressed.connect(self.generateRequested)
         self.generate.clicked.connect(self.generateRequested)
         self.stop.clicked.connect(self.stopRequested)
+        self.output.cursorPositionChanged.connect(self._clicked)
         self.timer = QTimer(self, interval=FLUSH_MS)
         self.timer.timeout.connect(self.flush)
         self._show_temperature(self.temperature.value())
@@ -136,22 +145,41 @@ class GeneratePanel(QWidget):
     # -- output -------------------------------------------------------------------------
     def begin(self, shown_prompt: str) -> None:
         self._pending.clear()
+        self.tokens.clear()
+        self.prompt_length = len(shown_prompt)
+        self.output.blockSignals(True)
         self.output.setPlainText(shown_prompt)
+        self.output.blockSignals(False)
         self.timer.start()
 
-    def append(self, char: str) -> None:
-        self._pending.append(char)
+    def append(self, token: tuple) -> None:
+        """token = (char, probability, candidates), as the session emits it."""
+        self._pending.append(token)
 
     @Slot()
     def flush(self) -> None:
         if not self._pending:
             return
-        text, self._pending = "".join(self._pending), []
+        pending, self._pending = self._pending, []
+        self.output.blockSignals(True)
         cursor = self.output.textCursor()
         cursor.movePosition(QTextCursor.End)
-        cursor.insertText(text)
+        run, color = [], None
+        for token in pending + [None]:  # runs of one tint go in as one insert
+            c = None if token is None else tint(token[1])
+            if run and c != color:
+                fmt = QTextCharFormat()
+                fmt.setBackground(QColor(color))
+                cursor.insertText("".join(run), fmt)
+                run = []
+            if token is not None:
+                run.append(token[0])
+                color = c
         self.output.setTextCursor(cursor)
         self.output.ensureCursorVisible()
+        self.output.blockSignals(False)
+        self.tokens.extend(pending)
+        self.odds.show_token(self.prompt_length + len(self.tokens) - 1, self.tokens[-1])
         self.flushes += 1
 
     def end(self) -> None:
@@ -160,3 +188,17 @@ class GeneratePanel(QWidget):
 
     def text(self) -> str:
         return self.output.toPlainText()
+
+    def select_position(self, position: int) -> bool:
+        """Show the odds the model gave at this position of the output (a generated one)."""
+        index = position - self.prompt_length
+        if 0 <= index < len(self.tokens):
+            self.odds.show_token(position, self.tokens[index])
+            return True
+        return False
+
+    @Slot()
+    def _clicked(self) -> None:
+        cursor = self.output.textCursor()
+        if not cursor.hasSelection():  # the character left of the click
+            self.select_position(cursor.position() - 1)

@@ -14,12 +14,13 @@ from typing import Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel,
+                               QPushButton, QSlider, QVBoxLayout, QWidget)
 
 from playground.ui.widgets import named
 
-SMOOTHING = 0.95  # weight of the past in the moving average (debiased like TensorBoard's)
+SMOOTHING = 0.9   # default weight of the past in the moving average (debiased like TensorBoard's)
+MAX_RUNS = 8      # earlier runs kept on the plot as faint curves
 REDRAW_MS = 100  # 10 frames/s: smooth to the eye, and the GUI thread leaves the GIL to training
 
 
@@ -49,6 +50,11 @@ class LossPlot(QWidget):
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.raw, self.smooth, self.val = Series(), Series(), Series()
+        self.times = Series()            # (step, elapsed seconds) for the time axis
+        self.val_times = Series()
+        self.smoothing = SMOOTHING
+        self.runs: list[pg.PlotDataItem] = []   # earlier runs, faint
+        self._time_offset = 0.0          # seconds of earlier runs of the same model
         self._ema, self._ema_weight = 0.0, 0.0
         self._reference: Optional[float] = None
         self._dirty = False
@@ -78,6 +84,10 @@ class LossPlot(QWidget):
                                                      "color": (90, 90, 90)})
         self.guess_line.hide()
         item.addItem(self.guess_line)
+        self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((230, 85, 13), width=1))
+        self.marker.hide()
+        item.addItem(self.marker)
+        self.legend = item.legend
 
         self.log_y = named(QCheckBox("log y"), "logYCheck", "Logarithmic loss axis",
                            "Show the loss on a logarithmic scale, to see small late improvements")
@@ -85,10 +95,23 @@ class LossPlot(QWidget):
                                 "Save the plot as a PNG picture")
         self.csv_button = named(QPushButton("Export CSV…"), "exportCsvButton", "Export plot data",
                                 "Save every step's loss, smoothed loss and validation loss as CSV")
+        self.smoothing_slider = named(QSlider(Qt.Horizontal), "smoothingSlider", "Smoothing",
+                                      "Smoothing of the dark curve: a moving average that weighs the "
+                                      "past this much (0 shows every step as it is)")
+        self.smoothing_slider.setRange(0, 99)
+        self.smoothing_slider.setValue(int(SMOOTHING * 100))
+        self.smoothing_slider.setMinimumWidth(90)
+        self.smoothing_slider.setMaximumWidth(140)
+        self.x_axis = named(QComboBox(), "xAxisPicker", "Horizontal axis",
+                            "Plot against steps, or against seconds of training (to compare speed)")
+        self.x_axis.addItems(["step", "time (s)"])
         self.readout = named(QLabel("Hover over the plot to read values"), "plotReadout",
                              "Plot read-out", "The values under the mouse pointer")
         bar = QHBoxLayout()
         bar.addWidget(self.readout, 1)
+        bar.addWidget(QLabel("smoothing"))
+        bar.addWidget(self.smoothing_slider)
+        bar.addWidget(self.x_axis)
         bar.addWidget(self.log_y)
         bar.addWidget(self.png_button)
         bar.addWidget(self.csv_button)
@@ -98,6 +121,8 @@ class LossPlot(QWidget):
         layout.addLayout(bar)
 
         self.log_y.toggled.connect(self._set_log)
+        self.smoothing_slider.valueChanged.connect(self._set_smoothing)
+        self.x_axis.currentIndexChanged.connect(self._set_axis)
         self.png_button.clicked.connect(self._ask_png)
         self.csv_button.clicked.connect(self._ask_csv)
         self.plot.scene().sigMouseMoved.connect(self._hover)
@@ -111,8 +136,11 @@ class LossPlot(QWidget):
         would move the axes and regenerate their ticks, the plot's main cost."""
         item = self.plot.getPlotItem()
         item.disableAutoRange()
-        left = self.raw.x[0] if self.raw.n else first_step
-        item.setXRange(left, last_step, padding=0.02)
+        if self.x_axis.currentIndex() == 0:
+            left = self.raw.x[0] if self.raw.n else first_step
+            item.setXRange(left, last_step, padding=0.02)
+        else:
+            item.enableAutoRange(x=True)
         self._y_top = 0.0
         self._fixed = True
 
@@ -132,28 +160,97 @@ class LossPlot(QWidget):
 
     # -- data in ------------------------------------------------------------------------
     def clear(self) -> None:
-        for s in (self.raw, self.smooth, self.val):
-            s.clear()
+        for series in (self.raw, self.smooth, self.val, self.times, self.val_times):
+            series.clear()
         self._ema = self._ema_weight = 0.0
+        self._time_offset = 0.0
+        self.marker.hide()
         self._dirty = True
+
+    def archive_run(self, label: str) -> None:
+        """Keep the current run as a faint curve with its settings in the legend, then clear."""
+        if self.raw.n:
+            x, y = self._xy(self.smooth)
+            pen = pg.mkPen(pg.intColor(len(self.runs), hues=MAX_RUNS, alpha=110), width=1.5)
+            curve = self.plot.getPlotItem().plot(x.copy(), y.copy(), pen=pen, name=label)
+            curve.setZValue(-10)
+            curve.setProperty("steps", self.smooth.x[: self.smooth.n].copy())
+            curve.setProperty("times", self.times.y[: self.times.n].copy())
+            self.runs.append(curve)
+            if len(self.runs) > MAX_RUNS:
+                old = self.runs.pop(0)
+                self.plot.getPlotItem().removeItem(old)
+        self.clear()
+
+    def continue_run(self) -> None:
+        """The same model trains on: time continues from the last point."""
+        self._time_offset = self.times.y[self.times.n - 1] if self.times.n else 0.0
+
+    def mark_step(self, step: int) -> None:
+        x = step
+        if self.x_axis.currentIndex() == 1 and self.raw.n:
+            i = int(np.clip(np.searchsorted(self.raw.x[: self.raw.n], step), 0, self.raw.n - 1))
+            x = self.times.y[i]
+        self.marker.setPos(x)
+        self.marker.show()
 
     def set_vocab_size(self, vocab_size: int) -> None:
         self._reference = math.log(vocab_size) if vocab_size > 1 else None
         self._place_reference()
 
-    def add_step(self, step: int, loss: float) -> None:
+    def add_step(self, step: int, loss: float, elapsed: float = 0.0) -> None:
         if not math.isfinite(loss):
             return
         self.raw.append(step, loss)
-        self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
-        self._ema_weight = SMOOTHING * self._ema_weight + (1 - SMOOTHING)
+        self.times.append(step, self._time_offset + elapsed)
+        a = self.smoothing
+        self._ema = a * self._ema + (1 - a) * loss
+        self._ema_weight = a * self._ema_weight + (1 - a)
         self.smooth.append(step, self._ema / self._ema_weight)
         self._dirty = True
 
-    def add_validation(self, step: int, loss: Optional[float]) -> None:
+    def add_validation(self, step: int, loss: Optional[float], elapsed: float = 0.0) -> None:
         if loss is not None and math.isfinite(loss):
             self.val.append(step, loss)
+            self.val_times.append(step, self._time_offset + elapsed)
             self._dirty = True
+
+    @Slot(int)
+    def _set_smoothing(self, value: int) -> None:
+        """Recompute the whole smoothed curve with the new weight (debiased EMA)."""
+        self.smoothing = value / 100.0
+        a, ema, weight = self.smoothing, 0.0, 0.0
+        ys = self.raw.y[: self.raw.n]
+        out = np.empty(self.raw.n)
+        for i, y in enumerate(ys):
+            ema = a * ema + (1 - a) * y
+            weight = a * weight + (1 - a)
+            out[i] = ema / weight
+        self.smooth.y[: self.raw.n] = out
+        self._ema, self._ema_weight = ema, weight
+        self._dirty = True
+        self.redraw()
+
+    @Slot(int)
+    def _set_axis(self, index: int) -> None:
+        self.plot.getPlotItem().setLabel("bottom", "step" if index == 0 else "seconds of training")
+        for curve in self.runs:
+            key = "steps" if index == 0 else "times"
+            x = curve.property(key)
+            y = curve.yData
+            if x is not None and len(x) == len(y):
+                curve.setData(x, y)
+        self._dirty = True
+        self.redraw()
+        self.plot.getPlotItem().enableAutoRange()
+
+    def _xy(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
+        """A series against the chosen axis: steps, or training seconds."""
+        x, y = series.view()
+        if self.x_axis.currentIndex() == 1:
+            times = self.val_times if series is self.val else self.times
+            x = times.y[: times.n]
+        return x, y
 
     @property
     def point_count(self) -> int:
@@ -166,9 +263,9 @@ class LossPlot(QWidget):
             return
         self._dirty = False
         self._grow_y()
-        self.raw_curve.setData(*self.raw.view())
-        self.smooth_curve.setData(*self.smooth.view())
-        self.val_points.setData(*self.val.view())
+        self.raw_curve.setData(*self._xy(self.raw))
+        self.smooth_curve.setData(*self._xy(self.smooth))
+        self.val_points.setData(*self._xy(self.val))
         self.redraws += 1
 
     def _place_reference(self) -> None:
@@ -195,8 +292,9 @@ class LossPlot(QWidget):
             return
         x = self.plot.getPlotItem().vb.mapSceneToView(pos).x()
         steps, losses = self.raw.view()
-        i = int(np.clip(np.searchsorted(steps, x), 0, self.raw.n - 1))
-        if i > 0 and abs(steps[i - 1] - x) < abs(steps[i] - x):
+        xs = self._xy(self.raw)[0]  # steps or seconds, whichever the axis shows
+        i = int(np.clip(np.searchsorted(xs, x), 0, self.raw.n - 1))
+        if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
             i -= 1
         text = f"step {int(steps[i]):,}: loss {losses[i]:.4f}, smoothed {self.smooth.y[i]:.4f}"
         if self.val.n:

@@ -9,29 +9,27 @@ from typing import Optional
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QGroupBox, QMainWindow, QMessageBox, QSplitter,
+from PySide6.QtWidgets import (QFileDialog, QMainWindow, QMessageBox, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
 from playground.engine.config import check_fits_text
 from playground.engine.errors import PlaygroundError
+from playground.ui.attention_view import AttentionView
 from playground.ui.corpus_panel import CorpusPanel
+from playground.ui.explain import explained
 from playground.ui.generate_panel import GeneratePanel
+from playground.ui.health_panel import HealthPanel
+from playground.ui.insights import Insights
 from playground.ui.loss_plot import LossPlot
 from playground.ui.samples_panel import SamplesPanel
 from playground.ui.session import Session
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
+from playground.ui.sweep_view import SweepView
 from playground.ui.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
-
-
-def _box(title: str, widget: QWidget) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    layout.addWidget(widget)
-    return box
 
 
 def app_settings() -> QSettings:
@@ -54,10 +52,14 @@ class MainWindow(QMainWindow):
         self.plot = LossPlot()
         self.samples = SamplesPanel()
         self.generation = GeneratePanel()
+        self.attention = AttentionView()
+        self.health = HealthPanel()
+        self.sweep = SweepView()
         self.status = StatusTracker(self.training, self)
         self.last_error = ""
         self._build_layout()
         self._build_menu()
+        self.insights = Insights(self)  # first: it archives the last run before a new one starts
         self._wire()
         self._restore()
         self._validate()
@@ -65,24 +67,34 @@ class MainWindow(QMainWindow):
     # -- composition --------------------------------------------------------------------
     def _build_layout(self) -> None:
         left = QSplitter(Qt.Vertical)
-        left.addWidget(_box("Corpus", self.corpus))
-        left.addWidget(_box("Model and training", self.settings))
-        middle = QSplitter(Qt.Vertical)
+        left.addWidget(explained("Corpus", self.corpus))
+        left.addWidget(explained("Model and training", self.settings))
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.addWidget(self.training)
         top_layout.addWidget(self.plot, 1)
-        middle.addWidget(_box("Training", top))
-        middle.addWidget(_box("Samples at each evaluation", self.samples))
-        middle.setSizes([560, 200])
+        self.lower_tabs = QTabWidget()
+        self.lower_tabs.setObjectName("lowerTabs")
+        self.lower_tabs.addTab(explained("Samples", self.samples), "Samples")
+        self.lower_tabs.addTab(explained("Health", self.health), "Training health")
+        middle = QSplitter(Qt.Vertical)
+        middle.addWidget(explained("Training", top))
+        middle.addWidget(self.lower_tabs)
+        middle.setSizes([540, 260])
+        self.right_tabs = QTabWidget()
+        self.right_tabs.setObjectName("rightTabs")
+        self.sweep_box = explained("Temperature sweep", self.sweep)
+        self.right_tabs.addTab(explained("Generate", self.generation), "Generate")
+        self.right_tabs.addTab(explained("Attention", self.attention), "Attention")
+        self.right_tabs.addTab(self.sweep_box, "Temperature sweep")
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(middle)
-        self.splitter.addWidget(_box("Generate", self.generation))
-        self.splitter.setSizes([380, 640, 380])
+        self.splitter.addWidget(self.right_tabs)
+        self.splitter.setSizes([380, 620, 420])
         self.setCentralWidget(self.splitter)
-        self.resize(1400, 860)
+        self.resize(1440, 900)
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -115,7 +127,7 @@ class MainWindow(QMainWindow):
         s.evaluated.connect(self._on_eval)
         s.sampled.connect(lambda ev: self.samples.add(ev.step, ev.text))
         s.trainingEnded.connect(self._on_training_ended)
-        s.tokenGenerated.connect(lambda tok: g.append(tok[0]))
+        s.tokenGenerated.connect(g.append)
         s.generationEnded.connect(self._on_generation_ended)
         s.failed.connect(self.show_error)
         s.modelChanged.connect(self._on_model_changed)
@@ -171,14 +183,13 @@ class MainWindow(QMainWindow):
     @Slot()
     def reset_model(self) -> None:
         self.session.reset()
-        self.plot.clear()
         self.samples.clear()
-        self.status.message("Model reset: the next Train starts from fresh weights")
+        self.status.message("Model reset: the next Train starts from fresh weights "
+                            "(this run stays on the plot, faint)")
 
     @Slot(object)
     def _on_started(self, ev) -> None:
         if ev.first_step == 0:
-            self.plot.clear()
             self.samples.clear()
         self.plot.set_vocab_size(ev.vocab_size)
         self.plot.begin_run(ev.first_step, ev.last_step)
@@ -187,12 +198,12 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_step(self, ev) -> None:
-        self.plot.add_step(ev.step, ev.loss)
+        self.plot.add_step(ev.step, ev.loss, ev.elapsed_s)
         self.status.step(ev)
 
     @Slot(object)
     def _on_eval(self, ev) -> None:
-        self.plot.add_validation(ev.step, ev.val_loss)
+        self.plot.add_validation(ev.step, ev.val_loss, ev.elapsed_s)
         self.status.evaluated(ev)
 
     @Slot(object)
@@ -267,7 +278,7 @@ class MainWindow(QMainWindow):
         if corpus:
             self.corpus.select(corpus)
         self.settings.set_values(ckpt.model_config, ckpt.train_config)
-        self.plot.clear()
+        self.insights.archive()
         self.plot.set_vocab_size(ckpt.model_config.vocab_size)
         self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
                             f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")

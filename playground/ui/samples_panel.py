@@ -1,35 +1,75 @@
-"""Samples taken at each evaluation, newest last, so gibberish visibly turns into words."""
+"""Samples taken at each evaluation (same prompt and seed every time, so the change is the
+model's), as a list and as a timeline to scrub: gibberish visibly turns into words."""
 
 from __future__ import annotations
 
 from typing import Optional
 
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
+                               QVBoxLayout, QWidget)
 
 from playground.ui.widgets import named
 
 
 class SamplesPanel(QWidget):
+    stepSelected = Signal(int)   # the evaluation step picked on the timeline
+
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
+        self.samples: list[tuple[int, str]] = []
         self.view = named(QListWidget(), "samplesView", "Samples during training",
                           "A short text generated at each evaluation, same seed every time")
         self.view.setWordWrap(True)
         self.view.setFont(QFont("monospace"))
+        self.slider = named(QSlider(Qt.Horizontal), "timelineSlider", "Sample timeline",
+                            "Scrub through the samples of each evaluation; the loss plot marks the step")
+        self.slider.setRange(0, 0)
+        self.slider.setEnabled(False)
+        self.current = named(QLabel("Samples appear at each evaluation"), "timelineText",
+                             "Sample at the selected evaluation", "The sample the timeline points at")
+        self.current.setWordWrap(True)
+        self.current.setFont(QFont("monospace"))
+        self.current.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Timeline"))
+        row.addWidget(self.slider, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.view)
+        layout.addLayout(row)
+        layout.addWidget(self.current)
+        layout.addWidget(self.view, 1)
+        self.slider.valueChanged.connect(self._scrubbed)
+        self.view.currentRowChanged.connect(self.slider.setValue)
 
     def add(self, step: int, text: str) -> None:
+        at_end = self.slider.value() == len(self.samples) - 1 or not self.samples
+        self.samples.append((step, text))
         shown = text.replace("\n", " ⏎ ")
         item = QListWidgetItem(f"step {step:>6,}: {shown}")
         item.setToolTip(text)
         self.view.addItem(item)
-        self.view.scrollToBottom()
+        self.slider.setEnabled(True)
+        self.slider.setRange(0, len(self.samples) - 1)
+        if at_end:  # follow the newest unless the user is looking at an older one
+            self.slider.setValue(len(self.samples) - 1)
+            self._scrubbed(len(self.samples) - 1)
+            self.view.scrollToBottom()
+
+    @Slot(int)
+    def _scrubbed(self, index: int) -> None:
+        if 0 <= index < len(self.samples):
+            step, text = self.samples[index]
+            self.current.setText(f"step {step:,}: {text}")
+            self.stepSelected.emit(step)
 
     def clear(self) -> None:
+        self.samples.clear()
         self.view.clear()
+        self.slider.setRange(0, 0)
+        self.slider.setEnabled(False)
+        self.current.setText("Samples appear at each evaluation")
 
     def count(self) -> int:
         return self.view.count()

@@ -27,6 +27,9 @@ class Session(QObject):
     trainingEnded = Signal(object)       # engine Done event, or None when the run failed
     tokenGenerated = Signal(object)      # (char, probability, [(char, probability), ...])
     generationEnded = Signal()
+    attentionReady = Signal(object)      # (characters, maps (layers, heads, T, T) ndarray, step)
+    sweepToken = Signal(object)          # (index of the temperature, char)
+    sweepEnded = Signal()
     failed = Signal(str)                 # a readable message for the user
     modelChanged = Signal()              # a new, reset or opened model
 
@@ -150,16 +153,12 @@ class Session(QObject):
         """Stream characters from a snapshot of the current weights; False without a model."""
         if not self.has_model or self.generating:
             return False
-        trainer, opened = self.trainer, self.opened
+        source = self._model_source()
 
         def run():
             from playground.engine.sample import stream_tokens
             import torch
-            if trainer is not None:
-                model, tokenizer, start = trainer.snapshot(), trainer.corpus.tokenizer, trainer.start_char
-            else:
-                model, tokenizer = opened.model, opened.tokenizer
-                start = opened.state.get("start_char")
+            model, tokenizer, start, _ = source()
             for token in stream_tokens(model, tokenizer, prompt, cfg, start):
                 top = torch.topk(token.probs, min(TOP_CANDIDATES, token.probs.numel()))
                 candidates = [(tokenizer.chars[i], float(p))
@@ -172,6 +171,68 @@ class Session(QObject):
         worker.errored.connect(self._on_generate_error)
         self._generate = self._launch(worker, self._on_generate_finished)
         return True
+
+    def _model_source(self):
+        """A function, to run on a worker, giving (model, tokenizer, start char, step): a
+        snapshot between training steps, or the opened model."""
+        trainer, opened = self.trainer, self.opened
+
+        def source():
+            if trainer is not None:
+                return trainer.snapshot(), trainer.corpus.tokenizer, trainer.start_char, trainer.step
+            return opened.model, opened.tokenizer, opened.state.get("start_char"), int(opened.state.get("step", 0))
+        return source
+
+    def attention(self, text: str) -> bool:
+        """Compute attention maps for the text (cropped to the block) on a worker."""
+        if not self.has_model:
+            return False
+        source = self._model_source()
+
+        def run():
+            import torch
+            from playground.engine.errors import PromptError
+            model, tokenizer, _, step = source()
+            ids = [tokenizer.stoi[c] for c in text if c in tokenizer.stoi][-model.config.block_size:]
+            if not ids:
+                raise PromptError("type a prompt made of the corpus's characters to see attention")
+            maps = model.attention_maps(torch.tensor([ids]))[:, 0].numpy().copy()
+            yield [tokenizer.chars[i] for i in ids], maps, step
+
+        worker = GeneratorWorker(run, "attention")
+        worker.yielded.connect(self.attentionReady)
+        worker.errored.connect(self.failed)
+        self._launch(worker, self._noop)
+        return True
+
+    def sweep(self, prompt: str, temperatures, cfg: SampleConfig) -> bool:
+        """Generate the same prompt and seed at each temperature, one after the other."""
+        if not self.has_model or self.generating:
+            return False
+        source = self._model_source()
+
+        def run():
+            from playground.engine.sample import stream
+            model, tokenizer, start, _ = source()
+            for i, t in enumerate(temperatures):
+                for char in stream(model, tokenizer, prompt, cfg.replace(temperature=t), start):
+                    yield i, char
+
+        self._generating_active = True
+        worker = GeneratorWorker(run, "sweep")
+        worker.yielded.connect(self.sweepToken)
+        worker.errored.connect(self._on_generate_error)
+        self._generate = self._launch(worker, self._on_sweep_finished)
+        return True
+
+    @Slot()
+    def _on_sweep_finished(self) -> None:
+        self._generating_active = False
+        self.sweepEnded.emit()
+
+    @Slot()
+    def _noop(self) -> None:
+        pass
 
     def stop_generation(self) -> None:
         if self._generate is not None:

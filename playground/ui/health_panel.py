@@ -1,0 +1,93 @@
+"""Training health: the learning-rate schedule (previewed before training, marked live), the
+gradient norm with the count of clipped steps, and plain-words hints when something is off."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from playground.engine.config import TrainConfig
+from playground.engine.schedule import schedule
+from playground.ui.loss_plot import Series
+from playground.ui.widgets import named
+
+STALL_STEPS = 200
+
+
+def diagnose(losses: np.ndarray, vocab_size: int, status: Optional[str] = None) -> str:
+    """A hint in plain words, or '' when the run looks healthy."""
+    if status == "diverged" or (len(losses) and not np.isfinite(losses[-1])):
+        return "The loss blew up: the learning rate may be too high. Lower it (say by 3x) and Reset."
+    if len(losses) >= STALL_STEPS and vocab_size > 1:
+        recent = float(np.mean(losses[-50:]))
+        if recent >= 0.95 * math.log(vocab_size):
+            return (f"The loss is stuck near ln({vocab_size}) = {math.log(vocab_size):.2f}, which is "
+                    "random guessing: try a higher learning rate, or check the warm-up.")
+    if len(losses) >= 100:
+        early, late = float(np.mean(losses[-100:-50])), float(np.mean(losses[-50:]))
+        if late > early * 1.25:
+            return "The loss is rising: the learning rate may be too high for this model."
+    return ""
+
+
+class HealthPanel(QWidget):
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.grad = Series()
+        self.clipped = 0
+        self.first_step = 0
+        self.lr_plot = named(pg.PlotWidget(background="w"), "lrPlot", "Learning-rate schedule",
+                             "The learning rate at each step of this run: warm-up, then cosine decay")
+        self.lr_plot.setMinimumHeight(110)
+        self.lr_plot.getPlotItem().setLabel("left", "learning rate")
+        self.lr_curve = self.lr_plot.plot(pen=pg.mkPen((44, 160, 44), width=2))
+        self.lr_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 0, 0)))
+        self.lr_plot.addItem(self.lr_marker)
+        self.grad_plot = named(pg.PlotWidget(background="w"), "gradPlot", "Gradient norm",
+                               "How big each step's gradient was, before clipping")
+        self.grad_plot.setMinimumHeight(110)
+        self.grad_plot.getPlotItem().setLabel("left", "gradient norm")
+        self.grad_curve = self.grad_plot.plot(pen=pg.mkPen((148, 103, 189)))
+        self.clipped_label = named(QLabel("Clipped steps: 0"), "clippedLabel", "Clipped steps",
+                                   "Steps whose gradient was scaled down to the clip value")
+        self.hint = named(QLabel(""), "healthHint", "Health hint", "Advice when training looks wrong")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #a15c00; font-weight: bold;")
+        row = QHBoxLayout()
+        row.addWidget(self.lr_plot)
+        row.addWidget(self.grad_plot)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row, 1)
+        layout.addWidget(self.clipped_label)
+        layout.addWidget(self.hint)
+
+    def preview(self, cfg: TrainConfig, first_step: int = 0) -> None:
+        """Show the schedule a run with these settings would follow (before or during it)."""
+        if cfg.problems():
+            return
+        self.first_step = first_step
+        lrs = schedule(cfg)
+        self.lr_curve.setData(np.arange(first_step + 1, first_step + len(lrs) + 1), np.array(lrs))
+        self.lr_plot.setYRange(0, max(lrs) * 1.15, padding=0)  # a flat schedule still reads right
+        self.lr_marker.setPos(first_step)
+
+    def begin(self, first_step: int) -> None:
+        self.grad.clear()
+        self.clipped = 0
+        self.hint.setText("")
+
+    def add_step(self, step: int, grad_norm: float, clipped: bool) -> None:
+        if math.isfinite(grad_norm):
+            self.grad.append(step, grad_norm)
+        self.clipped += bool(clipped)
+
+    def refresh(self, losses: np.ndarray, vocab_size: int, step: int, status: Optional[str] = None) -> None:
+        self.lr_marker.setPos(step)
+        self.grad_curve.setData(*self.grad.view())
+        self.clipped_label.setText(f"Clipped steps: {self.clipped:,} of {self.grad.n:,}")
+        self.hint.setText(diagnose(losses, vocab_size, status))

@@ -1,0 +1,91 @@
+"""Next-character odds: a bar chart of the likeliest candidates (after temperature, top-k and
+top-p) with the chosen one highlighted, and a list to branch from a different candidate."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QHBoxLayout, QVBoxLayout, QWidget
+
+from playground.ui.widgets import named
+
+# probability -> background tint of a generated character (confident ... long shot)
+TINTS = [(0.9, "#c9f2c7", "confident (90%+)"), (0.5, "#eef5c2", "likely (50-90%)"),
+         (0.2, "#fde3b8", "possible (20-50%)"), (0.0, "#f9c6c6", "long shot (<20%)")]
+
+
+def tint(p: float) -> str:
+    for floor, color, _ in TINTS:
+        if p >= floor:
+            return color
+    return TINTS[-1][1]
+
+
+def shown(char: str) -> str:
+    return {" ": "␣", "\n": "⏎", "\t": "⇥"}.get(char, char)
+
+
+class OddsView(QWidget):
+    branchRequested = Signal(int, str)   # position in the output, the candidate to put there
+
+    def __init__(self, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self._position = -1
+        self.plot = named(pg.PlotWidget(background="w"), "oddsPlot", "Next-character odds",
+                          "The likeliest next characters and their probabilities; orange is the one drawn")
+        self.plot.setMinimumHeight(140)
+        self.setMaximumHeight(260)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.getPlotItem().setLabel("left", "probability")
+        self.plot.setYRange(0, 1)
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.7)
+        self.plot.addItem(self.bars)
+        self.title = named(QLabel("Generate to see the odds of each character"), "oddsTitle",
+                           "Odds title", "Which position the chart shows")
+        self.candidates = named(QListWidget(), "candidateList", "Candidates",
+                                "Double-click a candidate to put it here instead and continue from it")
+        self.candidates.setMaximumWidth(170)
+        legend = QHBoxLayout()
+        for _, color, words in TINTS:
+            swatch = QLabel(words)
+            swatch.setStyleSheet(f"background: {color}; padding: 1px 4px;")
+            legend.addWidget(swatch)
+        legend.addStretch(1)
+        row = QHBoxLayout()
+        row.addWidget(self.plot, 1)
+        row.addWidget(self.candidates)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addLayout(row)
+        layout.addLayout(legend)
+        self.candidates.itemDoubleClicked.connect(self._branch)
+
+    def show_token(self, position: int, token: tuple) -> None:
+        """token = (chosen char, its probability, [(char, probability), ...])."""
+        char, p, candidates = token
+        self._position = position
+        chars = [c for c, _ in candidates]
+        probs = np.array([q for _, q in candidates], dtype=float)
+        brushes = [pg.mkBrush(230, 120, 20) if c == char else pg.mkBrush(70, 130, 190) for c in chars]
+        self.bars.setOpts(x=np.arange(len(chars)), height=probs, width=0.7, brushes=brushes)
+        self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, shown(c)) for i, c in enumerate(chars)]])
+        self.plot.setXRange(-0.6, max(len(chars), 1) - 0.4, padding=0)
+        self.title.setText(f"Position {position}: drew {shown(char)!r} with probability {p:.1%}")
+        self.candidates.clear()
+        for c, q in candidates:
+            item = QListWidgetItem(f"{shown(c)}  {q:.1%}")
+            item.setData(256, c)  # Qt.UserRole
+            self.candidates.addItem(item)
+
+    def shown_probabilities(self) -> list[tuple[str, float]]:
+        return [(self.candidates.item(i).data(256), float(self.bars.opts["height"][i]))
+                for i in range(self.candidates.count())]
+
+    @Slot(QListWidgetItem)
+    def _branch(self, item: QListWidgetItem) -> None:
+        if self._position >= 0:
+            self.branchRequested.emit(self._position, item.data(256))
