@@ -202,6 +202,7 @@ def bench_gui(quick: bool) -> list[Result]:
         headless.append(_gui_run("headless", steps)["tokens_per_s"])
         inside.append(_gui_run("gui", steps)["tokens_per_s"])
     probe = _gui_run("probe", steps)
+    panels = _gui_run("panels", steps)["tokens_per_s"]
     base, rate = _median(headless), _median(inside)
     stall = probe["p99"] - 10
     return [
@@ -209,6 +210,10 @@ def bench_gui(quick: bool) -> list[Result]:
                f"{rate:,.0f} tok/s in the window = {rate / base:.0%}",
                f"headless {base:,.0f} tok/s, same config (medians, fresh processes)",
                rate / base >= 0.9, {"gui": inside, "headless": headless}),
+        Result("gui_panels", "informational: cost of the insight views during training",
+               f"{panels:,.0f} tok/s with health, attention (refreshed each eval) and odds open "
+               f"= {panels / base:.0%} of headless", f"{rate:,.0f} tok/s with them closed",
+               None, {"panels": panels, "closed": rate}),
         Result("gui_stall", "GUI event loop stall <= 50 ms at the 99th percentile",
                f"p99 probe interval {probe['p99']:.1f} ms (stall {stall:.1f} ms), max {probe['max']:.1f} ms",
                f"10 ms probe timer, {probe['ticks']} ticks during training "

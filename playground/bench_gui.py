@@ -21,6 +21,31 @@ def _rate(events) -> float:
     return statistics.median(gaps), tokens
 
 
+def _open_panels(app, window) -> None:
+    from PySide6.QtCore import QEventLoop
+    steps, warmup = window.settings.value("steps"), window.settings.value("warmup")
+    window.settings.spins["warmup"].setValue(0)
+    window.settings.spins["steps"].setValue(20)
+    loop = QEventLoop()
+    window.trainingFinished.connect(loop.quit)
+    if not window.training.train.isEnabled():
+        raise RuntimeError(f"cannot train: {window.train_problem()}")
+    window.training.train.click()  # a short first run, so there is a model to look inside
+    loop.exec()
+    window.generation.prompt.setText("ROMEO:")
+    window.generation.length.setValue(100)
+    window.generationFinished.connect(loop.quit)
+    window.generation.generate.click()
+    loop.exec()
+    window.right_tabs.setCurrentIndex(1)
+    window.session.attentionReady.connect(loop.quit)
+    window.attention.refresh.click()
+    loop.exec()
+    window.lower_tabs.setCurrentIndex(1)
+    window.settings.spins["steps"].setValue(steps)
+    window.settings.spins["warmup"].setValue(warmup)
+
+
 def headless(steps: int) -> float:
     from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
     from playground.engine.events import Step
@@ -35,7 +60,10 @@ def headless(steps: int) -> float:
     return preset.train.batch_size * preset.model.block_size / step_s
 
 
-def gui(steps: int, probe_on: bool = True) -> tuple[float, list[float], int]:
+def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float, list[float], int]:
+    """Train shakespeare-cpu in the window. panels=True opens the insight views first: the
+    health tab (live charts), the attention tab with maps shown (refreshed at each evaluation,
+    every 50 steps here) and a generated text with its odds chart."""
     os.environ.setdefault("PLAYGROUND_SETTINGS_FILE", os.path.join(tempfile.mkdtemp(), "s.ini"))
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -51,7 +79,9 @@ def gui(steps: int, probe_on: bool = True) -> tuple[float, list[float], int]:
     while len(window.corpus.text()) < 1_000_000 and time.time() < deadline:
         app.processEvents(QEventLoop.AllEvents, 50)
     window.settings.spins["steps"].setValue(steps)
-    window.settings.spins["eval_interval"].setValue(10**6)
+    window.settings.spins["eval_interval"].setValue(50 if panels else 10**6)
+    if panels:
+        _open_panels(app, window)
     events = []
     window.session.stepped.connect(events.append)
     gaps: list[float] = []
@@ -66,6 +96,8 @@ def gui(steps: int, probe_on: bool = True) -> tuple[float, list[float], int]:
     window.trainingFinished.connect(loop.quit)
     if probe_on:
         probe.start()
+    if not window.training.train.isEnabled():
+        raise RuntimeError(f"cannot train: {window.train_problem()}")
     window.training.train.click()
     loop.exec()
     probe.stop()
@@ -81,6 +113,18 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class SoakProbe:
+    """Records memory every 1,000 steps (a bound method: PySide6 6.12.0 over-releases the
+    return value of lambdas connected to signals, which aborts long runs)."""
+
+    def __init__(self, memory: list):
+        self.memory = memory
+
+    def step(self, ev) -> None:
+        if ev.step % 1000 == 0:
+            self.memory.append((ev.step, rss_mb()))
 
 
 def soak(steps: int) -> list[dict]:
@@ -107,7 +151,7 @@ def soak(steps: int) -> list[dict]:
         redraw_ms.append((time.perf_counter() - t0) * 1000)
     window.plot.timer.timeout.disconnect()
     window.plot.timer.timeout.connect(timed_redraw)
-    window.session.stepped.connect(lambda ev: ev.step % 1000 == 0 and memory.append((ev.step, rss_mb())))
+    window.session.stepped.connect(SoakProbe(memory).step)
     loop = QEventLoop()
     window.trainingFinished.connect(loop.quit)
     window.training.train.click()
@@ -136,14 +180,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--soak", type=int, default=0, help="run the soak bench for this many steps")
-    parser.add_argument("--mode", choices=["headless", "gui", "probe"], default="gui")
+    parser.add_argument("--mode", choices=["headless", "gui", "probe", "panels"], default="gui")
     args = parser.parse_args()
     if args.soak:
         print(json.dumps(soak(args.soak)))
     elif args.mode == "headless":
         print(json.dumps({"tokens_per_s": headless(args.steps)}))
-    elif args.mode == "gui":  # throughput, with no probe timer waking the GUI thread
-        rate, _, redraws = gui(args.steps, probe_on=False)
+    elif args.mode in ("gui", "panels"):  # throughput, with no probe timer waking the GUI thread
+        rate, _, redraws = gui(args.steps, probe_on=False, panels=args.mode == "panels")
         print(json.dumps({"tokens_per_s": rate, "redraws": redraws}))
     else:
         rate, gaps, redraws = gui(args.steps, probe_on=True)

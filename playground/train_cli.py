@@ -96,10 +96,13 @@ def run_train(args) -> int:
     from playground.engine.distributed import init_from_env, shutdown
     device = check_device(args.device)
     rank, world, device = init_from_env(device)
+    clean = False
     try:
-        return _train(args, str(device), rank, world)
+        code = _train(args, str(device), rank, world)
+        clean = True
+        return code
     finally:
-        shutdown()
+        shutdown(clean)
 
 
 def _train(args, device: str, rank: int, world: int) -> int:

@@ -22,7 +22,11 @@ def init_from_env(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def shutdown() -> None:
+def shutdown(clean: bool = True) -> None:
+    """Leave the process group; after a normal finish wait for every rank first, so rank 0
+    does not take its store down while another rank still talks to it."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()

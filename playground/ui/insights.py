@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Slot
 
+from playground.ui.session import NO_MODEL
 from playground.ui.sweep_view import TEMPERATURES
 
 
@@ -88,7 +89,7 @@ class Insights(QObject):
     @Slot()
     def show_attention(self) -> None:
         if not self.w.session.attention(self.attention_text()):
-            self.w.show_error("There is no model yet: train one (or open a saved model) first")
+            self.w.show_error(NO_MODEL)
 
     @Slot(object)
     def _attention_ready(self, result) -> None:
@@ -112,13 +113,9 @@ class Insights(QObject):
     @Slot()
     def start_sweep(self) -> None:
         w = self.w
-        if w.session.generating:
+        prompt = w.usable_prompt()
+        if prompt is None:
             return
-        if not w.session.has_model:
-            w.show_error("There is no model yet: train one (or open a saved model) first")
-            return
-        tokenizer = w.session.tokenizer()
-        prompt = "".join(c for c in w.generation.prompt.text() if c in tokenizer.stoi)
         w.sweep.begin(prompt)
         w.right_tabs.setCurrentWidget(w.sweep_box)
         w.generation.set_running(True)

@@ -22,7 +22,7 @@ from playground.ui.health_panel import HealthPanel
 from playground.ui.insights import Insights
 from playground.ui.loss_plot import LossPlot
 from playground.ui.samples_panel import SamplesPanel
-from playground.ui.session import Session
+from playground.ui.session import NO_MODEL, Session
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
 from playground.ui.sweep_view import SweepView
@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         s.trainingStarted.connect(self._on_started)
         s.stepped.connect(self._on_step)
         s.evaluated.connect(self._on_eval)
-        s.sampled.connect(lambda ev: self.samples.add(ev.step, ev.text))
+        s.sampled.connect(self._on_sample)
         s.trainingEnded.connect(self._on_training_ended)
         s.tokenGenerated.connect(g.append)
         s.generationEnded.connect(self._on_generation_ended)
@@ -207,6 +207,10 @@ class MainWindow(QMainWindow):
         self.status.evaluated(ev)
 
     @Slot(object)
+    def _on_sample(self, ev) -> None:
+        self.samples.add(ev.step, ev.text)
+
+    @Slot(object)
     def _on_training_ended(self, done) -> None:
         self.training.set_running(False)
         self.plot.end_run()
@@ -220,19 +224,27 @@ class MainWindow(QMainWindow):
         self.generation.set_vocabulary(tokenizer.chars if tokenizer else None)
 
     # -- generation ---------------------------------------------------------------------
-    @Slot()
-    def start_generation(self) -> None:
+    def usable_prompt(self) -> Optional[str]:
+        """The prompt's characters the model knows, or None (after saying why in a message)
+        when nothing can be generated now."""
         if self.session.generating:
-            return
+            return None
         if not self.session.has_model:
-            self.show_error("There is no model yet: train one (or open a saved model) first")
-            return
+            self.show_error(NO_MODEL)
+            return None
         tokenizer = self.session.tokenizer()
         prompt = self.generation.prompt.text()
         known = "".join(c for c in prompt if c in tokenizer.stoi)
         if prompt and not known:
             self.show_error("None of the prompt's characters is in the model's vocabulary: "
                             "type characters from the corpus, or leave the prompt empty")
+            return None
+        return known
+
+    @Slot()
+    def start_generation(self) -> None:
+        known = self.usable_prompt()
+        if known is None:
             return
         self.generation.begin(known)
         self.generation.set_running(True)

@@ -17,6 +17,7 @@ from playground.ui.worker import GeneratorWorker, WorkerHandle
 
 log = logging.getLogger(__name__)
 TOP_CANDIDATES = 10
+NO_MODEL = "There is no model yet: train one (or open a saved model) first"
 
 
 class Session(QObject):

@@ -105,7 +105,7 @@ class SettingsPanel(QWidget):
         self.apply_preset("seed")
         for spin in [*self.spins.values(), self.dropout, self.lr]:
             spin.valueChanged.connect(self._refresh)
-        self.preset.currentIndexChanged.connect(lambda _: self.apply_preset(self.preset.currentData()))
+        self.preset.currentIndexChanged.connect(self._preset_chosen)
 
     # -- values -------------------------------------------------------------------------
     def value(self, attr: str) -> int:
@@ -146,6 +146,10 @@ class SettingsPanel(QWidget):
         self.dropout.setValue(model.dropout)
         self._quiet = False
         self._refresh()
+
+    @Slot(int)
+    def _preset_chosen(self, _index: int) -> None:
+        self.apply_preset(self.preset.currentData())
 
     @Slot(str)
     def apply_preset(self, name: str) -> None:

@@ -24,6 +24,7 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    finished = False
     try:
         import playground.engine.train as train_module
         from playground.engine.config import ModelConfig, TrainConfig
@@ -51,8 +52,14 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
                 "identical": all(torch.equal(gathered[0], g) for g in gathered[1:]),
                 "different_batches": not torch.equal(first[0], first[1]),
                 "steps": done.step, "tokens": done.tokens}))
+        dist.barrier()  # neither rank tears down the store while the other still uses it
+        finished = True
     finally:
         dist.destroy_process_group()
+    if finished:
+        # leave without interpreter teardown: gloo's store threads can abort the process
+        # there ("terminate called without an active exception") after a successful run
+        os._exit(0)
 
 
 def test_two_ranks_keep_identical_parameters_and_draw_different_batches(tmp_path):

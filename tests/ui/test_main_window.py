@@ -230,3 +230,18 @@ def test_settings_are_remembered(qtbot, tmp_path, monkeypatch):
     assert second.settings.value("steps") == 77 and second.settings.value("width") == 16
     assert second.corpus.choice() == "custom"
     assert second.corpus.text() == "my own corpus text, long enough to use"
+
+
+def test_signal_handlers_keep_reference_counts(window):
+    """PySide6 6.12.0 drops a reference of False on each call of a lambda slot, and Python
+    aborts after a few hundred; the window's handlers must not be affected (long runs)."""
+    import sys
+    from playground.engine.events import Eval, Sample, Step
+    session = window.session
+    before = sys.getrefcount(False)
+    for i in range(1, 2001):
+        session.stepped.emit(Step(i, 1.0, 1e-3, 0.5, False, 1000.0, i / 100))
+        if i % 100 == 0:
+            session.evaluated.emit(Eval(i, 1.0, 1.1, i / 100))
+            session.sampled.emit(Sample(i, "", "text"))
+    assert abs(sys.getrefcount(False) - before) < 50
