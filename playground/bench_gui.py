@@ -84,23 +84,16 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
         _open_panels(app, window)
     events = []
     window.session.stepped.connect(events.append)
-    gaps: list[float] = []
-    clock = QElapsedTimer()
-    probe = QTimer(interval=PROBE_MS)
-
-    def tick():
-        if clock.isValid() and window.session.training and len(events) > 20:
-            gaps.append(clock.nsecsElapsed() / 1e6)
-        clock.restart()
-    probe.timeout.connect(tick)
+    probe = Probe(window, events)
     window.trainingFinished.connect(loop.quit)
     if probe_on:
-        probe.start()
+        probe.timer.start()
     if not window.training.train.isEnabled():
         raise RuntimeError(f"cannot train: {window.train_problem()}")
     window.training.train.click()
     loop.exec()
-    probe.stop()
+    probe.timer.stop()
+    gaps = probe.gaps
     step_s, _ = _rate(events)
     redraws = window.plot.redraws
     window.close()
@@ -115,16 +108,38 @@ def rss_mb() -> float:
     return float("nan")
 
 
-class SoakProbe:
-    """Records memory every 1,000 steps (a bound method: PySide6 6.12.0 over-releases the
-    return value of lambdas connected to signals, which aborts long runs)."""
+class Probe:
+    """A 10 ms timer on the GUI thread recording how late it fires during training. Slots
+    here are bound methods: PySide6 6.12.0 over-releases a reference on each call of a
+    lambda or plain function connected to a signal, which aborts long runs."""
 
-    def __init__(self, memory: list):
-        self.memory = memory
+    def __init__(self, window, events: list):
+        from PySide6.QtCore import QElapsedTimer, QTimer
+        self.window, self.events, self.gaps = window, events, []
+        self.clock = QElapsedTimer()
+        self.timer = QTimer(interval=PROBE_MS)
+        self.timer.timeout.connect(self.tick)
+
+    def tick(self) -> None:
+        if self.clock.isValid() and self.window.session.training and len(self.events) > 20:
+            self.gaps.append(self.clock.nsecsElapsed() / 1e6)
+        self.clock.restart()
+
+
+class SoakProbe:
+    """Records memory every 1,000 steps and times every plot redraw (bound methods, see Probe)."""
+
+    def __init__(self, memory: list, plot):
+        self.memory, self.plot, self.redraw_ms = memory, plot, []
 
     def step(self, ev) -> None:
         if ev.step % 1000 == 0:
             self.memory.append((ev.step, rss_mb()))
+
+    def redraw(self) -> None:
+        t0 = time.perf_counter()
+        self.plot.redraw()
+        self.redraw_ms.append((time.perf_counter() - t0) * 1000)
 
 
 def soak(steps: int) -> list[dict]:
@@ -142,16 +157,11 @@ def soak(steps: int) -> list[dict]:
                         ("steps", steps), ("warmup", 0), ("eval_interval", 1000), ("threads", 1)]:
         window.settings.spins[name].setValue(value)
     memory: list[tuple[int, float]] = []
-    redraw_ms: list[float] = []
-    real_redraw = window.plot.redraw
-
-    def timed_redraw():
-        t0 = time.perf_counter()
-        real_redraw()
-        redraw_ms.append((time.perf_counter() - t0) * 1000)
+    soak_probe = SoakProbe(memory, window.plot)
+    redraw_ms = soak_probe.redraw_ms
     window.plot.timer.timeout.disconnect()
-    window.plot.timer.timeout.connect(timed_redraw)
-    window.session.stepped.connect(SoakProbe(memory).step)
+    window.plot.timer.timeout.connect(soak_probe.redraw)
+    window.session.stepped.connect(soak_probe.step)
     loop = QEventLoop()
     window.trainingFinished.connect(loop.quit)
     window.training.train.click()
