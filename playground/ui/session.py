@@ -36,8 +36,9 @@ class Session(QObject):
 
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
-        self.trainer = None              # engine Trainer of the current model, once trained
-        self.opened = None               # engine Checkpoint opened from a file, not yet trained
+        # the current model, in a plain object: the training worker swaps in its new trainer
+        # here without touching this QObject from its thread
+        self._models = _Models()
         self._train: Optional[WorkerHandle] = None
         self._generate: Optional[WorkerHandle] = None
         self._retired: list[WorkerHandle] = []   # finished handles kept until their thread ends
@@ -47,6 +48,24 @@ class Session(QObject):
         self._control = TrainControl()   # stop/pause flags of the current run
 
     # -- state --------------------------------------------------------------------------
+    @property
+    def trainer(self):
+        """engine Trainer of the current model, once trained."""
+        return self._models.trainer
+
+    @trainer.setter
+    def trainer(self, value) -> None:
+        self._models.trainer = value
+
+    @property
+    def opened(self):
+        """engine Checkpoint opened from a file, not yet trained."""
+        return self._models.opened
+
+    @opened.setter
+    def opened(self, value) -> None:
+        self._models.opened = value
+
     @property
     def training(self) -> bool:
         return self._training_active
@@ -83,6 +102,7 @@ class Session(QObject):
             return
         previous = self.trainer.checkpoint() if self.trainer is not None else self.opened
         control = self._control = TrainControl()
+        models = self._models
 
         def run():
             from playground.engine.corpus import build_corpus
@@ -97,7 +117,7 @@ class Session(QObject):
                 trainer = Trainer(cfg, train_cfg, corpus)
             if control.stopped:  # reset or opened a file while the corpus was prepared
                 return
-            self.trainer, self.opened = trainer, None
+            models.trainer, models.opened = trainer, None
             yield from trainer.run(control)
 
         self._training_active, self._done = True, None
@@ -303,6 +323,14 @@ class Session(QObject):
         self.stop_training()
         self.stop_generation()
         return self.wait_for_workers(ms)
+
+
+class _Models:
+    """Plain holder of the current trainer or opened checkpoint (see Session.__init__)."""
+
+    def __init__(self) -> None:
+        self.trainer = None
+        self.opened = None
 
 
 def _same_shape(a: ModelConfig, b: ModelConfig) -> bool:

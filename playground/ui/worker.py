@@ -7,6 +7,7 @@ Stopping is cooperative: `abort()` sets a flag checked between items; nothing is
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 from typing import Callable, Iterable, Optional
 
@@ -23,25 +24,27 @@ class GeneratorWorker(QObject):
     def __init__(self, make_iterable: Callable[[], Iterable], name: str = "worker"):
         super().__init__()
         self._make_iterable = make_iterable
-        self._abort = False
+        self._abort = threading.Event()  # plain Python: the loop never goes through Qt to read it
         self.name = name
 
     def abort(self) -> None:
         """Ask the loop to end before the next item (safe from any thread)."""
-        self._abort = True
+        self._abort.set()
 
     @property
     def aborted(self) -> bool:
-        return self._abort
+        return self._abort.is_set()
 
     @Slot()
     def work(self) -> None:
         """Run the iterable to its end; callable directly on the main thread in tests."""
+        # look the Qt attributes up once: the loop then touches only plain Python objects
+        aborted, emit = self._abort.is_set, self.yielded.emit
         try:
             for item in self._make_iterable():
-                if self._abort:
+                if aborted():
                     break
-                self.yielded.emit(item)
+                emit(item)
         except Exception as exc:  # a worker must never die silently: say what happened
             from playground.engine.errors import PlaygroundError
             if isinstance(exc, PlaygroundError):
