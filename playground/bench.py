@@ -92,8 +92,7 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
     done = events[-1]
     steps = [e for e in events if e["event"] == "step"]
     curve = [(e["step"], e["elapsed_s"], e["val_loss"]) for e in events if e["event"] == "eval"]
-    # throughput after warm-up: steps 20..end, evaluation pauses excluded
-    eval_time = 0.0
+    # throughput after warm-up: the median step from step 20 on, so evaluation pauses drop out
     prev = None
     rates = []
     for e in steps[20:]:
@@ -103,7 +102,7 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
     step_s = _median(rates) if rates else float("nan")
     tokens_per_step = done["tokens"] / max(len(steps), 1)
     return {"done": done, "curve": curve, "ckpt": ckpt, "max_rss_mb": usage.ru_maxrss / 1024,
-            "tokens_per_s": tokens_per_step / step_s if rates else float("nan"), "eval_time": eval_time}
+            "tokens_per_s": tokens_per_step / step_s if rates else float("nan")}
 
 
 def _full_val_loss(ckpt: Path) -> float:
