@@ -90,3 +90,23 @@ def test_vocabulary_over_256_characters_encodes_to_int32():
     text = "".join(chr(0x4E00 + i) for i in range(300)) * 2
     corpus = build_corpus("cjk", text, 0.0, 4)
     assert corpus.ids.dtype == np.int32 and corpus.tokenizer.vocab_size == 300
+
+
+def test_a_50_mb_file_loads_in_under_4x_its_size(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    big = tmp_path / "big.txt"
+    big.write_text(("All the world's a stage, and all the men and women merely players.\n" * 760_000)[:50_000_000])
+    code = (
+        "import resource, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from playground.engine.corpus import read_text_file, build_corpus\n"
+        "base = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
+        f"corpus = build_corpus('big', read_text_file({str(big)!r}), 0.1, 64)\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(peak - base, corpus.n_train + corpus.n_val)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    extra_mb, chars = out.stdout.split()
+    assert int(chars) == 50_000_000
+    assert float(extra_mb) < 4 * big.stat().st_size / 2**20, out.stdout
