@@ -83,7 +83,7 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "playground", "train", *args, "--quiet",
                              "--log-json", str(log), "--out", str(ckpt)],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     stderr = proc.stderr.read()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -101,7 +101,9 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
         prev = e["elapsed_s"]
     step_s = _median(rates) if rates else float("nan")
     tokens_per_step = done["tokens"] / max(len(steps), 1)
-    return {"done": done, "curve": curve, "ckpt": ckpt, "max_rss_mb": usage.ru_maxrss / 1024,
+    # the child's own high-water mark (ru_maxrss from wait4 would include this process's,
+    # which Linux carries over the child's exec)
+    return {"done": done, "curve": curve, "ckpt": ckpt, "max_rss_mb": done["peak_rss_mb"],
             "tokens_per_s": tokens_per_step / step_s if rates else float("nan")}
 
 

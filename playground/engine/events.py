@@ -73,6 +73,19 @@ class Done:
     train_seconds: float        # wall time inside the training loop (evaluations included)
     tokens: int
     message: str = ""
+    peak_rss_mb: Optional[float] = None  # this process's resident-memory high-water mark
+
+
+def peak_rss_mb() -> Optional[float]:
+    """VmHWM from /proc (Linux). Not ru_maxrss: Linux carries that over exec from the parent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 Event = Started | Step | Eval | Sample | Done

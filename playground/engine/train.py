@@ -19,7 +19,7 @@ from playground.engine import sample as sampling
 from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.corpus import Corpus, get_weighted_batch
-from playground.engine.events import Done, Eval, Event, Sample, Started, Step
+from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
 from playground.engine.schedule import lr_at  # noqa: F401  (re-exported)
@@ -198,7 +198,7 @@ class Trainer:
         if status == "diverged":
             log.warning(note)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
-                   run_seconds, tokens * self.world, note)
+                   run_seconds, tokens * self.world, note, peak_rss_mb())
 
     def _train_step(self, x, y, w) -> tuple[float, float, str]:
         """One update; returns (loss, gradient norm, '' or why training must stop)."""
