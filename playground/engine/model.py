@@ -32,10 +32,6 @@ class KVCache:
         self.seen = 0  # positions fed so far: the next token's position
         self.plan: Optional[list] = None  # decode_step's weights, gathered once per cache
 
-    @property
-    def length(self) -> int:
-        return self.seen
-
 
 class Rotary:
     """Rotary position tables (cos, sin), grown on demand; not part of the weights."""
