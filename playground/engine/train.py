@@ -20,6 +20,7 @@ from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.corpus import Corpus, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
+from playground.engine.handstep import HandStep, supports as hand_step_supports
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
 from playground.engine.schedule import lr_at  # noqa: F401  (re-exported)
@@ -45,11 +46,13 @@ class Trainer:
     device: "cpu" (default), "cuda" (bf16 autocast) or "mps". compile: torch.compile the
     training forward (opt-in; slow to start). With torch.distributed initialised (torchrun),
     the model trains under DistributedDataParallel and each rank draws its own batches.
+    autograd=False (default) lets a plain CPU run use the hand-written step (handstep.py):
+    the same loss and gradients, in less time; True always uses autograd.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Corpus,
                  model: Optional[GPT] = None, step: int = 0, device: str = "cpu",
-                 compile: bool = False):
+                 compile: bool = False, autograd: bool = False):
         train_cfg.check()
         model_cfg.check()
         if model_cfg.vocab_size != corpus.tokenizer.vocab_size:
@@ -65,6 +68,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.rank, self.world = _dist_rank_world()
         self.train_model = self._wrap(compile)
+        hand = not (autograd or compile) and self.world == 1 and hand_step_supports(model, self.device)
+        self.hand_step = HandStep(self.model) if hand else None
         self.step = step  # optimizer steps applied so far, over the model's whole life
         self.optimizers = build_optimizers(self.model, train_cfg)
         self.last_loss: Optional[float] = None
@@ -203,8 +208,11 @@ class Trainer:
     def _train_step(self, x, y, w) -> tuple[float, float, str]:
         """One update; returns (loss, gradient norm, '' or why training must stop)."""
         params, cfg = self._params, self.train_cfg
-        with self._autocast():
-            _, loss = self.train_model(x, y, weights=w)
+        if self.hand_step is not None:  # the loss and every gradient in one pass
+            loss = self.hand_step(x, y, w)
+        else:
+            with self._autocast():
+                _, loss = self.train_model(x, y, weights=w)
         loss_value = _global_mean(loss.detach(), self.world)
         if not math.isfinite(loss_value):
             with torch.no_grad():
@@ -217,9 +225,10 @@ class Trainer:
         with torch.no_grad():
             torch._foreach_copy_(self._good, params)
         self._good_step = self.step
-        for opt, _ in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.hand_step is None:
+            for opt, _ in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
         norm = _clip_gradients(params, cfg.grad_clip)
         if not math.isfinite(norm):
             return loss_value, norm, (
