@@ -83,6 +83,15 @@ def _write_atomic(path: Path, payload: bytes) -> None:
         pass
 
 
+def _own(t: torch.Tensor) -> torch.Tensor:
+    """A CPU tensor holding its own storage: safetensors refuses views of a shared buffer
+    (FlatAdamW keeps parameters and moments as views of one buffer per group)."""
+    t = t.detach().cpu().contiguous()
+    if t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        t = t.clone()
+    return t
+
+
 def _optimizer_tensors(states: list[dict]) -> tuple[dict[str, torch.Tensor], list]:
     tensors, layout = {}, []
     for o, sd in enumerate(states):
@@ -91,7 +100,7 @@ def _optimizer_tensors(states: list[dict]) -> tuple[dict[str, torch.Tensor], lis
         for pid, pstate in sd["state"].items():
             for name, value in pstate.items():
                 t = value if torch.is_tensor(value) else torch.tensor(value)
-                tensors[f"{o}.{pid}.{name}"] = t.detach().contiguous().cpu()
+                tensors[f"{o}.{pid}.{name}"] = _own(t)
                 keys.setdefault(str(pid), []).append(name)
         layout.append({"param_groups": groups, "keys": keys})
     return tensors, layout
@@ -111,7 +120,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
         "state": ckpt.state, "has_optimizer": ckpt.optimizer_state is not None,
     }
-    weights = {k: v.detach().contiguous().cpu() for k, v in ckpt.model.state_dict().items()}
+    weights = {k: _own(v) for k, v in ckpt.model.state_dict().items()}
     try:
         payload = st_save(weights, metadata={"playground": json.dumps(meta, default=_jsonable)})
         if ckpt.optimizer_state is not None:

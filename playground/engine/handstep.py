@@ -51,11 +51,10 @@ class _Norm:
     def forward(self, x):
         return aten.native_layer_norm(x, self.shape, self.w, self.b, self.eps)
 
-    def backward(self, dout, x, mean, rstd, grads: list):
-        dx, dw, db = aten.native_layer_norm_backward(dout, x, self.shape, mean, rstd, self.w,
-                                                     self.b, [True, True, True])
-        grads += (dw, db)
-        return dx
+    def backward(self, dout, x, mean, rstd, grads: "_Grads"):
+        return aten.native_layer_norm_backward.out(
+            dout, x, self.shape, mean, rstd, self.w, self.b, [True, True, True],
+            out0=torch.empty_like(x), out1=grads.next(), out2=grads.next())[0]
 
 
 class HandStep:
@@ -68,6 +67,10 @@ class HandStep:
     def __init__(self, model: GPT):
         if not supports(model, torch.device("cpu")):
             raise ValueError("the hand-written step covers learned positions without dropout")
+        self.model = model
+        self._bind(model)
+
+    def _bind(self, model: GPT) -> None:
         cfg = model.config
         self.block_size, self.C, self.nh = cfg.block_size, cfg.n_embd, cfg.n_head
         self.hs = self.C // self.nh
@@ -80,6 +83,7 @@ class HandStep:
         for layer in reversed(self.layers):
             self.params += layer.params
         self.params += [model.wpe.weight, model.wte.weight]
+        self.storage = [p.data_ptr() for p in self.params]
         self.masks: dict[int, torch.Tensor] = {}
 
     def _mask(self, T: int) -> torch.Tensor:
@@ -93,6 +97,8 @@ class HandStep:
         B, T = idx.shape
         if T > self.block_size:
             raise ValueError(f"sequence of {T} exceeds block size {self.block_size}")
+        if [p.data_ptr() for p in self.params] != self.storage:
+            self._bind(self.model)  # parameters moved (FlatAdamW re-homes them): look again
         x = (self.wte[idx] + self.wpe[:T]).view(B * T, self.C)
         saved = []
         for layer in self.layers:
@@ -101,17 +107,17 @@ class HandStep:
         h, mean, rstd = self.ln_f.forward(x)
         logits = torch.addmm(self.head_b, h, self.head_w.t())
         loss, dlogits = _cross_entropy(logits, targets.reshape(-1), weights, T)
-        # ---- backward, last layer first; grads in the order of self.params
-        grads = [dlogits.t() @ h, dlogits.sum(0)]
+        # ---- backward, last layer first, into each parameter's .grad in self.params order
+        grads = _Grads(self.params)
+        grads.mm(dlogits.t(), h)
+        grads.sum(dlogits)
         dx = self.ln_f.backward(dlogits @ self.head_w, x, mean, rstd, grads)
         for layer in reversed(self.layers):
             dx = self._block_backward(layer, dx, saved, B, T, grads)
-        wpe = dx.view(B, T, self.C).sum(0)
-        if T < self.block_size:  # positions past T had no part in this loss
-            wpe = torch.cat([wpe, wpe.new_zeros(self.block_size - T, self.C)])
-        grads += (wpe, torch.zeros_like(self.wte).index_add_(0, idx.reshape(-1), dx))
-        for param, grad in zip(self.params, grads):
-            param.grad = grad
+        wpe = grads.next()
+        torch.sum(dx.view(B, T, self.C), 0, out=wpe[:T])
+        wpe[T:].zero_()  # positions past T had no part in this loss
+        grads.next().zero_().index_add_(0, idx.reshape(-1), dx)
         return loss
 
     # -- one block ------------------------------------------------------------------------
@@ -132,20 +138,25 @@ class HandStep:
         return torch.addmm(L.out_b, act, L.out_w.t()).add_(x_mid)
 
     def _block_backward(self, L: _Layer, dx: torch.Tensor, saved: list, B: int, T: int,
-                        grads: list) -> torch.Tensor:
+                        grads: "_Grads") -> torch.Tensor:
         h1, m1, r1, q, k, v, probs, y, x_mid, h2, m2, r2, pre, act = saved.pop()
         x = saved.pop()
         # MLP: out = x_mid + out_proj(gelu(fc(ln2(x_mid))))
         dpre = aten.gelu_backward(dx @ L.out_w, pre)
-        grads += (dx.t() @ act, dx.sum(0), dpre.t() @ h2, dpre.sum(0))
+        grads.mm(dx.t(), act)
+        grads.sum(dx)
+        grads.mm(dpre.t(), h2)
+        grads.sum(dpre)
         dx = dx + L.ln2.backward(dpre @ L.fc_w, x_mid, m2, r2, grads)
         # attention: x_mid = x + proj(attend(qkv(ln1(x))))
-        grads += (dx.t() @ y, dx.sum(0))
+        grads.mm(dx.t(), y)
+        grads.sum(dx)
         dy = (dx @ L.proj_w).view(B, T, self.nh, self.hs).transpose(1, 2)
         dqkv = self._attention_backward(dy.reshape(B * self.nh, T, self.hs), q, k, v, probs)
         # ([q|k|v], B, nh, T, hs) -> (B, T, [q|k|v], nh, hs): the layout of c_attn's output
         dqkv = dqkv.view(3, B, self.nh, T, self.hs).permute(1, 3, 0, 2, 4).reshape(B * T, 3 * self.C)
-        grads += (dqkv.t() @ h1, dqkv.sum(0))
+        grads.mm(dqkv.t(), h1)
+        grads.sum(dqkv)
         return dx + L.ln1.backward(dqkv @ L.qkv_w, x, m1, r1, grads)
 
     def _attention_backward(self, dy, q, k, v, probs) -> torch.Tensor:
@@ -156,6 +167,26 @@ class HandStep:
         torch.baddbmm(dqkv[0], dscores, k, beta=0, alpha=self.scale, out=dqkv[0])
         torch.baddbmm(dqkv[1], dscores.transpose(1, 2), q, beta=0, alpha=self.scale, out=dqkv[1])
         return dqkv
+
+
+class _Grads:
+    """Each parameter's gradient, written in place, in turn: into its existing .grad (which
+    may be a view of FlatAdamW's buffer) or a new tensor the first time."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        for p in params:
+            if p.grad is None or p.grad.shape != p.shape:
+                p.grad = torch.empty_like(p)
+        self.dest = iter([p.grad for p in params])
+
+    def next(self) -> torch.Tensor:
+        return next(self.dest)
+
+    def mm(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        torch.mm(a, b, out=self.next())
+
+    def sum(self, rows: torch.Tensor) -> None:
+        torch.sum(rows, 0, out=self.next())
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: Optional[torch.Tensor],

@@ -20,6 +20,7 @@ from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.corpus import Corpus, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
+from playground.engine.flat import FlatAdamW
 from playground.engine.handstep import HandStep, supports as hand_step_supports
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
@@ -72,6 +73,9 @@ class Trainer:
         self.hand_step = HandStep(self.model) if hand else None
         self.step = step  # optimizer steps applied so far, over the model's whole life
         self.optimizers = build_optimizers(self.model, train_cfg)
+        if self.hand_step is not None and train_cfg.optimizer == "adamw":
+            # one fused AdamW call on a flat buffer instead of one per parameter
+            self.optimizers = [(FlatAdamW(opt), peak) for opt, peak in self.optimizers]
         self.last_loss: Optional[float] = None
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
@@ -159,7 +163,7 @@ class Trainer:
         data = self.corpus.train_ids()
         # each rank draws its own batches; a continued run does not repeat the first one's
         gen = torch.Generator().manual_seed(cfg.seed + first + 1_000_003 * self.rank)
-        self._params = list(self.model.parameters())
+        self._params = self._weights()
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
         self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
         self.model.train()
@@ -204,6 +208,11 @@ class Trainer:
             log.warning(note)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
                    run_seconds, tokens * self.world, note, peak_rss_mb())
+
+    def _weights(self) -> list[torch.Tensor]:
+        """The tensors holding every weight: FlatAdamW's few buffers, or the parameters."""
+        flat = [p for opt, _ in self.optimizers if isinstance(opt, FlatAdamW) for p in opt.params]
+        return flat or list(self.model.parameters())
 
     def _train_step(self, x, y, w) -> tuple[float, float, str]:
         """One update; returns (loss, gradient norm, '' or why training must stop)."""
