@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to train (default cpu)")
     t.add_argument("--compile", action="store_true",
                    help="torch.compile the model (slow to start; off by default)")
+    t.add_argument("--autograd", action="store_true",
+                   help="use autograd instead of the hand-written CPU training step (to compare)")
     t.add_argument("--position", choices=["learned", "rope"],
                    help="position scheme for a new model (default learned, the reference)")
     t.add_argument("--out", metavar="CKPT", help="save the model here (.safetensors)")

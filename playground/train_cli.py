@@ -46,7 +46,7 @@ def _source(args, default_builtin: str) -> dict:
 
 def make_trainer(args, device: str = "cpu") -> Trainer:
     corpus_name, model_cfg, train_cfg = configs_from_args(args)
-    options = {"device": device, "compile": args.compile}
+    options = {"device": device, "compile": args.compile, "autograd": args.autograd}
     train_cfg.check()
     if args.resume:
         ckpt = checkpoint.load(args.resume)

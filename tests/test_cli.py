@@ -82,6 +82,19 @@ def test_resume_continues_the_step_count(trained, tmp_path):
     assert (tmp_path / "more.safetensors").exists()
 
 
+def test_autograd_flag_trains_the_same_run(trained, tmp_path):
+    """--autograd swaps the hand-written CPU step for autograd: the same losses, step by step."""
+    _, log, _ = trained
+    again = tmp_path / "autograd.jsonl"
+    result = cli("train", "--builtin", "phrase", *TINY, "--steps", "40", "--eval-interval", "20",
+                 "--autograd", "--log-json", again)
+    assert result.returncode == 0, result.stderr
+    losses = [[json.loads(l)["loss"] for l in f.read_text().splitlines() if '"event": "step"' in l]
+              for f in (log, again)]
+    assert len(losses[0]) == len(losses[1]) == 40
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
 @pytest.mark.parametrize("args,words", [
     (["train", "--width", "100", "--heads", "3"], "width 100 must be divisible by heads 3"),
     (["train", "--builtin", "phrase", "--block", "256"], "block size 256 is longer than the training text"),
