@@ -197,22 +197,22 @@ def _gui_run(mode: str, steps: int) -> dict:
 
 
 def bench_gui(quick: bool) -> list[Result]:
-    steps = 150 if quick else 400
+    steps = 150 if quick else 300
     headless, inside = [], []
-    for _ in range(1 if quick else 3):  # alternated pairs, each run in a fresh process
+    # alternated, each run in a fresh process: a process here sometimes runs 20-30% slower
+    # than the next one (the VM's two cores are not always equally free), so five of each
+    for _ in range(1 if quick else 5):
         headless.append(_gui_run("headless", steps)["tokens_per_s"])
         inside.append(_gui_run("gui", steps)["tokens_per_s"])
     probe = _gui_run("probe", steps)
     panels = _gui_run("panels", steps)["tokens_per_s"]
     base, rate = _median(headless), _median(inside)
-    # this machine's speed drifts over tens of seconds: compare each run with its neighbour
-    pair = _median([g / h for g, h in zip(inside, headless)])
     stall = probe["p99"] - 10
     return [
         Result("gui_throughput", ">= 90% of headless tokens/s (shakespeare-cpu)",
-               f"{rate:,.0f} tok/s in the window = {pair:.0%} (median of the per-pair ratios)",
-               f"headless {base:,.0f} tok/s, same config (medians of {len(inside)} alternated "
-               "pairs, fresh processes)", pair >= 0.9,
+               f"{rate:,.0f} tok/s in the window = {rate / base:.0%}",
+               f"headless {base:,.0f} tok/s, same config (medians of {len(inside)} runs each, "
+               "alternated, fresh processes)", rate / base >= 0.9,
                {"gui": inside, "headless": headless, "pair_ratios": [g / h for g, h in zip(inside, headless)]}),
         Result("gui_panels", "informational: cost of the insight views during training",
                f"{panels:,.0f} tok/s with health, attention (refreshed each eval) and odds open "
