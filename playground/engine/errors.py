@@ -19,3 +19,7 @@ class CheckpointError(PlaygroundError):
 
 class PromptError(PlaygroundError, ValueError):
     """A prompt cannot be used (for example every character is unknown to the model)."""
+
+
+class ModelError(PlaygroundError):
+    """A model cannot do what was asked (for example its weights hold inf or NaN)."""

@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 import torch
 
 from playground.engine.config import SampleConfig
-from playground.engine.errors import PromptError
+from playground.engine.errors import ModelError, PromptError
 from playground.engine.model import GPT, KVCache
 from playground.engine.tokenizer import CharTokenizer, Encoded
 
@@ -117,7 +117,12 @@ def _sample_loop(model: GPT, tokenizer: CharTokenizer, ids: list[int], count: in
         if config.temperature == 0:
             nxt = int(torch.argmax(probs))
         else:
-            nxt = int(torch.multinomial(probs, 1, generator=generator))
+            try:
+                nxt = int(torch.multinomial(probs, 1, generator=generator))
+            except RuntimeError as exc:  # torch: "probability tensor contains inf, nan..."
+                raise ModelError("this model's predictions are not finite numbers (its weights "
+                                 "hold inf or NaN), so it cannot write text; train it again "
+                                 "with a lower learning rate") from exc
         ids.append(nxt)
         yield Token(nxt, tokenizer.chars[nxt], probs)
 

@@ -11,7 +11,7 @@ import math
 import os
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Generator, Iterator, Optional
 
 import torch
 
@@ -142,8 +142,13 @@ class Trainer:
                            seed=self.train_cfg.seed)
         return sampling.generate(self.model, self.corpus.tokenizer, "", cfg, self.start_char)
 
-    def _evaluate(self, elapsed: float) -> Iterator[Event]:
+    def _evaluate(self, elapsed: float) -> Generator[Event, None, str]:
+        """Eval (and Sample) events; returns why training must stop when the last update left
+        weights whose loss is not finite (the step's own loss came before the update)."""
         train_loss = self.estimate_loss("train")
+        if train_loss is not None and not math.isfinite(train_loss):
+            with self.lock:
+                return self._restore_good(train_loss, self.step)
         self.last_val_loss = self.estimate_loss("val")
         yield Eval(self.step, train_loss, self.last_val_loss, elapsed)
         if self.train_cfg.sample_chars:
@@ -200,7 +205,10 @@ class Trainer:
             yield Step(self.step, loss_value, self.optimizers[0][0].param_groups[0]["lr"], norm,
                        bool(cfg.grad_clip and norm > cfg.grad_clip), tok_rate, elapsed)
             if self.step % cfg.eval_interval == 0 or self.step == last:
-                yield from self._evaluate(elapsed)
+                note = yield from self._evaluate(elapsed)
+                if note:
+                    status = "diverged"
+                    break
                 t_step = time.perf_counter()
         run_seconds = time.perf_counter() - t0 - paused_for
         self.train_seconds += run_seconds
@@ -208,6 +216,15 @@ class Trainer:
             log.warning(note)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
                    run_seconds, tokens * self.world, note, peak_rss_mb())
+
+    def _restore_good(self, loss_value: float, at_step: int) -> str:
+        """Put back the weights of the last step whose loss was finite; says why in words."""
+        with torch.no_grad():
+            torch._foreach_copy_(self._params, self._good)
+        self.step = self._good_step
+        return (f"loss became {loss_value} at step {at_step}: training stopped and the "
+                f"weights of step {self._good_step} (the last finite loss) were kept; "
+                "the learning rate may be too high")
 
     def _weights(self) -> list[torch.Tensor]:
         """The tensors holding every weight: FlatAdamW's few buffers, or the parameters."""
@@ -224,13 +241,7 @@ class Trainer:
                 _, loss = self.train_model(x, y, weights=w)
         loss_value = _global_mean(loss.detach(), self.world)
         if not math.isfinite(loss_value):
-            with torch.no_grad():
-                torch._foreach_copy_(params, self._good)
-            bad_step, self.step = self.step, self._good_step
-            return loss_value, float("nan"), (
-                f"loss became {loss_value} at step {bad_step + 1}: training stopped and the "
-                f"weights of step {self._good_step} (the last finite loss) were kept; "
-                "the learning rate may be too high")
+            return loss_value, float("nan"), self._restore_good(loss_value, self.step + 1)
         with torch.no_grad():
             torch._foreach_copy_(self._good, params)
         self._good_step = self.step

@@ -80,7 +80,8 @@ class StatusTracker(QObject):
         left = ev.elapsed_s / max(done, 1) * (total - done)
         val = "n/a" if self.val_loss is None else f"{self.val_loss:.4f}"
         ppl = perplexity(self.val_loss if self.val_loss is not None else ev.loss)
+        ppl = "n/a" if ppl is None else f"{ppl:.2f}"  # None for an infinite or NaN loss
         state = "Paused · " if self.paused else ""
         self.message(f"{state}step {ev.step:,}/{self.last:,} · loss {ev.loss:.4f} · val {val} · "
-                     f"ppl {ppl:.2f} · {ev.tokens_per_s:,.0f} tok/s · elapsed {clock(ev.elapsed_s)} · "
+                     f"ppl {ppl} · {ev.tokens_per_s:,.0f} tok/s · elapsed {clock(ev.elapsed_s)} · "
                      f"left {clock(left)}")

@@ -87,3 +87,14 @@ def test_rope_rolling_cache_gives_the_plain_path_probabilities_beyond_the_block(
         assert [t.id for t in fast] == [t.id for t in plain]
         for a, b in zip(fast, plain):
             torch.testing.assert_close(a.probs, b.probs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_with_broken_weights_says_so_instead_of_crashing():
+    import pytest
+    from playground.engine.errors import ModelError, PlaygroundError
+    model = _model()
+    with torch.no_grad():
+        model.lm_head.bias.fill_(float("nan"))
+    with pytest.raises(ModelError, match="not finite") as info:
+        generate(model, TOK, "abc", SampleConfig(max_new_chars=5, temperature=1.0))
+    assert isinstance(info.value, PlaygroundError)

@@ -123,3 +123,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_weights(tiny_model_cfg, t
     assert "loss became nan at step 6" in done.message and "learning rate" in done.message
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, snapshot[k]), k
+
+
+def test_weights_broken_by_the_last_update_stop_at_the_evaluation(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    """A step's loss comes before its update: when the update itself leaves non-finite
+    weights, the evaluation that follows finds it, and no sample is drawn from them."""
+    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=50, eval_interval=10), phrase_corpus)
+    snapshot, events = None, []
+    for ev in trainer.run():
+        events.append(ev)
+        if isinstance(ev, Step) and ev.step == 9:
+            snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        if isinstance(ev, Step) and ev.step == 10:  # just before its evaluation
+            with torch.no_grad():
+                trainer.model.lm_head.bias.fill_(float("inf"))
+    done = events[-1]
+    assert done.status == "diverged" and done.step == 9 == trainer.step
+    assert "at step 10" in done.message and "learning rate" in done.message
+    assert not any(isinstance(e, (Eval, Sample)) and e.step == 10 for e in events)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k

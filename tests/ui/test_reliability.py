@@ -72,9 +72,16 @@ def test_a_diverging_run_stops_with_a_message_and_good_weights(window, qtbot):
     use_tiny_settings(window, steps=100_000)
 
     def sabotage(ev):
-        if ev.step == 5:
-            with window.session.trainer.lock, torch.no_grad():  # between steps, safely
-                window.session.trainer.model.lm_head.bias.fill_(float("inf"))
+        if ev.step == 5:  # from now on each update leaves an infinite weight, as too high a rate can
+            trainer = window.session.trainer
+            optimizer = trainer.optimizers[0][0]
+            update = optimizer.step
+
+            def broken_update():  # runs in the training thread, inside its step
+                update()
+                with torch.no_grad():
+                    trainer.model.lm_head.bias.fill_(float("inf"))
+            optimizer.step = broken_update
     window.session.stepped.connect(sabotage)
     with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
         window.training.train.click()
@@ -82,6 +89,18 @@ def test_a_diverging_run_stops_with_a_message_and_good_weights(window, qtbot):
     assert status.startswith("Diverged") and "learning rate" in status
     weights = window.session.trainer.model.state_dict()
     assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_the_status_line_reads_an_infinite_loss(window):
+    """perplexity() is None for an infinite loss: the line says n/a instead of raising."""
+    from playground.engine.events import Eval, Started, Step
+    status = window.status
+    status.started(Started(10, 13, 39, 0, 0, 10, 1))
+    status.step(Step(3, float("inf"), 1e-3, float("nan"), False, 100.0, 1.0))
+    status.evaluated(Eval(3, float("inf"), float("inf"), 1.0))
+    status.refresh()
+    text = window.training.status.text()
+    assert "step 3/10" in text and "ppl n/a" in text and "loss inf" in text
 
 
 def test_a_big_file_loads_off_the_gui_thread_with_progress(window, qtbot, tmp_path):
