@@ -149,7 +149,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _validate(self) -> None:
-        self.settings.set_vocab_size(max(len(set(self.corpus.text())), 1))
+        text = self.corpus.text()
+        self.settings.set_corpus(max(len(set(text)), 1), len(text))
         self.corpus.set_split(self.settings.value("block"), self.settings.train_config().val_fraction)
         problem = self.train_problem()
         self.training.allow_train(not problem, problem)

@@ -14,8 +14,11 @@ from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.presets import PRESETS
 from playground.ui.widgets import named
 
-# effective CPU throughput for the time estimate (FLOP/s); the bench measures the real one
-ASSUMED_FLOPS = 25e9
+# The time estimate, from the bench on a 2-core CPU (`python -m playground bench` measures
+# yours): shakespeare-cpu trains at ~110 GFLOP/s, and each step also costs a fixed ~0.5 ms
+# plus ~0.3 ms a layer in per-operation overhead, which is what dominates a tiny model.
+ASSUMED_FLOPS = 100e9
+STEP_OVERHEAD_S, LAYER_OVERHEAD_S = 0.5e-3, 0.3e-3
 BAD = "background: #ffe0e0;"
 
 # (attribute, objectName, label, minimum, maximum, tooltip)
@@ -48,7 +51,7 @@ class SettingsPanel(QWidget):
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
-        self._vocab_size = 13
+        self._vocab_size, self._n_chars = 13, 0
         self._base_train = TrainConfig()
         self._quiet = False  # set while several fields change at once
         self.preset = named(QComboBox(), "presetPicker", "Preset",
@@ -125,9 +128,10 @@ class SettingsPanel(QWidget):
                             eval_interval=self.value("eval_interval"), seed=self.value("seed"),
                             threads=self.value("threads"))
 
-    def set_vocab_size(self, n: int) -> None:
-        if n != self._vocab_size and n > 0:
-            self._vocab_size = n
+    def set_corpus(self, vocab_size: int, n_chars: int) -> None:
+        """The corpus's size matters to the estimate: a tiny text repeats windows in a batch."""
+        if (vocab_size, n_chars) != (self._vocab_size, self._n_chars) and vocab_size > 0:
+            self._vocab_size, self._n_chars = vocab_size, n_chars
             self._refresh()
 
     def set_values(self, model: ModelConfig, train: Optional[TrainConfig]) -> None:
@@ -185,13 +189,23 @@ class SettingsPanel(QWidget):
 
     def _estimate(self, model: ModelConfig, n: int) -> str:
         B, T, C, L = self.value("batch"), model.block_size, model.n_embd, model.n_layer
-        flops = 6 * n * B * T + 12 * L * B * T * T * C
+        rows = _distinct_rows(B, self._n_chars - T, model.dropout)
+        flops = 6 * n * rows * T + 12 * L * rows * T * T * C
         # weights, gradients and two AdamW moments, plus activations kept for the backward pass
         memory = 16 * n + 4 * B * T * (L * (16 * C + 2 * model.n_head * T) + 2 * model.vocab_size)
-        seconds = flops / ASSUMED_FLOPS
+        seconds = flops / ASSUMED_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
         total = seconds * self.value("steps")
         return (f"about {_size(memory)} of memory, ~{seconds * 1000:.0f} ms per step, "
                 f"~{_duration(total)} for {self.value('steps'):,} steps")
+
+
+def _distinct_rows(batch: int, windows: int, dropout: float) -> float:
+    """Rows a step computes: repeated windows are merged (corpus.get_weighted_batch) when
+    there is no dropout and at most 3/4 of the batch is distinct."""
+    if dropout > 0 or windows <= 0:
+        return batch
+    expected = windows * (1 - (1 - 1 / windows) ** batch)  # distinct among batch draws
+    return expected if expected <= 0.75 * batch else batch
 
 
 def _size(n_bytes: float) -> str:
@@ -203,6 +217,10 @@ def _size(n_bytes: float) -> str:
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
     if seconds < 3600:

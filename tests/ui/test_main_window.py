@@ -139,6 +139,20 @@ def test_seed_preset_shows_103821_parameters(window):
     assert find(window, "paramCountLabel").text() == "103,821 parameters"
 
 
+def test_time_estimate_counts_the_merged_windows_of_a_tiny_text(window):
+    """The phrase has 7 windows for a batch of 32: a step computes 7 rows, not 32."""
+    import re
+    window.settings.apply_preset("seed")
+    window.corpus.select("phrase")
+
+    def ms_per_step():
+        return float(re.search(r"~(\d+) ms per step", find(window, "estimateLabel").text()).group(1))
+    tiny_text = ms_per_step()
+    window.corpus.select("fable")  # 1,775 characters: every window in a batch is distinct
+    long_text = ms_per_step()
+    assert 1 <= tiny_text < long_text / 2
+
+
 def test_save_then_open_gives_the_same_generation(window, qtbot, tmp_path):
     use_tiny_settings(window, steps=30)
     with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
