@@ -40,6 +40,7 @@ class HealthPanel(QWidget):
         self.grad = Series()
         self.clipped = 0
         self.first_step = 0
+        self._pinned, self._grad_top = False, 0.0  # the gradient chart during a run (see begin)
         self.lr_plot = named(pg.PlotWidget(background="w"), "lrPlot", "Learning-rate schedule",
                              "The learning rate at each step of this run: warm-up, then cosine decay")
         self.lr_plot.setMinimumHeight(110)
@@ -76,10 +77,25 @@ class HealthPanel(QWidget):
         self.lr_plot.setYRange(0, max(lrs) * 1.15, padding=0)  # a flat schedule still reads right
         self.lr_marker.setPos(first_step)
 
-    def begin(self, first_step: int) -> None:
+    def begin(self, first_step: int, last_step: Optional[int] = None) -> None:
+        """A run starts. With its last step known, the gradient chart's x range is pinned to
+        the run and its y range only grows: autoranging re-laid out both axes at every refresh,
+        and the GUI thread's work takes a core from training."""
         self.grad.clear()
         self.clipped = 0
         self.hint.setText("")
+        item = self.grad_plot.getPlotItem()
+        if last_step is not None and last_step > first_step:
+            item.disableAutoRange()
+            item.setXRange(first_step, last_step, padding=0.02)
+            self._pinned, self._grad_top = True, 0.0
+        else:
+            self.end()
+
+    def end(self) -> None:
+        """The run is over: the chart frames all its points again."""
+        self._pinned = False
+        self.grad_plot.getPlotItem().enableAutoRange()
 
     def add_step(self, step: int, grad_norm: float, clipped: bool) -> None:
         if math.isfinite(grad_norm):
@@ -88,6 +104,10 @@ class HealthPanel(QWidget):
 
     def refresh(self, losses: np.ndarray, vocab_size: int, step: int, status: Optional[str] = None) -> None:
         self.lr_marker.setPos(step)
-        self.grad_curve.setData(*self.grad.view())
+        x, y = self.grad.view()
+        self.grad_curve.setData(x, y)
+        if self._pinned and len(y) and y.max() > self._grad_top:
+            self._grad_top = float(y.max()) * 1.15
+            self.grad_plot.getPlotItem().setYRange(0, self._grad_top, padding=0)
         self.clipped_label.setText(f"Clipped steps: {self.clipped:,} of {self.grad.n:,}")
         self.hint.setText(diagnose(losses, vocab_size, status))

@@ -56,7 +56,7 @@ class Insights(QObject):
             self._run_label = self.run_label()
         else:
             plot.continue_run()
-        self.w.health.begin(ev.first_step)
+        self.w.health.begin(ev.first_step, ev.last_step)
         self.w.health.preview(self.w.settings.train_config(), ev.first_step)
         self.health_timer.start()
 
@@ -69,6 +69,7 @@ class Insights(QObject):
     def _ended(self, done) -> None:
         self.health_timer.stop()
         self._refresh_health(None if done is None else done.status)
+        self.w.health.end()
 
     def _refresh_health(self, status=None) -> None:
         plot = self.w.plot

@@ -138,6 +138,20 @@ def test_health_preview_and_hints(window, trained):
     assert diagnose(np.linspace(3, 1, 300), 13) == ""
 
 
+def test_gradient_chart_is_pinned_to_the_run_then_frames_everything(window):
+    health = window.health
+    view = health.grad_plot.getPlotItem().getViewBox()
+    health.begin(100, 200)
+    for step, norm in [(101, 1.0), (102, 4.0), (103, 2.0)]:
+        health.add_step(step, norm, False)
+    health.refresh(np.array([2.0, 1.9, 1.8]), 13, 103)
+    (x0, x1), (y0, y1) = view.viewRange()
+    assert x0 <= 100 and 200 <= x1 < 205  # the whole run's width from the start, not 3 steps
+    assert y0 == 0 and 4.0 < y1 < 5.0 and view.state["autoRange"] == [False, False]
+    health.end()
+    assert view.state["autoRange"][0] and view.state["autoRange"][1]
+
+
 def test_every_panel_explains_itself(window):
     buttons = [b for b in window.findChildren(QToolButton) if b.objectName().startswith("help")]
     assert len(buttons) == 8
