@@ -101,11 +101,9 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    from playground.engine.events import proc_status_mb
+    value = proc_status_mb("VmRSS")
+    return float("nan") if value is None else value
 
 
 class Probe:

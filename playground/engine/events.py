@@ -78,10 +78,15 @@ class Done:
 
 def peak_rss_mb() -> Optional[float]:
     """VmHWM from /proc (Linux). Not ru_maxrss: Linux carries that over exec from the parent."""
+    return proc_status_mb("VmHWM")
+
+
+def proc_status_mb(field: str) -> Optional[float]:
+    """A memory field of /proc/self/status (VmRSS, VmHWM...) in MB; None off Linux."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass

@@ -37,6 +37,8 @@ class FlatAdamW:
             groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": [flat]})
         defaults = {k: v for k, v in inner.defaults.items() if k != "decoupled_weight_decay"}
         self.opt = torch.optim.AdamW(groups, **defaults)
+        # the kernel torch's AdamW(fused=True) runs; None: step through the optimizer instead
+        self._kernel = getattr(torch, "_fused_adamw_", None) if defaults.get("fused") else None
         self._share_state()
 
     def _share_state(self) -> None:
@@ -51,7 +53,6 @@ class FlatAdamW:
                     for key in ("exp_avg", "exp_avg_sq"):
                         state[key][start:end].copy_(old[key].reshape(-1))
                     state["step"].fill_(float(old["step"]))
-            for p, (start, end) in zip(group["params"], _spans(group["params"])):
                 self.inner.state[p] = {"step": state["step"],
                                        "exp_avg": state["exp_avg"][start:end].view_as(p),
                                        "exp_avg_sq": state["exp_avg_sq"][start:end].view_as(p)}
@@ -66,8 +67,8 @@ class FlatAdamW:
         """One AdamW update: the fused kernel torch's AdamW(fused=True) runs, called directly;
         the optimizer's own step() adds ~130 us of per-call bookkeeping at this size (tests
         hold the result to torch.optim.AdamW's)."""
-        kernel = getattr(torch, "_fused_adamw_", None)
-        if kernel is None or not self.inner.defaults.get("fused"):
+        kernel = self._kernel
+        if kernel is None:
             self.opt.step()
             return
         for group, flat in zip(self.opt.param_groups, self.params):

@@ -98,7 +98,7 @@ class HandStep:
         if T > self.block_size:
             raise ValueError(f"sequence of {T} exceeds block size {self.block_size}")
         if [p.data_ptr() for p in self.params] != self.storage:
-            self._bind(self.model)  # parameters moved (FlatAdamW re-homes them): look again
+            self._bind(self.model)  # parameters moved to new storage (a later FlatAdamW): look again
         x = (self.wte[idx] + self.wpe[:T]).view(B * T, self.C)
         saved = []
         for layer in self.layers:

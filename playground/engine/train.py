@@ -70,12 +70,13 @@ class Trainer:
         self.rank, self.world = _dist_rank_world()
         self.train_model = self._wrap(compile)
         hand = not (autograd or compile) and self.world == 1 and hand_step_supports(model, self.device)
-        self.hand_step = HandStep(self.model) if hand else None
         self.step = step  # optimizer steps applied so far, over the model's whole life
         self.optimizers = build_optimizers(self.model, train_cfg)
-        if self.hand_step is not None and train_cfg.optimizer == "adamw":
+        if hand and train_cfg.optimizer == "adamw":
             # one fused AdamW call on a flat buffer instead of one per parameter
             self.optimizers = [(FlatAdamW(opt), peak) for opt, peak in self.optimizers]
+        # after FlatAdamW, which moves the parameters into its buffers
+        self.hand_step = HandStep(self.model) if hand else None
         self.last_loss: Optional[float] = None
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
