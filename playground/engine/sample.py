@@ -1,8 +1,7 @@
 """Sampling: a generator that yields one character at a time, like nanochat's streaming engine.
 
 Temperature 0 is greedy; top-k and top-p trim the distribution; the context is cropped to the
-block size. A KV cache serves while the context still fits in the block; after that the window
-slides, every position's absolute position changes, and the plain path recomputes it.
+block size. The logits come from decode.Decoder (caches and the lean step live there).
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from typing import Iterator, Optional
 import torch
 
 from playground.engine.config import SampleConfig
+from playground.engine.decode import Decoder
 from playground.engine.errors import ModelError, PromptError
-from playground.engine.model import GPT, KVCache
+from playground.engine.model import GPT
 from playground.engine.tokenizer import CharTokenizer, Encoded
 
 
@@ -49,15 +49,14 @@ def filter_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: fl
     return probs
 
 
-def prepare_prompt(tokenizer: CharTokenizer, prompt: str, start_char: Optional[str]) -> Encoded:
-    """Encode the prompt, dropping unknown characters; an empty prompt starts at start_char.
-
-    Raises PromptError when the prompt had characters but none of them is known.
-    """
+def prepare_prompt(tokenizer: CharTokenizer, prompt: str) -> Encoded:
+    """The one rule for a prompt's characters, wherever a prompt is typed (CLI, window,
+    server): unknown ones are dropped and named in `Encoded.message`; a prompt that had
+    characters but none the model knows raises PromptError."""
     encoded = tokenizer.encode_lenient(prompt)
     if not encoded.ids and prompt:
         raise PromptError(f"none of the prompt's characters is in the model's vocabulary "
-                          f"({encoded.message.split(';')[0].removeprefix('the model never saw ')})")
+                          f"({encoded.unknown_list()}): type characters from its corpus")
     return encoded
 
 
@@ -67,71 +66,41 @@ def stream_tokens(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
     """Yield sampled tokens one by one. With an empty prompt the first token is start_char
     (the first character of the training text), yielded as if sampled, with certainty."""
     config.check()
-    encoded = prepare_prompt(tokenizer, prompt, start_char)
-    ids = list(encoded.ids)
+    ids = list(prepare_prompt(tokenizer, prompt).ids)
     if config.max_new_chars == 0:
         return
+    remaining = config.max_new_chars
     if not ids:
         first = start_char if start_char in tokenizer.stoi else tokenizer.chars[0]
         ids = [tokenizer.stoi[first]]
         certain = torch.zeros(tokenizer.vocab_size)
         certain[ids[0]] = 1.0
         yield Token(ids[0], first, certain)
-        if config.max_new_chars <= 1:
-            return
-        remaining = config.max_new_chars - 1
-    else:
-        remaining = config.max_new_chars
+        remaining -= 1
     was_training = model.training
     model.eval()
     try:
-        yield from _sample_loop(model, tokenizer, ids, remaining, config, use_cache)
+        decoder = Decoder(model, use_cache)
+        generator = torch.Generator().manual_seed(config.seed)
+        for _ in range(remaining):
+            probs = filter_probs(decoder.next_logits(ids), config.temperature, config.top_k, config.top_p)
+            nxt = draw(probs, config.temperature, generator)
+            ids.append(nxt)
+            yield Token(nxt, tokenizer.chars[nxt], probs)
     finally:
         model.train(was_training)
 
 
-def _sample_loop(model: GPT, tokenizer: CharTokenizer, ids: list[int], count: int,
-                 config: SampleConfig, use_cache: bool) -> Iterator[Token]:
-    T = model.config.block_size
-    rolling = model.config.position == "rope"  # the cache never has to be dropped
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(config.seed)
-    cache: Optional[KVCache] = None
-    for _ in range(count):
-        if use_cache and (rolling or len(ids) <= T):
-            if cache is None:  # prefill the prompt once
-                cache = model.new_cache()
-                feed = ids if not rolling else ids[-(T + model.config.n_layer * T):]
-                logits = _forward(model, feed, device, cache)
-            elif rolling and device.type == "cpu":  # one token, the lean path (no grad mode needed)
-                logits = model.decode_step(ids[-1], cache)
-            else:  # the cache holds every position but the newest
-                logits = _forward(model, ids[-1:], device, cache)
-        elif rolling:
-            # the plain path of the windowed model: the whole history, windowed at each layer
-            logits = _forward(model, ids, device)
-        else:
-            # learned positions: crop to the block, every position recomputed
-            logits = _forward(model, ids[-T:], device)
-        probs = filter_probs(logits, config.temperature, config.top_k, config.top_p)
-        if config.temperature == 0:
-            nxt = int(torch.argmax(probs))
-        else:
-            try:
-                nxt = int(torch.multinomial(probs, 1, generator=generator))
-            except RuntimeError as exc:  # torch: "probability tensor contains inf, nan..."
-                raise ModelError("this model's predictions are not finite numbers (its weights "
-                                 "hold inf or NaN), so it cannot write text; train it again "
-                                 "with a lower learning rate") from exc
-        ids.append(nxt)
-        yield Token(nxt, tokenizer.chars[nxt], probs)
-
-
-def _forward(model: GPT, ids: list[int], device, cache: Optional[KVCache] = None) -> torch.Tensor:
-    """Last position's logits (V,) on the CPU, without recording a graph."""
-    with torch.no_grad():
-        logits, _ = model(torch.tensor([ids], device=device), cache=cache, last_only=True)
-    return logits[0, -1].cpu()
+def draw(probs: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+    """The next token: the likeliest at temperature 0, else a seeded draw."""
+    if temperature == 0:
+        return int(torch.argmax(probs))
+    try:
+        return int(torch.multinomial(probs, 1, generator=generator))
+    except RuntimeError as exc:  # torch: "probability tensor contains inf, nan..."
+        raise ModelError("this model's predictions are not finite numbers (its weights "
+                         "hold inf or NaN), so it cannot write text; train it again "
+                         "with a lower learning rate") from exc
 
 
 def stream(model: GPT, tokenizer: CharTokenizer, prompt: str = "",

@@ -3,7 +3,9 @@
 import torch
 
 from playground.engine.config import ModelConfig
-from playground.engine.model import GPT, KVCache
+from playground.engine.decode import KVCache, new_cache
+from playground.engine.model import GPT
+from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
 
 
@@ -11,13 +13,13 @@ def test_seed_preset_has_exactly_103821_parameters():
     cfg = PRESETS["seed"].model
     assert cfg.vocab_size == 13
     assert GPT(cfg).num_params() == 103_821
-    assert cfg.num_params() == 103_821
+    assert count_params(cfg) == 103_821
 
 
 def test_config_param_formula_matches_built_models():
     for cfg in [ModelConfig(vocab_size=65, n_layer=4, n_head=4, n_embd=128, block_size=64),
                 ModelConfig(vocab_size=7, n_layer=1, n_head=1, n_embd=8, block_size=3)]:
-        assert cfg.num_params() == GPT(cfg).num_params()
+        assert count_params(cfg) == GPT(cfg).num_params()
 
 
 def test_changing_a_future_character_never_changes_earlier_logits(tiny_model_cfg):
@@ -80,7 +82,7 @@ def test_rope_model_cache_matches_the_windowed_full_forward():
     model = GPT(cfg).eval()
     idx = torch.randint(11, (1, 40))  # far longer than the window of 6
     full, _ = model(idx)
-    cache = model.new_cache()
+    cache = new_cache(model)
     pieces = [model(idx[:, :9], cache=cache)[0]]
     for t in range(9, 40):
         pieces.append(model(idx[:, t:t + 1], cache=cache)[0])
@@ -95,7 +97,7 @@ def test_rope_model_cache_matches_the_windowed_full_forward():
 def test_rope_has_no_position_table_and_counts_match():
     cfg = ModelConfig(vocab_size=13, n_layer=2, n_head=4, n_embd=64, block_size=32, position="rope")
     model = GPT(cfg)
-    assert model.wpe is None and model.num_params() == cfg.num_params() == 103_821 - 32 * 64
+    assert model.wpe is None and model.num_params() == count_params(cfg) == 103_821 - 32 * 64
 
 
 def test_learned_positions_refuse_sequences_beyond_the_block(tiny_model_cfg):

@@ -71,6 +71,7 @@ def test_empty_prompt_starts_from_the_start_character_and_long_prompts_are_cropp
 
 def test_prompt_of_only_unknown_characters_is_a_prompt_error():
     import pytest
+
     from playground.engine.errors import PromptError
     with pytest.raises(PromptError, match="none of the prompt's characters"):
         generate(_model(), TOK, "xyz!", SampleConfig(max_new_chars=3))
@@ -91,6 +92,7 @@ def test_rope_rolling_cache_gives_the_plain_path_probabilities_beyond_the_block(
 
 def test_a_model_with_broken_weights_says_so_instead_of_crashing():
     import pytest
+
     from playground.engine.errors import ModelError, PlaygroundError
     model = _model()
     with torch.no_grad():
