@@ -77,47 +77,61 @@ class _Checked:
         return dataclasses.replace(self, **changes)
 
 
+def _setting(default: Any, label: str, *, low: Any = None, high: Any = None,
+             choices: tuple = ()) -> Any:
+    """A ModelConfig field with its words and its allowed values, stated once: `problems()`
+    checks them, and the fast-path tests draw every field from them (new fields included)."""
+    return dataclasses.field(default=default, metadata={"label": label, "low": low, "high": high,
+                                                         "choices": choices})
+
+
 @dataclass(frozen=True)
 class ModelConfig(_Checked):
-    vocab_size: int = 65     # distinct characters the model can read and write
-    n_layer: int = 2         # transformer blocks stacked on top of each other
-    n_head: int = 4          # attention heads per block; n_embd must divide evenly among them
-    n_embd: int = 64         # width: length of each character's vector
-    block_size: int = 32     # the longest context the model sees at once
-    dropout: float = 0.0     # fraction of activations zeroed in training (0 for small data)
+    # distinct characters the model can read and write
+    vocab_size: int = _setting(65, "vocabulary size", low=1, high=MAX_VOCAB)
+    # transformer blocks stacked on top of each other
+    n_layer: int = _setting(2, "layers", low=1, high=MAX_LAYERS)
+    # attention heads per block; n_embd must divide evenly among them
+    n_head: int = _setting(4, "heads", low=1, high=MAX_HEADS)
+    # width: length of each character's vector
+    n_embd: int = _setting(64, "width", low=1, high=MAX_WIDTH)
+    # the longest context the model sees at once
+    block_size: int = _setting(32, "block size", low=1, high=MAX_BLOCK)
+    # fraction of activations zeroed in training (0 for small data)
+    dropout: float = _setting(0.0, "dropout", low=0.0, high=0.9)
     # "learned": GPT-2's learned absolute positions (the reference architecture).
     # "rope": rotary positions with attention limited to the last block_size characters at
     # every layer; identical on training windows, and it lets generation keep a rolling cache.
-    position: str = "learned"
+    position: str = _setting("learned", "position scheme", choices=("learned", "rope"))
 
     def problems(self) -> list[str]:
         errors: list[str] = []
-        if self.position not in ("learned", "rope"):
-            errors.append(f"position scheme {self.position!r} is unknown: use 'learned' or 'rope'")
-        _int_in(errors, "vocabulary size", self.vocab_size, 1, MAX_VOCAB)
-        _int_in(errors, "layers", self.n_layer, 1, MAX_LAYERS)
-        _int_in(errors, "heads", self.n_head, 1, MAX_HEADS)
-        _int_in(errors, "width", self.n_embd, 1, MAX_WIDTH)
-        if self.position == "rope" and _is_int(self.n_embd) and _is_int(self.n_head) and \
-                self.n_head > 0 and (self.n_embd // self.n_head) % 2:
+        for f in dataclasses.fields(self):
+            _field_problems(errors, f, getattr(self, f.name))
+        if errors:
+            return errors
+        if self.n_embd % self.n_head:
+            errors.append(f"width {self.n_embd} must be divisible by heads {self.n_head}")
+        elif self.position == "rope" and self.head_size % 2:
             errors.append(f"rotary positions need an even head size; width {self.n_embd} / "
                           f"heads {self.n_head} is odd")
-        _int_in(errors, "block size", self.block_size, 1, MAX_BLOCK)
-        _float_in(errors, "dropout", self.dropout, 0.0, 0.9)
-        if not errors and self.n_embd % self.n_head:
-            errors.append(f"width {self.n_embd} must be divisible by heads {self.n_head}")
         return errors
 
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
-    def num_params(self) -> int:
-        """Exact parameter count of the GPT this config builds, without building it."""
-        C, V, T = self.n_embd, self.vocab_size, self.block_size
-        per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
-        positions = T * C if self.position == "learned" else 0
-        return V * C + positions + self.n_layer * per_block + 2 * C + (C * V + V)
+
+def _field_problems(errors: list[str], f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    if meta["choices"]:
+        if value not in meta["choices"]:
+            allowed = " or ".join(repr(c) for c in meta["choices"])
+            errors.append(f"{meta['label']} {value!r} is unknown: use {allowed}")
+    elif isinstance(meta["low"], int) and not isinstance(meta["low"], bool):
+        _int_in(errors, meta["label"], value, meta["low"], meta["high"])
+    else:
+        _float_in(errors, meta["label"], value, meta["low"], meta["high"])
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,24 @@ class TrainConfig(_Checked):
         _float_in(errors, "Muon learning rate", self.muon_lr, 0.0, MAX_LR, low_open=True)
         return errors
 
+    def edited(self, **changes: Any) -> "TrainConfig":
+        """These settings with a user's edits, by the one rule the CLI and the window share: a
+        new peak learning rate moves min_lr with it (the decay keeps its ratio), and a run made
+        shorter than its warm-up gets a tenth of its steps as warm-up, unless that was given."""
+        new = self.replace(**changes)
+        lr = changes.get("learning_rate")
+        if "min_lr" not in changes and _usable_rate(lr) and _usable_rate(self.learning_rate):
+            new = new.replace(min_lr=min(self.min_lr * lr / self.learning_rate, lr))
+        if "warmup_steps" not in changes and _is_int(new.max_steps) and \
+                new.max_steps >= 1 and new.warmup_steps > new.max_steps:
+            new = new.replace(warmup_steps=new.max_steps // 10)
+        return new
+
+
+def _usable_rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and value > 0
+
 
 @dataclass(frozen=True)
 class SampleConfig(_Checked):
@@ -187,12 +219,17 @@ class SampleConfig(_Checked):
         return errors
 
 
+def too_short(block_size: int, n_train_chars: int) -> str:
+    """Why a training text of this length cannot train this block size; '' when it can."""
+    if n_train_chars >= block_size + 1:
+        return ""
+    return (f"block size {block_size} is longer than the training text ({n_train_chars} "
+            "characters): it needs at least block size + 1 characters")
+
+
 def check_fits_text(model: ModelConfig, train: TrainConfig, n_train_chars: int) -> None:
     """Raise ConfigError when the settings do not fit a training text of this length."""
-    errors: list[str] = []
-    if n_train_chars < model.block_size + 1:
-        errors.append(f"block size {model.block_size} is longer than the training text "
-                      f"({n_train_chars} characters): it needs at least block size + 1 characters")
+    errors = [e for e in [too_short(model.block_size, n_train_chars)] if e]
     if train.batch_size > max(n_train_chars, 1):
         errors.append(f"batch size {train.batch_size} is larger than the training text "
                       f"({n_train_chars} characters)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Optional
 
 
@@ -13,6 +14,7 @@ class TrainControl:
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self._parked = threading.Event()  # set while the loop is held by a pause
 
     def stop(self) -> None:
         self._stop.set()
@@ -32,5 +34,24 @@ class TrainControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    def wait_while_paused(self, timeout: Optional[float] = None) -> None:
-        self._running.wait(timeout)
+    @property
+    def parked(self) -> bool:
+        """True while the training loop is held between two steps by a pause."""
+        return self._parked.is_set()
+
+    def hold(self) -> float:
+        """Called by the loop between steps: wait while paused (stop and resume both wake
+        it); returns the seconds spent waiting."""
+        if not self.paused:
+            return 0.0
+        t0 = time.perf_counter()
+        self._parked.set()
+        try:
+            self._running.wait()
+        finally:
+            self._parked.clear()
+        return time.perf_counter() - t0
+
+    def wait_parked(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the loop is held by a pause (for tests and tools); False on timeout."""
+        return self._parked.wait(timeout)

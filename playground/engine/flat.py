@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from playground.engine.fastpath import ANY, Verified, check_same_parameters
+
+# elementwise over whatever parameters the model holds; the fused kernel was checked on the CPU
+FLAT_ADAMW = Verified("the flat AdamW", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"learned", "rope"}}, devices=("cpu",))
+
 
 class FlatAdamW:
     """Steps like `inner` (a torch AdamW), on flat buffers; checkpoints see `inner`.
@@ -21,9 +28,13 @@ class FlatAdamW:
     detach them from the buffers, so zero_grad() zeroes in place.
     """
 
-    def __init__(self, inner: torch.optim.AdamW):
+    def __init__(self, inner: torch.optim.AdamW, model: torch.nn.Module):
+        refusal = FLAT_ADAMW.refusal(model.config, next(model.parameters()).device)
+        if refusal:
+            raise ValueError(refusal)
         if any(group["amsgrad"] for group in inner.param_groups):
             raise ValueError("FlatAdamW does not cover amsgrad")
+        check_same_parameters(FLAT_ADAMW.name, [p for g in inner.param_groups for p in g["params"]], model)
         self.inner = inner
         self.params: list[torch.nn.Parameter] = []  # one flat parameter per group
         groups = []

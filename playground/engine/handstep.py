@@ -4,8 +4,8 @@ At the sizes people train here (a 2x64 model on 7 merged windows), each operatio
 costs as much as its arithmetic, and autograd adds graph nodes and bookkeeping to every one.
 This computes exactly GPT.forward's loss and the gradients autograd would give, with half the
 dispatched operations (583 against 1,137 for a seed step, optimizer included) and no graph.
-Tests hold every gradient to autograd's (tests/engine/test_handstep.py). Learned positions,
-no dropout, CPU only; anything else goes through autograd.
+Tests hold every gradient to autograd's (tests/engine/test_fast_paths.py). It runs only the
+configurations in HAND_STEP; anything else trains through autograd.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from playground.engine.fastpath import ANY, Verified, check_same_parameters
 from playground.engine.model import GPT
 
 aten = torch.ops.aten
-
-
-def supports(model: GPT, device: torch.device) -> bool:
-    cfg = model.config
-    return device.type == "cpu" and cfg.dropout == 0 and cfg.position == "learned"
+HAND_STEP = Verified("the hand-written training step", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": {0.0}, "position": {"learned"}}, devices=("cpu",))
 
 
 class _Layer:
@@ -65,10 +64,12 @@ class HandStep:
     """
 
     def __init__(self, model: GPT):
-        if not supports(model, torch.device("cpu")):
-            raise ValueError("the hand-written step covers learned positions without dropout")
+        refusal = HAND_STEP.refusal(model.config, next(model.parameters()).device)
+        if refusal:
+            raise ValueError(refusal)
         self.model = model
         self._bind(model)
+        check_same_parameters(HAND_STEP.name, self.params, model)
 
     def _bind(self, model: GPT) -> None:
         cfg = model.config

@@ -16,15 +16,14 @@ from typing import Generator, Iterator, Optional
 import torch
 
 from playground.engine import sample as sampling
-from playground.engine.control import TrainControl
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
+from playground.engine.control import TrainControl
 from playground.engine.corpus import Corpus, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
-from playground.engine.flat import FlatAdamW
-from playground.engine.handstep import HandStep, supports as hand_step_supports
 from playground.engine.model import GPT
-from playground.engine.optim import build_optimizers
-from playground.engine.schedule import lr_at  # noqa: F401  (re-exported)
+from playground.engine.params import count_params
+from playground.engine.schedule import lr_at
+from playground.engine.steps import autocast, choose_path
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optiona
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
         rows = min(rows, max(corpus.n_train - model_cfg.block_size, 1))
-    work = model_cfg.num_params() * rows * model_cfg.block_size
+    work = count_params(model_cfg) * rows * model_cfg.block_size
     return 1 if work < 5e6 or cores < 2 else min(cores, 8)
 
 
@@ -47,7 +46,7 @@ class Trainer:
     device: "cpu" (default), "cuda" (bf16 autocast) or "mps". compile: torch.compile the
     training forward (opt-in; slow to start). With torch.distributed initialised (torchrun),
     the model trains under DistributedDataParallel and each rank draws its own batches.
-    autograd=False (default) lets a plain CPU run use the hand-written step (handstep.py):
+    autograd=False (default) lets the fast paths run where they were verified (steps.py):
     the same loss and gradients, in less time; True always uses autograd.
     """
 
@@ -69,14 +68,10 @@ class Trainer:
         self.model = model.to(self.device)
         self.rank, self.world = _dist_rank_world()
         self.train_model = self._wrap(compile)
-        hand = not (autograd or compile) and self.world == 1 and hand_step_supports(model, self.device)
+        self.path = choose_path(self.model, self.train_model, train_cfg, self.device,
+                                plain_only=autograd or compile or self.world > 1)
+        self.optimizers = self.path.optimizers
         self.step = step  # optimizer steps applied so far, over the model's whole life
-        self.optimizers = build_optimizers(self.model, train_cfg)
-        if hand and train_cfg.optimizer == "adamw":
-            # one fused AdamW call on a flat buffer instead of one per parameter
-            self.optimizers = [(FlatAdamW(opt), peak) for opt, peak in self.optimizers]
-        # after FlatAdamW, which moves the parameters into its buffers
-        self.hand_step = HandStep(self.model) if hand else None
         self.last_loss: Optional[float] = None
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
@@ -103,13 +98,6 @@ class Trainer:
     def start_char(self) -> str:
         return self.corpus.text[0]
 
-    def _autocast(self):
-        # bf16 on CUDA only: on this kind of CPU (no AVX-512) bf16 is far slower than fp32
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        import contextlib
-        return contextlib.nullcontext()
-
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def estimate_loss(self, split: str) -> Optional[float]:
@@ -126,7 +114,7 @@ class Trainer:
             for _ in range(self.train_cfg.eval_batches):
                 x, y, w = get_weighted_batch(data, T, self.train_cfg.batch_size, gen)
                 x, y, w = self._to_device(x, y, w)
-                with self._autocast():
+                with autocast(self.device):
                     loss = self.model(x, y, weights=w)[1]
                 losses.append(loss.item())
         finally:
@@ -153,7 +141,7 @@ class Trainer:
         self.last_val_loss = self.estimate_loss("val")
         yield Eval(self.step, train_loss, self.last_val_loss, elapsed)
         if self.train_cfg.sample_chars:
-            yield Sample(self.step, "", self.sample_text())
+            yield Sample(self.step, self.sample_text())
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, control: Optional[TrainControl] = None) -> Iterator[Event]:
@@ -169,7 +157,7 @@ class Trainer:
         data = self.corpus.train_ids()
         # each rank draws its own batches; a continued run does not repeat the first one's
         gen = torch.Generator().manual_seed(cfg.seed + first + 1_000_003 * self.rank)
-        self._params = self._weights()
+        self._params = self.path.weights
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
         self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
         self.model.train()
@@ -178,10 +166,7 @@ class Trainer:
         tok_rate = 0.0
         while self.step < last:
             if control.paused:
-                p0 = time.perf_counter()
-                while control.paused and not control.stopped:
-                    control.wait_while_paused(0.1)
-                paused_for += time.perf_counter() - p0
+                paused_for += control.hold()
                 t_step = time.perf_counter()
             if control.stopped:
                 status = "stopped"
@@ -227,29 +212,16 @@ class Trainer:
                 f"weights of step {self._good_step} (the last finite loss) were kept; "
                 "the learning rate may be too high")
 
-    def _weights(self) -> list[torch.Tensor]:
-        """The tensors holding every weight: FlatAdamW's few buffers, or the parameters."""
-        flat = [p for opt, _ in self.optimizers if isinstance(opt, FlatAdamW) for p in opt.params]
-        return flat or list(self.model.parameters())
-
     def _train_step(self, x, y, w) -> tuple[float, float, str]:
         """One update; returns (loss, gradient norm, '' or why training must stop)."""
         params, cfg = self._params, self.train_cfg
-        if self.hand_step is not None:  # the loss and every gradient in one pass
-            loss = self.hand_step(x, y, w)
-        else:
-            with self._autocast():
-                _, loss = self.train_model(x, y, weights=w)
+        loss = self.path.step(x, y, w)  # the loss, and every parameter's gradient
         loss_value = _global_mean(loss.detach(), self.world)
         if not math.isfinite(loss_value):
             return loss_value, float("nan"), self._restore_good(loss_value, self.step + 1)
         with torch.no_grad():
             torch._foreach_copy_(self._good, params)
         self._good_step = self.step
-        if self.hand_step is None:
-            for opt, _ in self.optimizers:
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
         norm = _clip_gradients(params, cfg.grad_clip)
         if not math.isfinite(norm):
             return loss_value, norm, (
@@ -265,6 +237,7 @@ class Trainer:
     def checkpoint(self, with_optimizer: bool = True):
         """A consistent copy of model, optimizer and progress, safe to take while training."""
         import copy
+
         from playground.engine.checkpoint import Checkpoint
         with self.lock:
             model = copy.deepcopy(self.model)
@@ -316,28 +289,3 @@ def _global_mean(value: torch.Tensor, world: int) -> float:
         dist.all_reduce(value)
         value /= world
     return value.item()
-
-
-@torch.no_grad()
-def full_loss(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> Optional[float]:
-    """Mean loss over a whole split: consecutive windows, every character predicted once.
-
-    The most exact figure for a held-out tail (random-batch evaluation estimates the same
-    quantity with noise). None when the split is shorter than one window.
-    """
-    n = (len(ids) - 1) // block_size
-    if n == 0:
-        return None
-    ids = ids[: n * block_size + 1].long()
-    x = ids[:-1].view(n, block_size)
-    y = ids[1:].view(n, block_size)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    try:
-        for i in range(0, n, batch_size):
-            _, loss = model(x[i:i + batch_size], y[i:i + batch_size])
-            total += loss.item() * len(x[i:i + batch_size])
-    finally:
-        model.train(was_training)
-    return total / n

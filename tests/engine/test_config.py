@@ -68,3 +68,21 @@ def test_sample_config_checks():
 def test_round_trip_through_dict_ignores_unknown_keys():
     cfg = TrainConfig(batch_size=3)
     assert TrainConfig.from_dict({**cfg.to_dict(), "future_field": 1}) == cfg
+
+
+def test_an_edited_learning_rate_keeps_the_decay_ratio():
+    base = TrainConfig(learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, max_steps=2000)
+    assert base.edited(learning_rate=2e-3).min_lr == pytest.approx(2e-4)
+    assert base.edited(learning_rate=2e-3, min_lr=5e-5).min_lr == 5e-5  # given: kept
+    assert base.edited(max_steps=50).warmup_steps == 5  # shorter than its warm-up: a tenth
+    assert base.edited(max_steps=50, warmup_steps=50).warmup_steps == 50
+    broken = base.edited(learning_rate=float("nan"))
+    assert [p for p in broken.problems() if "learning rate" in p] == \
+        ["learning rate must be a finite number, not nan"]
+
+
+def test_every_model_setting_declares_its_values():
+    import dataclasses
+    for f in dataclasses.fields(ModelConfig):
+        assert f.metadata.get("label"), f.name
+        assert f.metadata["choices"] or f.metadata["low"] is not None, f.name

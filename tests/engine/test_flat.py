@@ -48,7 +48,7 @@ def test_steps_like_torch_adamw_with_decay_groups_and_a_schedule():
     (plain, _), = build_optimizers(plain_model, TRAIN)
     (inner, _), = build_optimizers(flat_model, TRAIN)
     assert len(inner.param_groups) == 2  # matrices decay, vectors do not
-    flat = FlatAdamW(inner)
+    flat = FlatAdamW(inner, flat_model)
     before = [p.detach().clone() for p in flat_model.parameters()]
     for step, lr in enumerate([1e-2, 5e-3, 2e-2, 1e-3, 1e-2]):
         _set_grads([plain_model, flat_model], step)
@@ -61,7 +61,7 @@ def test_steps_like_torch_adamw_with_decay_groups_and_a_schedule():
 def test_its_state_resumes_in_a_plain_adamw_and_the_other_way_round():
     models = _pair()
     (plain, _), = build_optimizers(models[0], TRAIN)
-    flat = FlatAdamW(build_optimizers(models[1], TRAIN)[0][0])
+    flat = FlatAdamW(build_optimizers(models[1], TRAIN)[0][0], models[1])
     for step in range(3):
         _set_grads(models, step)
         _step(plain, 1e-2)
@@ -74,7 +74,7 @@ def test_its_state_resumes_in_a_plain_adamw_and_the_other_way_round():
     b.load_state_dict(models[0].state_dict())
     plain2 = build_optimizers(a, TRAIN)[0][0]
     plain2.load_state_dict(saved_flat)
-    flat2 = FlatAdamW(build_optimizers(b, TRAIN)[0][0])
+    flat2 = FlatAdamW(build_optimizers(b, TRAIN)[0][0], b)
     flat2.load_state_dict(saved_plain)
     for step in range(3, 6):
         _set_grads([a, b], step)
@@ -110,4 +110,4 @@ def test_a_flat_trained_model_saves_opens_and_continues(tmp_path, tiny_model_cfg
 def test_refuses_amsgrad():
     model = GPT(CFG)
     with pytest.raises(ValueError, match="amsgrad"):
-        FlatAdamW(torch.optim.AdamW(model.parameters(), amsgrad=True))
+        FlatAdamW(torch.optim.AdamW(model.parameters(), amsgrad=True), model)

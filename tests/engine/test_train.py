@@ -3,14 +3,15 @@ a non-finite loss stops with the last good weights."""
 
 import math
 import threading
-import time
 
+import pytest
 import torch
 
 from playground.engine.corpus import build_corpus, builtin_text
 from playground.engine.events import Done, Eval, Sample, Started, Step
 from playground.engine.presets import PRESETS
-from playground.engine.train import Trainer, lr_at
+from playground.engine.schedule import lr_at
+from playground.engine.train import Trainer
 
 
 def _run(trainer):
@@ -61,38 +62,53 @@ def test_schedule_warms_up_then_decays_to_min_lr(tiny_train_cfg):
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
 
 
+class _Run:
+    """A trainer running on a thread, its events collected; wait_for_step() blocks on a
+    condition the consuming thread signals, not on sleeps."""
+
+    def __init__(self, trainer):
+        self.trainer, self.events = trainer, []
+        self.changed = threading.Condition()
+        self.thread = threading.Thread(target=self._consume)
+        self.thread.start()
+
+    def _consume(self):
+        for event in self.trainer.run():
+            with self.changed:
+                self.events.append(event)
+                self.changed.notify_all()
+
+    def wait_for_step(self, step: int, timeout: float = 60) -> bool:
+        with self.changed:
+            return self.changed.wait_for(
+                lambda: any(isinstance(e, Step) and e.step >= step for e in self.events), timeout)
+
+
 def test_stop_from_another_thread(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
     trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
-    events = []
-    worker = threading.Thread(target=lambda: events.extend(trainer.run()))
-    worker.start()
-    while not any(isinstance(e, Step) for e in list(events)):
-        time.sleep(0.01)
+    run = _Run(trainer)
+    assert run.wait_for_step(1)
     trainer.control.stop()
-    worker.join(10)
-    assert not worker.is_alive()
-    done = events[-1]
+    run.thread.join(10)
+    assert not run.thread.is_alive()
+    done = run.events[-1]
     assert isinstance(done, Done) and done.status == "stopped" and 0 < done.step < 100_000
 
 
 def test_pause_holds_the_step_count_and_resume_continues(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
     trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
-    events = []
-    worker = threading.Thread(target=lambda: events.extend(trainer.run()))
-    worker.start()
-    while trainer.step < 3:
-        time.sleep(0.005)
+    run = _Run(trainer)
+    assert run.wait_for_step(3)
     trainer.control.pause()
-    time.sleep(0.2)  # let the step in flight finish
+    assert trainer.control.wait_parked(10), "the loop never stopped for the pause"
     held = trainer.step
-    time.sleep(0.3)
-    assert trainer.step == held, "training went on while paused"
+    with run.changed:  # held between steps: every step applied so far was reported, no more
+        assert max(e.step for e in run.events if isinstance(e, Step)) == held
     trainer.control.resume()
-    while trainer.step < held + 3:
-        time.sleep(0.005)
+    assert run.wait_for_step(held + 3)
     trainer.control.stop()
-    worker.join(10)
-    assert events[-1].status == "stopped" and events[-1].step >= held + 3
+    run.thread.join(10)
+    assert run.events[-1].status == "stopped" and run.events[-1].step >= held + 3
 
 
 def test_stop_while_paused_ends_the_run(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
@@ -100,7 +116,7 @@ def test_stop_while_paused_ends_the_run(tiny_model_cfg, tiny_train_cfg, phrase_c
     trainer.control.pause()
     worker = threading.Thread(target=lambda: list(trainer.run()))
     worker.start()
-    time.sleep(0.1)
+    assert trainer.control.wait_parked(60)
     trainer.control.stop()
     worker.join(5)
     assert not worker.is_alive() and trainer.step == 0
@@ -143,3 +159,18 @@ def test_weights_broken_by_the_last_update_stop_at_the_evaluation(tiny_model_cfg
     assert not any(isinstance(e, (Eval, Sample)) and e.step == 10 for e in events)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, snapshot[k]), k
+
+
+def test_the_fast_paths_train_like_autograd(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
+    from playground.engine.events import Step
+    cfg = tiny_train_cfg.replace(max_steps=30)
+    fast = Trainer(tiny_model_cfg, cfg, phrase_corpus)
+    plain = Trainer(tiny_model_cfg, cfg, phrase_corpus, autograd=True)
+    assert fast.path.name == "hand-written step + flat AdamW" and plain.path.name == "autograd"
+    a = [e.loss for e in fast.run() if isinstance(e, Step)]
+    b = [e.loss for e in plain.run() if isinstance(e, Step)]
+    assert len(a) == len(b) == 30
+    assert a == pytest.approx(b, rel=1e-3)  # float sums in another order, nothing more
+    assert a[-1] < a[0]
+    rope = Trainer(tiny_model_cfg.replace(position="rope"), cfg, phrase_corpus)
+    assert rope.path.name == "autograd" and "position" in rope.path.note

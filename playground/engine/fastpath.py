@@ -1,0 +1,52 @@
+"""What a fast path was verified for: an allow-list over every ModelConfig field.
+
+Each fast path (the hand-written training step, the flat AdamW, the lean decoder, the
+parameter-count formula) states the values of every model setting it was checked against the
+plain model for. A setting it does not name, such as a field added to ModelConfig later, makes it
+refuse, so a new model option sends training and decoding down the plain path instead of a
+silently wrong one. tests/engine/test_fast_paths.py holds each one to the model over generated
+configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+ANY = "any value its own checks accept"
+
+
+@dataclass(frozen=True)
+class Verified:
+    name: str                           # how logs and messages call the fast path
+    values: dict[str, Any]              # ModelConfig field -> a set of values, or ANY
+    devices: tuple[str, ...] = ("cpu",)
+
+    def refusal(self, config: Any, device: Any = "cpu") -> str:
+        """Why this fast path must not run this config on this device; '' when it may."""
+        names = [f.name for f in dataclasses.fields(config)]
+        for name in names:  # a setting it never heard of comes first: it is the likely news
+            if name not in self.values:
+                return f"{self.name} was not verified for the model setting {name!r}"
+        for name in names:
+            allowed, value = self.values[name], getattr(config, name)
+            if allowed is not ANY and value not in allowed:
+                return f"{self.name} was not verified for {name} = {value!r}"
+        kind = getattr(device, "type", device)
+        if kind not in self.devices:
+            return f"{self.name} was not verified on {kind}"
+        return ""
+
+    def applies(self, config: Any, device: Any = "cpu") -> bool:
+        return not self.refusal(config, device)
+
+
+def check_same_parameters(name: str, held: list, model: Any) -> None:
+    """Raise unless `held` is exactly the model's parameters, each once: a fast path that
+    gathers weights by hand must not miss one (it would never train) or hold a stranger."""
+    mine = [id(p) for p in held]
+    theirs = [id(p) for p in model.parameters()]
+    if len(mine) != len(set(mine)) or set(mine) != set(theirs):
+        raise ValueError(f"{name} does not hold exactly the model's parameters "
+                         f"({len(set(mine))} of its own, {len(theirs)} in the model)")

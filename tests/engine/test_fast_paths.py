@@ -1,0 +1,221 @@
+"""Every fast path either refuses a config or matches the plain model on it.
+
+Configs are drawn over every ModelConfig field, from the field's own declared values, so a
+field added later is drawn too; a fast path that was not taught about it must refuse it.
+Tolerances: gradients within 1e-4 of the largest (float32 sums in another order), decoded
+probabilities within 1e-5, parameter counts and AdamW steps exact to float rounding.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.decode import LEAN, Decoder, LeanDecoder
+from playground.engine.fastpath import Verified
+from playground.engine.flat import FLAT_ADAMW, FlatAdamW
+from playground.engine.handstep import HAND_STEP, HandStep
+from playground.engine.model import GPT
+from playground.engine.optim import build_optimizers
+from playground.engine.params import FORMULA, count_params, formula
+from playground.engine.steps import choose_path
+
+FAST_PATHS = [HAND_STEP, FLAT_ADAMW, LEAN, FORMULA]
+CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# small sizes keep each example fast; every other field is drawn from its declaration
+SIZES = {"vocab_size": st.integers(2, 20), "n_layer": st.integers(1, 3),
+         "n_head": st.sampled_from([1, 2, 4]), "block_size": st.integers(1, 12)}
+
+
+def declared(f: dataclasses.Field) -> st.SearchStrategy:
+    """Values of a field from its declaration (config._setting): its choices, or its range."""
+    meta = f.metadata
+    assert meta.get("label"), f"ModelConfig.{f.name} has no declared values: use _setting()"
+    if meta["choices"]:
+        return st.sampled_from(meta["choices"])
+    if isinstance(meta["low"], int):
+        return st.integers(meta["low"], min(meta["high"], meta["low"] + 8))
+    # the low end (dropout 0, say) is where fast paths usually apply: draw it half the time
+    return st.one_of(st.just(meta["low"]), st.floats(meta["low"], meta["high"]))
+
+
+@st.composite
+def model_configs(draw, config_class=ModelConfig):
+    values = {f.name: draw(SIZES[f.name] if f.name in SIZES else declared(f))
+              for f in dataclasses.fields(config_class) if f.name != "n_embd"}
+    # width = heads x head size (at least 4: a layer norm over 2 numbers outputs +-1, and its
+    # gradients are pure float cancellation, which no two summation orders agree on)
+    values["n_embd"] = max(values["n_head"] * draw(st.sampled_from([2, 4, 8])), 4)
+    config = config_class(**values)
+    assume(not config.problems())
+    return config
+
+
+def perturbed(config: ModelConfig, seed: int) -> GPT:
+    torch.manual_seed(seed)
+    model = GPT(config)
+    with torch.no_grad():  # away from the initialisation, so every path carries signal
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def test_every_field_is_declared_and_drawn():
+    for f in dataclasses.fields(ModelConfig):
+        assert f.name in SIZES or f.name == "n_embd" or declared(f) is not None
+
+
+# -- the hand-written training step ------------------------------------------------------
+def _autograd(model, x, y, w):
+    model.zero_grad(set_to_none=True)
+    loss = model(x, y, weights=w)[1]
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def assert_same_gradients(model, x, y, w):
+    loss, expected = _autograd(model, x, y, w)
+    model.zero_grad(set_to_none=True)
+    hand_loss = HandStep(model)(x, y, w).item()
+    assert hand_loss == pytest.approx(loss, rel=1e-5)
+    floor = 1e-6 * max(g.abs().max().item() for g in expected.values())
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        error = (p.grad - expected[name]).abs().max().item()
+        assert error <= 1e-4 * expected[name].abs().max().item() + floor, name
+
+
+@CHECK
+@given(config=model_configs(), short=st.integers(0, 3), rows=st.integers(1, 5),
+       weighted=st.booleans(), seed=st.integers(0, 1000))
+def test_hand_step_refuses_or_gives_autograds_gradients(config, short, rows, weighted, seed):
+    model = perturbed(config, seed)
+    path = choose_path(model, model, TrainConfig(), torch.device("cpu"), plain_only=False)
+    if HAND_STEP.refusal(config):
+        assert path.name == "autograd" and path.note
+        with pytest.raises(ValueError, match="not verified"):
+            HandStep(model)
+        return
+    assert path.name.startswith("hand-written step")
+    T = max(1, config.block_size - short)  # sequences shorter than the block too
+    x = torch.randint(config.vocab_size, (rows, T))
+    y = torch.randint(config.vocab_size, (rows, T))
+    w = torch.rand(rows) + 0.1 if weighted else None
+    assert_same_gradients(model, x, y, None if w is None else w / w.sum())
+
+
+# -- the flat AdamW -----------------------------------------------------------------------
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=model_configs(), decay=st.sampled_from([0.0, 0.1]), seed=st.integers(0, 100))
+def test_flat_adamw_refuses_or_steps_like_torch_adamw(config, decay, seed):
+    plain_model, flat_model = perturbed(config, seed), GPT(config)
+    flat_model.load_state_dict(plain_model.state_dict())
+    train = TrainConfig(learning_rate=1e-2, weight_decay=decay, beta1=0.8, beta2=0.95)
+    (plain, _), = build_optimizers(plain_model, train)
+    (inner, _), = build_optimizers(flat_model, train)
+    if FLAT_ADAMW.refusal(config):
+        with pytest.raises(ValueError, match="not verified"):
+            FlatAdamW(inner, flat_model)
+        return
+    flat = FlatAdamW(inner, flat_model)
+    for step, lr in enumerate([1e-2, 5e-3, 2e-2]):
+        gen = torch.Generator().manual_seed(100 + step)
+        for p, q in zip(plain_model.parameters(), flat_model.parameters()):
+            g = torch.randn(p.shape, generator=gen)
+            p.grad = g.clone()
+            q.grad.copy_(g)  # in place: the flat buffer's views
+        for opt in (plain, flat):
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.step()
+        for (name, p), q in zip(plain_model.named_parameters(), flat_model.parameters()):
+            assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), name
+
+
+# -- the lean decoder ---------------------------------------------------------------------
+@CHECK
+@given(config=model_configs(), prompt=st.integers(1, 20), seed=st.integers(0, 1000))
+def test_decoder_fast_paths_refuse_or_give_the_plain_probabilities(config, prompt, seed):
+    model = perturbed(config, seed).eval()
+    fast, plain = Decoder(model, use_cache=True), Decoder(model, use_cache=False)
+    if LEAN.refusal(config):
+        assert fast.lean is None
+        with pytest.raises(ValueError, match="not verified"):
+            LeanDecoder(model)
+    else:
+        assert fast.lean is not None
+    # past the block, so the cache is used, dropped or rolled as the position scheme needs
+    ids = torch.randint(config.vocab_size, (prompt + 2 * config.block_size + 3,),
+                        generator=torch.Generator().manual_seed(seed)).tolist()
+    for n in range(prompt, len(ids) + 1):
+        a = fast.next_logits(ids[:n]).softmax(-1)
+        b = plain.next_logits(ids[:n]).softmax(-1)
+        assert (a - b).abs().max().item() <= 1e-5, n
+
+
+# -- the parameter-count formula ----------------------------------------------------------
+@CHECK
+@given(config=model_configs())
+def test_parameter_formula_refuses_or_counts_exactly(config):
+    built = GPT(config).num_params()
+    assert count_params(config) == built
+    if not FORMULA.refusal(config):
+        assert formula(config) == built
+
+
+# -- a field added later ------------------------------------------------------------------
+def extended_config():
+    """ModelConfig with one more setting nobody taught the fast paths about."""
+    extra = dataclasses.field(default=True, metadata={
+        "label": "tied embeddings", "low": None, "high": None, "choices": (False, True)})
+    return dataclasses.make_dataclass("ExtendedConfig", [("tie_embeddings", bool, extra)],
+                                      bases=(ModelConfig,), frozen=True)
+
+
+@pytest.mark.parametrize("fast_path", FAST_PATHS, ids=lambda v: v.name)
+def test_a_new_model_setting_makes_every_fast_path_refuse(fast_path: Verified):
+    config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4)
+    assert fast_path.applies(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4,
+                                         position="rope" if fast_path is LEAN else "learned"))
+    assert "tie_embeddings" in fast_path.refusal(config)
+
+
+def test_a_new_model_setting_trains_and_decodes_on_the_plain_paths():
+    config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4, position="rope")
+    model = GPT(config)
+    path = choose_path(model, model, TrainConfig(), torch.device("cpu"), plain_only=False)
+    assert path.name == "autograd" and "tie_embeddings" in path.note
+    assert Decoder(model.eval()).lean is None
+    assert count_params(config) == model.num_params()
+
+
+# -- each holds exactly the model's parameters --------------------------------------------
+def test_fast_paths_refuse_a_model_with_a_parameter_they_do_not_know():
+    for position, build in [("learned", HandStep), ("rope", LeanDecoder)]:
+        model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4, position=position))
+        model.extra = torch.nn.Parameter(torch.zeros(3))
+        with pytest.raises(ValueError, match="exactly the model's parameters"):
+            build(model)
+    model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
+    partial = torch.optim.AdamW(list(model.parameters())[:-1])
+    with pytest.raises(ValueError, match="exactly the model's parameters"):
+        FlatAdamW(partial, model)
+
+
+def test_the_seed_model_on_a_merged_batch_matches_autograd(phrase_corpus):
+    from playground.engine.corpus import get_weighted_batch
+    from playground.engine.presets import PRESETS
+    torch.manual_seed(0)
+    model = GPT(PRESETS["seed"].model)
+    x, y, w = get_weighted_batch(phrase_corpus.train_ids(), 32, 32, torch.Generator().manual_seed(3))
+    assert w is not None and len(w) < 32  # repeated windows were merged
+    assert_same_gradients(model, x, y, w)
+
+
+def test_hand_step_refuses_sequences_beyond_the_block():
+    model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
+    with pytest.raises(ValueError, match="block size"):
+        HandStep(model)(torch.zeros(1, 5, dtype=torch.long), torch.zeros(1, 5, dtype=torch.long))
