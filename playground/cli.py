@@ -9,9 +9,7 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import time
 from typing import Optional, Sequence
 
 from playground.engine.errors import PlaygroundError
@@ -24,16 +22,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_float(text: str) -> float:
+def _non_negative(text: str) -> float:
+    """A number that is 0 or more; its own range is checked with the settings it belongs to."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: use 0 or more")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from playground.engine.presets import PRESETS
     from playground.engine.corpus import BUILTINS
+    from playground.engine.presets import PRESETS
     parser = _Parser(prog="python -m playground",
                      description="Train a character-level GPT on your CPU and generate from it.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -47,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a built-in corpus")
     for flag, kind, what in [("--layers", int, "transformer blocks"), ("--heads", int, "attention heads"),
                              ("--width", int, "embedding width"), ("--block", int, "context length"),
-                             ("--dropout", _positive_float, "dropout fraction"),
+                             ("--dropout", _non_negative, "dropout fraction"),
                              ("--batch", int, "batch size"), ("--steps", int, "optimizer steps"),
-                             ("--lr", _positive_float, "peak learning rate"),
+                             ("--lr", _non_negative, "peak learning rate (the minimum keeps its ratio)"),
+                             ("--warmup", int, "warm-up steps"),
                              ("--seed", int, "random seed"), ("--threads", int, "CPU threads (0: auto)"),
                              ("--eval-interval", int, "steps between evaluations")]:
         t.add_argument(flag, type=kind, help=what)
@@ -71,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("checkpoint", metavar="CKPT")
     g.add_argument("--prompt", default="", help="text to continue (default: empty)")
     g.add_argument("--chars", type=int, default=200, help="characters to generate")
-    g.add_argument("--temperature", type=_positive_float, default=1.0, help="0 is greedy")
+    g.add_argument("--temperature", type=_non_negative, default=1.0, help="0 is greedy")
     g.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0: all)")
-    g.add_argument("--top-p", type=_positive_float, default=1.0, help="nucleus mass (1: all)")
+    g.add_argument("--top-p", type=_non_negative, default=1.0, help="nucleus mass (1: all)")
     g.add_argument("--seed", type=int, default=1337)
 
     i = sub.add_parser("info", help="describe a checkpoint")
@@ -99,7 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "info":
             return run_info(args)
         if args.command == "bench":
-            from playground.bench import run_bench
+            from playground.bench.run import run_bench
             return run_bench(args)
     except PlaygroundError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -120,7 +123,7 @@ def run_generate(args) -> int:
     cfg = SampleConfig(max_new_chars=args.chars, temperature=args.temperature, top_k=args.top_k,
                        top_p=args.top_p, seed=args.seed).check()
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
-    encoded = sample.prepare_prompt(ckpt.tokenizer, args.prompt, None)
+    encoded = sample.prepare_prompt(ckpt.tokenizer, args.prompt)
     if encoded.unknown:
         print(f"warning: {encoded.message}", file=sys.stderr)
     prompt = ckpt.tokenizer.decode(encoded.ids)
@@ -156,17 +159,3 @@ def run_info(args) -> int:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def install_stop_on_sigint(stop) -> None:
-    """First Ctrl+C stops training cleanly after the current step (and saves); second kills."""
-    def handler(signum, frame):
-        print("\nstopping after this step (Ctrl+C again to abort)", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        stop()
-    signal.signal(signal.SIGINT, handler)
-
-
-def elapsed_text(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else time.strftime("%H:%M:%S", time.gmtime(seconds))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Optional, TextIO
 from playground.engine import checkpoint
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.corpus import build_corpus, resolve_source
-from playground.engine.errors import ConfigError, CorpusError
 from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
 from playground.engine.presets import get_preset
 from playground.engine.train import Trainer
@@ -20,20 +20,20 @@ from playground.engine.train import Trainer
 MODEL_FLAGS = {"layers": "n_layer", "heads": "n_head", "width": "n_embd", "block": "block_size",
                "dropout": "dropout", "position": "position"}
 TRAIN_FLAGS = {"batch": "batch_size", "steps": "max_steps", "lr": "learning_rate", "seed": "seed",
-               "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer"}
+               "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer",
+               "warmup": "warmup_steps"}
+
+
+def _given(args, flags: dict[str, str]) -> dict:
+    return {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag) is not None}
 
 
 def configs_from_args(args) -> tuple[str, ModelConfig, TrainConfig]:
-    """(corpus name, model config without vocab, train config) from the preset plus flags."""
+    """(corpus name, model config without vocab, train config) from the preset plus flags,
+    edited by the same rule as the window's settings (TrainConfig.edited)."""
     preset = get_preset(args.preset or "seed")
-    model_changes = {f: getattr(args, a) for a, f in MODEL_FLAGS.items() if getattr(args, a) is not None}
-    train_changes = {f: getattr(args, a) for a, f in TRAIN_FLAGS.items() if getattr(args, a) is not None}
-    train = preset.train.replace(**train_changes)
-    if "learning_rate" in train_changes and train.min_lr > train.learning_rate:
-        train = train.replace(min_lr=train.learning_rate)  # --lr alone means "this peak", not an error
-    if "max_steps" in train_changes and train.warmup_steps > train.max_steps:
-        train = train.replace(warmup_steps=train.max_steps // 10)
-    return preset.corpus, preset.model.replace(**model_changes), train
+    train = preset.train.edited(**_given(args, TRAIN_FLAGS))
+    return preset.corpus, preset.model.replace(**_given(args, MODEL_FLAGS)), train
 
 
 def _source(args, default_builtin: str) -> dict:
@@ -52,8 +52,7 @@ def make_trainer(args, device: str = "cpu") -> Trainer:
         ckpt = checkpoint.load(args.resume)
         if args.preset is None and ckpt.train_config is not None:
             # continuing: keep the run's own settings unless flags override them
-            changes = {f: getattr(args, a) for a, f in TRAIN_FLAGS.items() if getattr(args, a) is not None}
-            train_cfg = ckpt.train_config.replace(**changes)
+            train_cfg = ckpt.train_config.edited(**_given(args, TRAIN_FLAGS))
         given = any(x is not None for x in (args.text, args.corpus, args.builtin))
         default = ckpt.state.get("corpus", corpus_name)
         name, text = resolve_source(**_source(args, default if not given else corpus_name))
@@ -108,13 +107,10 @@ def run_train(args) -> int:
 def _train(args, device: str, rank: int, world: int) -> int:
     if rank != 0:  # other ranks train silently; rank 0 logs and saves
         args.log_json, args.out, args.quiet = None, None, True
+    out: Optional[Path] = checkpoint.destination(args.out) if args.out else None
     trainer = make_trainer(args, device)
-    out: Optional[Path] = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise CorpusError(f"cannot save to {out}: folder {out.parent} does not exist")
     log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     progress = Progress(sys.stderr, args.quiet) if rank == 0 else Progress(open(os.devnull, "w"), True)
-    from playground.cli import install_stop_on_sigint
     install_stop_on_sigint(trainer.control.stop)
     first = last = 0
     done: Optional[Done] = None
@@ -157,4 +153,10 @@ def _train(args, device: str, rank: int, world: int) -> int:
     return 0
 
 
-__all__ = ["run_train", "make_trainer", "configs_from_args", "ConfigError"]
+def install_stop_on_sigint(stop) -> None:
+    """First Ctrl+C stops training cleanly after the current step (and saves); second kills."""
+    def handler(signum, frame):
+        print("\nstopping after this step (Ctrl+C again to abort)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop()
+    signal.signal(signal.SIGINT, handler)

@@ -106,13 +106,20 @@ def _optimizer_tensors(states: list[dict]) -> tuple[dict[str, torch.Tensor], lis
     return tensors, layout
 
 
-def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
-    """Save weights (and optimizer state, if any) atomically; returns the weights path."""
+def destination(path: str | os.PathLike) -> Path:
+    """Where save() writes `path` (with .safetensors added); CheckpointError when its folder is
+    missing, so a long run can be refused before it starts rather than after."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
     if not path.parent.is_dir():
         raise CheckpointError(f"cannot save to {path}: folder {path.parent} does not exist")
+    return path
+
+
+def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
+    """Save weights (and optimizer state, if any) atomically; returns the weights path."""
+    path = destination(path)
     save_id = uuid.uuid4().hex
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "save_id": save_id,
@@ -160,19 +167,19 @@ def read_header(path: Path) -> tuple[dict, bytes]:
                                       f"{n:,} bytes but the file has {size:,}")
             blob = head + f.read()
     except FileNotFoundError:
-        raise CheckpointError(f"{path} does not exist")
+        raise CheckpointError(f"{path} does not exist") from None
     except PermissionError:
-        raise CheckpointError(f"{path} cannot be read: permission denied")
+        raise CheckpointError(f"{path} cannot be read: permission denied") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path} is a folder, not a model file")
+        raise CheckpointError(f"{path} is a folder, not a model file") from None
     except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}")
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     try:
         header = json.loads(blob[8:8 + n].decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError
     except (UnicodeDecodeError, ValueError):
-        raise CheckpointError(f"{path.name} is not a safetensors model file (unreadable header)")
+        raise CheckpointError(f"{path.name} is not a safetensors model file (unreadable header)") from None
     data_len = len(blob) - 8 - n
     for name, entry in header.items():
         if name == "__metadata__":
@@ -188,7 +195,7 @@ def _check_entry(path: Path, name: str, entry: Any, data_len: int) -> None:
         count = math.prod(int(s) for s in shape)
         ok = all(isinstance(s, int) and s >= 0 for s in shape) and 0 <= begin <= end
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path.name} is damaged: tensor {name!r} has a malformed entry")
+        raise CheckpointError(f"{path.name} is damaged: tensor {name!r} has a malformed entry") from None
     if not ok or (end - begin) != count * itemsize:
         raise CheckpointError(f"{path.name} is damaged: tensor {name!r} has inconsistent size")
     if end > data_len:
@@ -206,7 +213,7 @@ def _metadata(path: Path, header: dict, expected_format: str) -> dict:
         if not isinstance(meta, dict):
             raise ValueError
     except ValueError:
-        raise CheckpointError(f"{path.name} has damaged metadata (not valid JSON)")
+        raise CheckpointError(f"{path.name} has damaged metadata (not valid JSON)") from None
     if meta.get("format") != expected_format:
         raise CheckpointError(f"{path.name} is not a GPT Playground model (format "
                               f"{meta.get('format')!r})")
@@ -231,9 +238,9 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
         tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
         train_cfg = TrainConfig.from_dict(meta["train_config"]).check() if meta.get("train_config") else None
     except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path.name} has incomplete metadata (missing {exc})")
+        raise CheckpointError(f"{path.name} has incomplete metadata (missing {exc})") from exc
     except ConfigError as exc:
-        raise CheckpointError(f"{path.name} has invalid settings: {exc}")
+        raise CheckpointError(f"{path.name} has invalid settings: {exc}") from exc
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{path.name} is inconsistent: the vocabulary has "
                               f"{tokenizer.vocab_size} characters but the model expects "
@@ -250,7 +257,7 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
     try:
         weights = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types for damaged data
-        raise CheckpointError(f"{path.name} is damaged: {exc}")
+        raise CheckpointError(f"{path.name} is damaged: {exc}") from exc
     model = GPT(model_cfg)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     ckpt = Checkpoint(model, tokenizer, train_cfg, meta.get("state") or {})
@@ -271,7 +278,7 @@ def _load_optimizer(path: Path, save_id: str) -> Optional[list[dict]]:
     try:
         tensors = st_load(blob)
     except Exception as exc:
-        raise CheckpointError(f"{opt_path.name} is damaged: {exc}")
+        raise CheckpointError(f"{opt_path.name} is damaged: {exc}") from exc
     states = []
     for o, layout in enumerate(meta["optimizers"]):
         state = {int(pid): {name: tensors[f"{o}.{pid}.{name}"] for name in names}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -19,8 +20,7 @@ from playground.engine.tokenizer import CharTokenizer
 if TYPE_CHECKING:  # torch loads lazily: the window paints before torch is imported
     import torch
 
-CORPORA_DIR = Path(__file__).resolve().parents[2] / "corpora"
-# Built-in corpora: name -> (file in corpora/, one line for the picker).
+# Built-in corpora: name -> (file in the package playground.corpora, one line for the picker).
 BUILTINS: dict[str, tuple[str, str]] = {
     "phrase": ("phrase.txt", "The reference phrase: 39 characters, learned in seconds"),
     "counting": ("counting.txt", "Counting from 0 to 2,999: can it learn what comes next?"),
@@ -104,22 +104,23 @@ def read_text_file(path: str | os.PathLike, progress: Optional[Callable[[float],
         view.release()
         del data[done:]  # the file shrank while we read it
     except PermissionError:
-        raise CorpusError(f"{path} cannot be read: permission denied")
+        raise CorpusError(f"{path} cannot be read: permission denied") from None
     except OSError as exc:
-        raise CorpusError(f"{path} cannot be read: {exc.strerror or exc}")
+        raise CorpusError(f"{path} cannot be read: {exc.strerror or exc}") from exc
     if b"\x00" in data:
         raise CorpusError(f"{path.name} contains NUL bytes: it looks like a binary file, not text")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorpusError(f"{path.name} is not UTF-8 text (bad byte at offset {exc.start}); "
-                          "save it as UTF-8 and try again")
+                          "save it as UTF-8 and try again") from exc
 
 
 def builtin_text(name: str) -> str:
     if name not in BUILTINS:
         raise CorpusError(f"unknown built-in corpus {name!r}; choose one of: {', '.join(BUILTINS)}")
-    return read_text_file(CORPORA_DIR / BUILTINS[name][0])
+    with resources.as_file(resources.files("playground.corpora") / BUILTINS[name][0]) as path:
+        return read_text_file(path)
 
 
 def find_shakespeare() -> Path:
@@ -168,10 +169,18 @@ def build_corpus(name: str, text: str, val_fraction: float = 0.1, block_size: in
             raise CorpusError(f"the corpus has {len(unknown)} characters the model's vocabulary "
                               f"lacks ({shown}); train a new model for this corpus")
     ids = tokenizer.encode_array(text)
-    n_val = int(len(ids) * val_fraction)
+    n_train, _ = split_sizes(len(ids), val_fraction, block_size)
+    return Corpus(name, text, tokenizer, ids, n_train)
+
+
+def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]:
+    """(training, validation) lengths of a text of n characters: the tail's share becomes
+    validation only when it holds one full window (block size + 1); else all of it trains.
+    The one statement of the split: the corpus, the window's stats and its checks use it."""
+    n_val = int(n * val_fraction)
     if n_val < block_size + 1:
         n_val = 0
-    return Corpus(name, text, tokenizer, ids, len(ids) - n_val)
+    return n - n_val, n_val
 
 
 def window_count(n_ids: int, block_size: int) -> int:

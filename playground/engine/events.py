@@ -59,8 +59,7 @@ class Eval:
 @dataclass(frozen=True)
 class Sample:
     step: int
-    prompt: str
-    text: str
+    text: str                   # written from the corpus's first character, same seed each time
 
 
 @dataclass(frozen=True)

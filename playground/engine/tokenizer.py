@@ -17,14 +17,17 @@ class Encoded:
     ids: list[int]
     unknown: tuple[str, ...]
 
+    def unknown_list(self) -> str:
+        """The unknown characters in words: "'Q', 'X' and 3 more"."""
+        shown = ", ".join(repr(c) for c in self.unknown[:10])
+        return shown + (f" and {len(self.unknown) - 10} more" if len(self.unknown) > 10 else "")
+
     @property
     def message(self) -> str:
         """Plain words about the dropped characters, or '' when every character was known."""
         if not self.unknown:
             return ""
-        shown = ", ".join(repr(c) for c in self.unknown[:10])
-        more = f" and {len(self.unknown) - 10} more" if len(self.unknown) > 10 else ""
-        return f"the model never saw {shown}{more}; dropped from the prompt"
+        return f"the model never saw {self.unknown_list()}; dropped from the prompt"
 
 
 class CharTokenizer:
@@ -55,7 +58,7 @@ class CharTokenizer:
         """Encode text whose every character is known; raises PromptError naming the unknown."""
         encoded = self.encode_lenient(text)
         if encoded.unknown:
-            raise PromptError(encoded.message.replace("; dropped from the prompt", ""))
+            raise PromptError(f"the model never saw {encoded.unknown_list()}")
         return encoded.ids
 
     def encode_lenient(self, text: str) -> Encoded:

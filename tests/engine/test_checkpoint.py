@@ -91,8 +91,8 @@ def test_foreign_safetensors_file(tmp_path):
 
 
 def _rewrite_meta(saved, tmp_path, change):
-    from safetensors.torch import load_file
     from safetensors import safe_open
+    from safetensors.torch import load_file
     with safe_open(str(saved), "pt") as f:
         meta = json.loads(f.metadata()["playground"])
     change(meta)

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from playground.engine.corpus import (BUILTINS, build_corpus, builtin_text, check_text, get_batch,
-                                      read_text_file, resolve_source)
+from playground.engine.corpus import (
+    BUILTINS,
+    build_corpus,
+    builtin_text,
+    check_text,
+    get_batch,
+    read_text_file,
+    resolve_source,
+)
 from playground.engine.errors import CorpusError, PromptError
 from playground.engine.tokenizer import CharTokenizer
 

@@ -74,6 +74,7 @@ def test_loading_never_unpickles(tmp_path, monkeypatch, tiny_model_cfg):
 
 def test_save_into_an_unwritable_folder_reports_and_keeps_the_old_file(tmp_path, monkeypatch, tiny_model_cfg):
     import tempfile
+
     from playground.engine.model import GPT
     from playground.engine.tokenizer import CharTokenizer
     ckpt = checkpoint.Checkpoint(GPT(tiny_model_cfg), CharTokenizer(list("abcdefghijklm")))
