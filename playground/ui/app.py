@@ -14,6 +14,7 @@ START = time.perf_counter()
 
 def _warm_up_torch() -> None:
     import torch  # noqa: F401  (the first Train click then finds it loaded)
+
     import playground.engine.train  # noqa: F401
 
 

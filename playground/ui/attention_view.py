@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from playground.ui.odds_view import shown
@@ -17,7 +17,8 @@ from playground.ui.widgets import named
 class AttentionView(QWidget):
     refreshRequested = Signal()
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control, parent: Optional[QWidget] = None):
+        """control: the GenerationController that computes the maps this shows."""
         super().__init__(parent)
         self.maps: Optional[np.ndarray] = None   # (layers, heads, T, T)
         self.chars: list[str] = []
@@ -51,6 +52,12 @@ class AttentionView(QWidget):
         self.refresh.clicked.connect(self.refreshRequested)
         self.layer.valueChanged.connect(self._draw)
         self.head.valueChanged.connect(self._draw)
+        control.attentionReady.connect(self._ready)
+
+    @Slot(object)
+    def _ready(self, result: tuple) -> None:
+        chars, maps, step = result
+        self.set_maps(chars, np.asarray(maps), step)
 
     def set_maps(self, chars: list[str], maps: np.ndarray, step: int) -> None:
         self.chars, self.maps = chars, maps

@@ -10,10 +10,28 @@ from pathlib import Path
 from typing import Optional
 
 from PySide6.QtCore import QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit,
-                               QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from playground.engine.corpus import BUILTINS, CorpusError, builtin_text, check_text, find_shakespeare, read_text_file
+from playground.engine.config import too_short
+from playground.engine.corpus import (
+    BUILTINS,
+    CorpusError,
+    builtin_text,
+    check_text,
+    find_shakespeare,
+    read_text_file,
+    split_sizes,
+)
 from playground.ui.widgets import named
 from playground.ui.worker import GeneratorWorker, WorkerHandle
 
@@ -221,17 +239,12 @@ class CorpusPanel(QWidget):
         except CorpusError as exc:
             problem = str(exc)
         n = len(text)
-        n_val = int(n * self._val_fraction)
-        if n_val < self._block_size + 1:
-            n_val = 0
-        n_train = n - n_val
+        n_train, n_val = split_sizes(n, self._val_fraction, self._block_size)
         split = (f"train {n_train:,} / validation {n_val:,}" if n_val else
                  f"train {n_train:,} / validation unavailable (too short)")
         shown = " (preview shown; the whole file is used)" if self._from_file else ""
         self.stats.setText(f"{n:,} characters, {len(set(text)) if n else 0} distinct; {split}{shown}")
-        if not problem and n_train < self._block_size + 1:
-            problem = (f"block size {self._block_size} is longer than the training text "
-                       f"({n_train} characters): lower the block size or add text")
+        problem = problem or too_short(self._block_size, n_train)
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))
         self.changed.emit()

@@ -1,29 +1,42 @@
-"""Generation: a prompt, temperature, top-k, top-p, length and seed; Generate and Stop; the
-output appears character by character (buffered, flushed on a short timer)."""
+"""Generation: a prompt, temperature, top-k, top-p, length and seed; Generate, Stop and the
+temperature sweep; the output appears character by character (buffered, flushed on a short
+timer). It shows the GenerationController and reads the model in hand for its vocabulary."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import QTimer, Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QPlainTextEdit, QPushButton, QSlider, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from playground.engine.config import SampleConfig
+from playground.ui.current import CurrentModel
+from playground.ui.generation import GenerationController
 from playground.ui.odds_view import OddsView, tint
+from playground.ui.sweep_view import TEMPERATURES
 from playground.ui.widgets import named
 
 FLUSH_MS = 40
 
 
 class GeneratePanel(QWidget):
-    generateRequested = Signal()
-    stopRequested = Signal()
-
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control: GenerationController, current: CurrentModel,
+                 parent: Optional[QWidget] = None):
         super().__init__(parent)
-        self._vocabulary: Optional[set[str]] = None
+        self.control, self.current = control, current
         self._pending: list[tuple] = []
         self.tokens: list[tuple] = []   # (char, probability, candidates) per generated character
         self.prompt_length = 0
@@ -100,10 +113,16 @@ class GeneratePanel(QWidget):
 
         self.temperature.valueChanged.connect(self._show_temperature)
         self.prompt.textChanged.connect(self._check_prompt)
-        self.prompt.returnPressed.connect(self.generateRequested)
-        self.generate.clicked.connect(self.generateRequested)
-        self.stop.clicked.connect(self.stopRequested)
+        self.prompt.returnPressed.connect(self.start)
+        self.generate.clicked.connect(self.start)
+        self.stop.clicked.connect(control.stop)
+        self.sweep.clicked.connect(self.start_sweep)
+        self.odds.branchRequested.connect(self.branch)
         self.output.cursorPositionChanged.connect(self._clicked)
+        control.tokenGenerated.connect(self.append)
+        control.generationEnded.connect(self.end)
+        control.sweepEnded.connect(self._sweep_ended)
+        current.changed.connect(self._model_changed)
         self.timer = QTimer(self, interval=FLUSH_MS)
         self.timer.timeout.connect(self.flush)
         self._show_temperature(self.temperature.value())
@@ -123,20 +142,52 @@ class GeneratePanel(QWidget):
         t = value / 100.0
         self.temperature_label.setText("0 (greedy)" if value == 0 else f"{t:.2f}")
 
-    def set_vocabulary(self, chars: Optional[list[str]]) -> None:
-        self._vocabulary = set(chars) if chars else None
-        if chars:
-            self.top_k.setMaximum(len(chars))
+    @Slot()
+    def _model_changed(self) -> None:
+        tokenizer = self.current.tokenizer
+        if tokenizer is not None:
+            self.top_k.setMaximum(tokenizer.vocab_size)
         self._check_prompt(self.prompt.text())
 
     @Slot(str)
     def _check_prompt(self, text: str) -> None:
-        unknown = [] if self._vocabulary is None else sorted({c for c in text if c not in self._vocabulary})
-        if unknown:
-            shown = ", ".join(repr(c) for c in unknown[:10])
-            self.notice.setText(f"The model never saw {shown}: "
-                                + ("they will be dropped" if len(unknown) > 1 else "it will be dropped"))
-        self.notice.setVisible(bool(unknown))
+        tokenizer = self.current.tokenizer
+        message = tokenizer.encode_lenient(text).message if tokenizer is not None else ""
+        self.notice.setText(message[:1].upper() + message[1:])
+        self.notice.setVisible(bool(message))
+
+    # -- actions ------------------------------------------------------------------------
+    @Slot()
+    def start(self) -> None:
+        """Generate from the prompt's known characters with the settings shown."""
+        prompt = None if self.control.generating else self.control.usable_prompt(self.prompt.text())
+        if prompt is None:
+            return
+        self.begin(prompt)
+        self.set_running(True)
+        self.control.generate(prompt, self.sample_config())
+
+    @Slot()
+    def start_sweep(self) -> None:
+        prompt = None if self.control.generating else self.control.usable_prompt(self.prompt.text())
+        if prompt is None:
+            return
+        self.set_running(True)
+        self.control.sweep(prompt, TEMPERATURES, self.sample_config())
+
+    @Slot(int, str)
+    def branch(self, position: int, char: str) -> None:
+        """Put another character at this position of the output and continue from there."""
+        self.prompt.setText(self.text()[:position] + char)
+        self.start()
+
+    @Slot()
+    def _sweep_ended(self) -> None:
+        self.set_running(False)
+
+    def attention_text(self) -> str:
+        """What the attention view looks at: the selected output, else the prompt, else all."""
+        return self.output.textCursor().selectedText() or self.prompt.text() or self.text()
 
     def set_running(self, running: bool, can_generate: bool = True) -> None:
         self.generate.setEnabled(not running and can_generate)
@@ -153,7 +204,7 @@ class GeneratePanel(QWidget):
         self.timer.start()
 
     def append(self, token: tuple) -> None:
-        """token = (char, probability, candidates), as the session emits it."""
+        """token = (char, probability, candidates), as the controller emits it."""
         self._pending.append(token)
 
     @Slot()
@@ -182,9 +233,11 @@ class GeneratePanel(QWidget):
         self.odds.show_token(self.prompt_length + len(self.tokens) - 1, self.tokens[-1])
         self.flushes += 1
 
+    @Slot()
     def end(self) -> None:
         self.flush()
         self.timer.stop()
+        self.set_running(False)
 
     def text(self) -> str:
         return self.output.toPlainText()

@@ -8,14 +8,15 @@ from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from playground.engine.config import TrainConfig
 from playground.engine.schedule import schedule
-from playground.ui.loss_plot import Series
-from playground.ui.widgets import named
+from playground.ui.widgets import Series, named
 
 STALL_STEPS = 200
+REFRESH_MS = 300
 
 
 def diagnose(losses: np.ndarray, vocab_size: int, status: Optional[str] = None) -> str:
@@ -35,9 +36,13 @@ def diagnose(losses: np.ndarray, vocab_size: int, status: Optional[str] = None) 
 
 
 class HealthPanel(QWidget):
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control, parent: Optional[QWidget] = None):
+        """control: the TrainingController whose runs this watches."""
         super().__init__(parent)
+        self.control = control
         self.grad = Series()
+        self.losses = Series()     # the model's losses since it was new, for the hints
+        self.vocab_size, self.step = 1, 0
         self.clipped = 0
         self.first_step = 0
         self._pinned, self._grad_top = False, 0.0  # the gradient chart during a run (see begin)
@@ -66,10 +71,37 @@ class HealthPanel(QWidget):
         layout.addLayout(row, 1)
         layout.addWidget(self.clipped_label)
         layout.addWidget(self.hint)
+        self.timer = QTimer(self, interval=REFRESH_MS)
+        self.timer.timeout.connect(self.refresh)
+        control.started.connect(self._started)
+        control.stepped.connect(self._stepped)
+        control.ended.connect(self._ended)
 
-    def preview(self, cfg: TrainConfig, first_step: int = 0) -> None:
+    @Slot(object)
+    def _started(self, ev) -> None:
+        if ev.first_step == 0:
+            self.losses.clear()
+        self.vocab_size = ev.vocab_size
+        self.begin(ev.first_step, ev.last_step)
+        self.preview(self.control.train_config, ev.first_step)
+        self.timer.start()
+
+    @Slot(object)
+    def _stepped(self, ev) -> None:
+        self.add_step(ev.step, ev.grad_norm, ev.clipped)
+        if math.isfinite(ev.loss):
+            self.losses.append(ev.step, ev.loss)
+        self.step = ev.step
+
+    @Slot(object)
+    def _ended(self, done) -> None:
+        self.timer.stop()
+        self.refresh(None if done is None else done.status)
+        self.end()
+
+    def preview(self, cfg: Optional[TrainConfig], first_step: int = 0) -> None:
         """Show the schedule a run with these settings would follow (before or during it)."""
-        if cfg.problems():
+        if cfg is None or cfg.problems():
             return
         self.first_step = first_step
         lrs = schedule(cfg)
@@ -102,12 +134,13 @@ class HealthPanel(QWidget):
             self.grad.append(step, grad_norm)
         self.clipped += bool(clipped)
 
-    def refresh(self, losses: np.ndarray, vocab_size: int, step: int, status: Optional[str] = None) -> None:
-        self.lr_marker.setPos(step)
+    @Slot()
+    def refresh(self, status: Optional[str] = None) -> None:
+        self.lr_marker.setPos(self.step)
         x, y = self.grad.view()
         self.grad_curve.setData(x, y)
         if self._pinned and len(y) and y.max() > self._grad_top:
             self._grad_top = float(y.max()) * 1.15
             self.grad_plot.getPlotItem().setYRange(0, self._grad_top, padding=0)
         self.clipped_label.setText(f"Clipped steps: {self.clipped:,} of {self.grad.n:,}")
-        self.hint.setText(diagnose(losses, vocab_size, status))
+        self.hint.setText(diagnose(self.losses.view()[1], self.vocab_size, status))

@@ -7,55 +7,41 @@ steps stay smooth (pyqtgraph clips to the view and downsamples by peak).
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
 
-from playground.ui.widgets import named
+from playground.ui.loss_history import LossHistory
+from playground.ui.widgets import Series, named
 
 SMOOTHING = 0.9   # default weight of the past in the moving average (debiased like TensorBoard's)
 MAX_RUNS = 8      # earlier runs kept on the plot as faint curves
 REDRAW_MS = 100  # 10 frames/s: smooth to the eye, and the GUI thread leaves the GIL to training
 
 
-class Series:
-    """A growable pair of float64 arrays."""
-
-    def __init__(self, capacity: int = 1024):
-        self.x = np.empty(capacity)
-        self.y = np.empty(capacity)
-        self.n = 0
-
-    def append(self, x: float, y: float) -> None:
-        if self.n == len(self.x):
-            self.x = np.resize(self.x, 2 * self.n)
-            self.y = np.resize(self.y, 2 * self.n)
-        self.x[self.n], self.y[self.n] = x, y
-        self.n += 1
-
-    def clear(self) -> None:
-        self.n = 0
-
-    def view(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.x[: self.n], self.y[: self.n]
-
-
 class LossPlot(QWidget):
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control, parent: Optional[QWidget] = None):
+        """control: the TrainingController whose runs this plots."""
         super().__init__(parent)
-        self.raw, self.smooth, self.val = Series(), Series(), Series()
-        self.times = Series()            # (step, elapsed seconds) for the time axis
-        self.val_times = Series()
-        self.smoothing = SMOOTHING
+        self.control = control
+        self._label = ""                 # the settings of the run on the plot, for its legend
+        self.data = LossHistory(SMOOTHING)
+        self.raw, self.smooth, self.val = self.data.raw, self.data.smooth, self.data.val
         self.runs: list[pg.PlotDataItem] = []   # earlier runs, faint
-        self._time_offset = 0.0          # seconds of earlier runs of the same model
-        self._ema, self._ema_weight = 0.0, 0.0
         self._reference: Optional[float] = None
         self._dirty = False
         self._fixed = False    # ranges pinned during a run (see begin_run)
@@ -129,8 +115,37 @@ class LossPlot(QWidget):
         self.timer = QTimer(self, interval=REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
+        control.started.connect(self._started)
+        control.stepped.connect(self._stepped)
+        control.evaluated.connect(self._evaluated)
+        control.ended.connect(self.end_run)
 
     # -- runs -------------------------------------------------------------------------
+    @Slot(object)
+    def _started(self, ev) -> None:
+        if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
+            self.archive()
+            self._label = self.control.run_label
+        else:
+            self.continue_run()
+        self.set_vocab_size(ev.vocab_size)
+        self.begin_run(ev.first_step, ev.last_step)
+
+    @Slot(object)
+    def _stepped(self, ev) -> None:
+        self.add_step(ev.step, ev.loss, ev.elapsed_s)
+
+    @Slot(object)
+    def _evaluated(self, ev) -> None:
+        self.add_validation(ev.step, ev.val_loss, ev.elapsed_s)
+
+    def archive(self) -> None:
+        """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
+        if self.raw.n:
+            self.archive_run(f"{self._label} -> {self.raw.y[self.raw.n - 1]:.3f}")
+        else:
+            self.clear()
+
     def begin_run(self, first_step: int, last_step: int) -> None:
         """Fix the x range to the run and grow y only upwards: with auto-range, every frame
         would move the axes and regenerate their ticks, the plot's main cost."""
@@ -144,6 +159,7 @@ class LossPlot(QWidget):
         self._y_top = 0.0
         self._fixed = True
 
+    @Slot()
     def end_run(self) -> None:
         self._fixed = False
         self.redraw()
@@ -160,10 +176,7 @@ class LossPlot(QWidget):
 
     # -- data in ------------------------------------------------------------------------
     def clear(self) -> None:
-        for series in (self.raw, self.smooth, self.val, self.times, self.val_times):
-            series.clear()
-        self._ema = self._ema_weight = 0.0
-        self._time_offset = 0.0
+        self.data.clear()
         self.marker.hide()
         self._dirty = True
 
@@ -175,7 +188,7 @@ class LossPlot(QWidget):
             curve = self.plot.getPlotItem().plot(x.copy(), y.copy(), pen=pen, name=label)
             curve.setZValue(-10)
             curve.setProperty("steps", self.smooth.x[: self.smooth.n].copy())
-            curve.setProperty("times", self.times.y[: self.times.n].copy())
+            curve.setProperty("times", self.data.times.y[: self.data.times.n].copy())
             self.runs.append(curve)
             if len(self.runs) > MAX_RUNS:
                 old = self.runs.pop(0)
@@ -183,15 +196,11 @@ class LossPlot(QWidget):
         self.clear()
 
     def continue_run(self) -> None:
-        """The same model trains on: time continues from the last point."""
-        self._time_offset = self.times.y[self.times.n - 1] if self.times.n else 0.0
+        self.data.continue_run()
 
     def mark_step(self, step: int) -> None:
-        x = step
-        if self.x_axis.currentIndex() == 1 and self.raw.n:
-            i = int(np.clip(np.searchsorted(self.raw.x[: self.raw.n], step), 0, self.raw.n - 1))
-            x = self.times.y[i]
-        self.marker.setPos(x)
+        by_time = self.x_axis.currentIndex() == 1 and self.raw.n
+        self.marker.setPos(self.data.seconds_at(step) if by_time else step)
         self.marker.show()
 
     def set_vocab_size(self, vocab_size: int) -> None:
@@ -199,35 +208,14 @@ class LossPlot(QWidget):
         self._place_reference()
 
     def add_step(self, step: int, loss: float, elapsed: float = 0.0) -> None:
-        if not math.isfinite(loss):
-            return
-        self.raw.append(step, loss)
-        self.times.append(step, self._time_offset + elapsed)
-        a = self.smoothing
-        self._ema = a * self._ema + (1 - a) * loss
-        self._ema_weight = a * self._ema_weight + (1 - a)
-        self.smooth.append(step, self._ema / self._ema_weight)
-        self._dirty = True
+        self._dirty |= self.data.add_step(step, loss, elapsed)
 
     def add_validation(self, step: int, loss: Optional[float], elapsed: float = 0.0) -> None:
-        if loss is not None and math.isfinite(loss):
-            self.val.append(step, loss)
-            self.val_times.append(step, self._time_offset + elapsed)
-            self._dirty = True
+        self._dirty |= self.data.add_validation(step, loss, elapsed)
 
     @Slot(int)
     def _set_smoothing(self, value: int) -> None:
-        """Recompute the whole smoothed curve with the new weight (debiased EMA)."""
-        self.smoothing = value / 100.0
-        a, ema, weight = self.smoothing, 0.0, 0.0
-        ys = self.raw.y[: self.raw.n]
-        out = np.empty(self.raw.n)
-        for i, y in enumerate(ys):
-            ema = a * ema + (1 - a) * y
-            weight = a * weight + (1 - a)
-            out[i] = ema / weight
-        self.smooth.y[: self.raw.n] = out
-        self._ema, self._ema_weight = ema, weight
+        self.data.set_smoothing(value / 100.0)
         self._dirty = True
         self.redraw()
 
@@ -246,11 +234,7 @@ class LossPlot(QWidget):
 
     def _xy(self, series: Series) -> tuple[np.ndarray, np.ndarray]:
         """A series against the chosen axis: steps, or training seconds."""
-        x, y = series.view()
-        if self.x_axis.currentIndex() == 1:
-            times = self.val_times if series is self.val else self.times
-            x = times.y[: times.n]
-        return x, y
+        return self.data.xy(series, by_time=self.x_axis.currentIndex() == 1)
 
     @property
     def point_count(self) -> int:
@@ -310,24 +294,19 @@ class LossPlot(QWidget):
         ImageExporter(self.plot.getPlotItem()).export(path)
 
     def export_csv(self, path: str) -> None:
-        steps, losses = self.raw.view()
-        val = dict(zip(*(a.tolist() for a in self.val.view())))
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["step", "loss", "smoothed_loss", "val_loss"])
-            for i in range(self.raw.n):
-                v = val.get(steps[i])
-                writer.writerow([int(steps[i]), f"{losses[i]:.6g}", f"{self.smooth.y[i]:.6g}",
-                                 "" if v is None else f"{v:.6g}"])
+        self.data.write_csv(path)
 
     @Slot()
     def _ask_png(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export plot", "loss.png", "PNG images (*.png)")
-        if path:
-            self.export_png(path)
+        ask_path(self, "Export plot", "loss.png", "PNG images (*.png)", self.export_png)
 
     @Slot()
     def _ask_csv(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export data", "loss.csv", "CSV files (*.csv)")
-        if path:
-            self.export_csv(path)
+        ask_path(self, "Export data", "loss.csv", "CSV files (*.csv)", self.export_csv)
+
+
+def ask_path(parent: QWidget, title: str, name: str, kinds: str, then) -> None:
+    path, _ = QFileDialog.getSaveFileName(parent, title, name, kinds)
+    if path:
+        then(path)
+

@@ -1,32 +1,35 @@
-"""The main window: composes the panels and wires them to the session. No training logic here."""
+"""The main window, the composition root: it builds the model in hand, the training and generation
+controllers and the panels (each given the models it shows), lays them out and wires what one
+panel asks of another. No training or generation logic lives here."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Optional
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QMainWindow, QMessageBox, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from playground.engine.config import check_fits_text
-from playground.engine.errors import PlaygroundError
+from playground.engine.corpus import split_sizes
+from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.attention_view import AttentionView
 from playground.ui.corpus_panel import CorpusPanel
+from playground.ui.current import CurrentModel, OpenedModel
 from playground.ui.explain import explained
 from playground.ui.generate_panel import GeneratePanel
+from playground.ui.generation import GenerationController
 from playground.ui.health_panel import HealthPanel
-from playground.ui.insights import Insights
 from playground.ui.loss_plot import LossPlot
 from playground.ui.samples_panel import SamplesPanel
-from playground.ui.session import NO_MODEL, Session
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
 from playground.ui.sweep_view import SweepView
+from playground.ui.training import TrainingController
 from playground.ui.training_panel import TrainingPanel
+from playground.ui.worker import WorkerPool
 
 log = logging.getLogger(__name__)
 SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
@@ -45,21 +48,25 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("GPT Playground")
         self.setObjectName("mainWindow")
-        self.session = Session(self)
+        # models
+        self.current = CurrentModel(self)
+        self.workers = WorkerPool(self)
+        self.train_ctl = TrainingController(self.current, self.workers, self)
+        self.gen_ctl = GenerationController(self.current, self.workers, self)
+        # views, each given what it shows
         self.corpus = CorpusPanel()
         self.settings = SettingsPanel()
         self.training = TrainingPanel()
-        self.plot = LossPlot()
-        self.samples = SamplesPanel()
-        self.generation = GeneratePanel()
-        self.attention = AttentionView()
-        self.health = HealthPanel()
-        self.sweep = SweepView()
-        self.status = StatusTracker(self.training, self)
+        self.plot = LossPlot(self.train_ctl)
+        self.samples = SamplesPanel(self.train_ctl)
+        self.health = HealthPanel(self.train_ctl)
+        self.generation = GeneratePanel(self.gen_ctl, self.current)
+        self.attention = AttentionView(self.gen_ctl)
+        self.sweep = SweepView(self.gen_ctl)
+        self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
         self._build_layout()
         self._build_menu()
-        self.insights = Insights(self)  # first: it archives the last run before a new one starts
         self._wire()
         self._restore()
         self._validate()
@@ -112,37 +119,34 @@ class MainWindow(QMainWindow):
             self.addAction(action)
 
     def _wire(self) -> None:
-        s, t, g = self.session, self.training, self.generation
+        t, train, gen = self.training, self.train_ctl, self.gen_ctl
         t.train.clicked.connect(self.start_training)
         t.pause.clicked.connect(self.toggle_pause)
-        t.stop.clicked.connect(s.stop_training)
+        t.stop.clicked.connect(train.stop)
         t.reset.clicked.connect(self.reset_model)
-        g.generateRequested.connect(self.start_generation)
-        g.stopRequested.connect(s.stop_generation)
         self.corpus.changed.connect(self._validate)
         self.settings.changed.connect(self._validate)
+        self.settings.changed.connect(self._preview_schedule)
         self.settings.preset.currentIndexChanged.connect(self._preset_picked)
-        s.trainingStarted.connect(self._on_started)
-        s.stepped.connect(self._on_step)
-        s.evaluated.connect(self._on_eval)
-        s.sampled.connect(self._on_sample)
-        s.trainingEnded.connect(self._on_training_ended)
-        s.tokenGenerated.connect(g.append)
-        s.generationEnded.connect(self._on_generation_ended)
-        s.failed.connect(self.show_error)
-        s.modelChanged.connect(self._on_model_changed)
+        self.samples.stepSelected.connect(self.plot.mark_step)
+        self.attention.refreshRequested.connect(self.show_attention)
+        gen.sweepStarted.connect(self._show_sweep)
+        train.evaluated.connect(self._refresh_attention)
+        train.ended.connect(self._on_training_ended)
+        gen.generationEnded.connect(self.generationFinished)
+        gen.sweepEnded.connect(self.generationFinished)
+        train.failed.connect(self.show_error)
+        gen.failed.connect(self.show_error)
 
     # -- training -----------------------------------------------------------------------
     def train_problem(self) -> str:
         """Why Train is disabled, in words; '' when training can start."""
-        problems = [self.corpus.problem_text()] + self.settings.problems()
-        problems = [p for p in problems if p]
+        problems = [p for p in [self.corpus.problem_text()] + self.settings.problems() if p]
         if not problems:
-            text = self.corpus.text()
-            n_val = int(len(text) * self.settings.train_config().val_fraction)
-            n_train = len(text) - (n_val if n_val >= self.settings.value("block") + 1 else 0)
+            model, train = self.settings.model_config(), self.settings.train_config()
+            n_train, _ = split_sizes(len(self.corpus.text()), train.val_fraction, model.block_size)
             try:
-                check_fits_text(self.settings.model_config(), self.settings.train_config(), n_train)
+                check_fits_text(model, train, n_train)
             except PlaygroundError as exc:
                 problems.append(str(exc))
         return "; ".join(problems)
@@ -156,6 +160,11 @@ class MainWindow(QMainWindow):
         self.training.allow_train(not problem, problem)
 
     @Slot()
+    def _preview_schedule(self) -> None:
+        if not self.train_ctl.running:
+            self.health.preview(self.settings.train_config(), self.current.step)
+
+    @Slot()
     def _preset_picked(self) -> None:
         from playground.engine.presets import PRESETS
         self.corpus.select(PRESETS[self.settings.preset.currentData()].corpus)
@@ -163,99 +172,52 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_training(self) -> None:
         problem = self.train_problem()
-        if problem or self.session.training:
+        if problem or self.train_ctl.running:
             if problem:
                 self.show_error(f"Cannot train yet: {problem}")
             return
-        self.session.start_training(self.corpus.name(), self.corpus.text(),
-                                    self.settings.model_config(), self.settings.train_config())
+        self.train_ctl.start(self.corpus.name(), self.corpus.text(),
+                             self.settings.model_config(), self.settings.train_config())
         self.training.set_running(True)
         self.status.begin()
 
     @Slot()
     def toggle_pause(self) -> None:
-        if self.session.paused:
-            self.session.resume()
+        if self.train_ctl.paused:
+            self.train_ctl.resume()
         else:
-            self.session.pause()
-        self.training.set_running(True, paused=self.session.paused)
-        self.status.set_paused(self.session.paused)
+            self.train_ctl.pause()
+        self.training.set_running(True, paused=self.train_ctl.paused)
+        self.status.set_paused(self.train_ctl.paused)
 
     @Slot()
     def reset_model(self) -> None:
-        self.session.reset()
+        self.train_ctl.reset()
+        self.gen_ctl.stop()
         self.samples.clear()
         self.status.message("Model reset: the next Train starts from fresh weights "
                             "(this run stays on the plot, faint)")
 
     @Slot(object)
-    def _on_started(self, ev) -> None:
-        if ev.first_step == 0:
-            self.samples.clear()
-        self.plot.set_vocab_size(ev.vocab_size)
-        self.plot.begin_run(ev.first_step, ev.last_step)
-        self.generation.set_vocabulary(self.session.tokenizer().chars)
-        self.status.started(ev)
-
-    @Slot(object)
-    def _on_step(self, ev) -> None:
-        self.plot.add_step(ev.step, ev.loss, ev.elapsed_s)
-        self.status.step(ev)
-
-    @Slot(object)
-    def _on_eval(self, ev) -> None:
-        self.plot.add_validation(ev.step, ev.val_loss, ev.elapsed_s)
-        self.status.evaluated(ev)
-
-    @Slot(object)
-    def _on_sample(self, ev) -> None:
-        self.samples.add(ev.step, ev.text)
-
-    @Slot(object)
     def _on_training_ended(self, done) -> None:
         self.training.set_running(False)
-        self.plot.end_run()
-        self.status.finished(done)
         self._validate()
         self.trainingFinished.emit()
 
+    # -- generation views -----------------------------------------------------------------
     @Slot()
-    def _on_model_changed(self) -> None:
-        tokenizer = self.session.tokenizer()
-        self.generation.set_vocabulary(tokenizer.chars if tokenizer else None)
+    def show_attention(self) -> None:
+        self.gen_ctl.attention(self.generation.attention_text())
 
-    # -- generation ---------------------------------------------------------------------
-    def usable_prompt(self) -> Optional[str]:
-        """The prompt's characters the model knows, or None (after saying why in a message)
-        when nothing can be generated now."""
-        if self.session.generating:
-            return None
-        if not self.session.has_model:
-            self.show_error(NO_MODEL)
-            return None
-        tokenizer = self.session.tokenizer()
-        prompt = self.generation.prompt.text()
-        known = "".join(c for c in prompt if c in tokenizer.stoi)
-        if prompt and not known:
-            self.show_error("None of the prompt's characters is in the model's vocabulary: "
-                            "type characters from the corpus, or leave the prompt empty")
-            return None
-        return known
+    @Slot(object)
+    def _refresh_attention(self, _event) -> None:
+        # refreshed from the latest weights during training, when someone is looking
+        if self.attention.maps is not None and self.attention.isVisible():
+            self.show_attention()
 
-    @Slot()
-    def start_generation(self) -> None:
-        known = self.usable_prompt()
-        if known is None:
-            return
-        self.generation.begin(known)
-        self.generation.set_running(True)
-        self.session.generate(known, self.generation.sample_config())
-
-    @Slot()
-    def _on_generation_ended(self) -> None:
-        self.generation.end()
-        self.generation.set_running(False)
-        self.generationFinished.emit()
+    @Slot(str)
+    def _show_sweep(self, _prompt: str) -> None:
+        self.right_tabs.setCurrentWidget(self.sweep_box)
 
     # -- files --------------------------------------------------------------------------
     @Slot()
@@ -266,8 +228,11 @@ class MainWindow(QMainWindow):
             self.save_model(path)
 
     def save_model(self, path: str) -> bool:
+        from playground.engine import checkpoint
         try:
-            saved = self.session.save(path)
+            if self.current.value is None:
+                raise CheckpointError("there is no model to save yet: train one first")
+            saved = checkpoint.save(path, self.current.value.checkpoint())
         except PlaygroundError as exc:
             self.show_error(f"The model was not saved: {exc}")
             return False
@@ -282,16 +247,22 @@ class MainWindow(QMainWindow):
             self.open_model(path)
 
     def open_model(self, path: str) -> bool:
+        """Load a model file; any run or generation stops first, and the file's settings show."""
+        from playground.engine import checkpoint
         try:
-            ckpt = self.session.open(path)
+            ckpt = checkpoint.load(path)
         except PlaygroundError as exc:
             self.show_error(f"Could not open the model: {exc}")
             return False
+        self.train_ctl.discard()
+        self.gen_ctl.stop()
+        self.workers.stop_all(3000)
+        self.current.set(OpenedModel(ckpt))
         corpus = ckpt.state.get("corpus")
         if corpus:
             self.corpus.select(corpus)
         self.settings.set_values(ckpt.model_config, ckpt.train_config)
-        self.insights.archive()
+        self.plot.archive()
         self.plot.set_vocab_size(ckpt.model_config.vocab_size)
         self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
                             f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")
@@ -316,6 +287,8 @@ class MainWindow(QMainWindow):
         from playground.ui.persist import save_window
         save_window(self, app_settings())
         self.corpus.shutdown()
-        if not self.session.shutdown(3000):
+        self.train_ctl.stop()
+        self.gen_ctl.stop()
+        if not self.workers.stop_all(3000):
             log.error("a worker did not stop within 3 s")
         event.accept()

@@ -7,8 +7,7 @@ from typing import Optional
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider, QVBoxLayout, QWidget
 
 from playground.ui.widgets import named
 
@@ -16,7 +15,8 @@ from playground.ui.widgets import named
 class SamplesPanel(QWidget):
     stepSelected = Signal(int)   # the evaluation step picked on the timeline
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control, parent: Optional[QWidget] = None):
+        """control: the TrainingController whose samples this shows."""
         super().__init__(parent)
         self.samples: list[tuple[int, str]] = []
         self.view = named(QListWidget(), "samplesView", "Samples during training",
@@ -42,6 +42,17 @@ class SamplesPanel(QWidget):
         layout.addWidget(self.view, 1)
         self.slider.valueChanged.connect(self._scrubbed)
         self.view.currentRowChanged.connect(self.slider.setValue)
+        control.started.connect(self._started)
+        control.sampled.connect(self._sampled)
+
+    @Slot(object)
+    def _started(self, ev) -> None:
+        if ev.first_step == 0:  # a fresh model: its samples start over
+            self.clear()
+
+    @Slot(object)
+    def _sampled(self, ev) -> None:
+        self.add(ev.step, ev.text)
 
     def add(self, step: int, text: str) -> None:
         at_end = self.slider.value() == len(self.samples) - 1 or not self.samples

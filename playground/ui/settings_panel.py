@@ -6,11 +6,20 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QLabel,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from playground.engine import config as limits
 from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
 from playground.ui.widgets import named
 
@@ -52,7 +61,8 @@ class SettingsPanel(QWidget):
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self._vocab_size, self._n_chars = 13, 0
-        self._base_train = TrainConfig()
+        # the preset's (or opened model's) settings: the fields shown here edit them
+        self._base_model, self._base_train = ModelConfig(), TrainConfig()
         self._quiet = False  # set while several fields change at once
         self.preset = named(QComboBox(), "presetPicker", "Preset",
                             "Presets fill in every setting, and pick a corpus, for a known-good run")
@@ -108,6 +118,7 @@ class SettingsPanel(QWidget):
         self.apply_preset("seed")
         for spin in [*self.spins.values(), self.dropout, self.lr]:
             spin.valueChanged.connect(self._refresh)
+        self.spins["steps"].valueChanged.connect(self._steps_edited)
         self.preset.currentIndexChanged.connect(self._preset_chosen)
 
     # -- values -------------------------------------------------------------------------
@@ -115,18 +126,18 @@ class SettingsPanel(QWidget):
         return self.spins[attr].value()
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(vocab_size=self._vocab_size, n_layer=self.value("layers"),
-                           n_head=self.value("heads"), n_embd=self.value("width"),
-                           block_size=self.value("block"), dropout=round(self.dropout.value(), 4))
+        return self._base_model.replace(
+            vocab_size=self._vocab_size, n_layer=self.value("layers"), n_head=self.value("heads"),
+            n_embd=self.value("width"), block_size=self.value("block"),
+            dropout=round(self.dropout.value(), 4))
 
     def train_config(self) -> TrainConfig:
-        lr = self.lr.value()
-        base = self._base_train
-        min_lr = min(base.min_lr * lr / base.learning_rate, lr)  # keep the preset's decay ratio
-        return base.replace(batch_size=self.value("batch"), max_steps=self.value("steps"),
-                            learning_rate=lr, min_lr=min_lr, warmup_steps=self.value("warmup"),
-                            eval_interval=self.value("eval_interval"), seed=self.value("seed"),
-                            threads=self.value("threads"))
+        """The shown settings, applied by the rule the command line uses (TrainConfig.edited)."""
+        return self._base_train.edited(
+            batch_size=self.value("batch"), max_steps=self.value("steps"),
+            learning_rate=self.lr.value(), warmup_steps=self.value("warmup"),
+            eval_interval=self.value("eval_interval"), seed=self.value("seed"),
+            threads=self.value("threads"))
 
     def set_corpus(self, vocab_size: int, n_chars: int) -> None:
         """The corpus's size matters to the estimate: a tiny text repeats windows in a batch."""
@@ -137,6 +148,7 @@ class SettingsPanel(QWidget):
     def set_values(self, model: ModelConfig, train: Optional[TrainConfig]) -> None:
         """Show the given settings (a preset, or an opened model's) without firing per field."""
         self._quiet = True
+        self._base_model = model
         values = {"layers": model.n_layer, "heads": model.n_head, "width": model.n_embd,
                   "block": model.block_size}
         if train is not None:
@@ -150,6 +162,15 @@ class SettingsPanel(QWidget):
         self.dropout.setValue(model.dropout)
         self._quiet = False
         self._refresh()
+
+    @Slot(int)
+    def _steps_edited(self, steps: int) -> None:
+        """A run made shorter than its warm-up: the warm-up field follows, by the same rule as
+        the command line's --steps (TrainConfig.edited)."""
+        if self._quiet:
+            return
+        shown = TrainConfig(max_steps=max(steps, self.value("warmup")), warmup_steps=self.value("warmup"))
+        self.spins["warmup"].setValue(shown.edited(max_steps=steps).warmup_steps)
 
     @Slot(int)
     def _preset_chosen(self, _index: int) -> None:
@@ -179,7 +200,7 @@ class SettingsPanel(QWidget):
         self.problem.setText("; ".join(problems))
         self.problem.setVisible(bool(problems))
         if not model.problems():
-            n = model.num_params()
+            n = count_params(model)
             self.param_label.setText(f"{n:,} parameters")
             self.estimate.setText(self._estimate(model, n))
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Optional
 
 from PySide6.QtCore import QObject, QTimer, Slot
@@ -19,7 +18,8 @@ def clock(seconds: float) -> str:
 
 
 class StatusTracker(QObject):
-    def __init__(self, panel, parent: Optional[QObject] = None):
+    def __init__(self, control, panel, parent: Optional[QObject] = None):
+        """Shows the TrainingController's runs on the training panel's line and bar."""
         super().__init__(parent)
         self.panel = panel
         self.first = self.last = 0
@@ -29,12 +29,17 @@ class StatusTracker(QObject):
         self._dirty = False
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
+        control.started.connect(self.started)
+        control.stepped.connect(self.step)
+        control.evaluated.connect(self.evaluated)
+        control.ended.connect(self.finished)
 
     def begin(self) -> None:
         self.step_ev, self.paused = None, False
         self.message("Preparing the corpus and the model…")
         self.timer.start()
 
+    @Slot(object)
     def started(self, ev) -> None:
         self.first, self.last = ev.first_step, ev.last_step
         self.panel.progress.setRange(0, ev.last_step - ev.first_step)
@@ -43,9 +48,11 @@ class StatusTracker(QObject):
         self.message(f"Training {ev.params:,} parameters on {ev.n_train:,} characters with "
                      f"{ev.threads} thread(s){note}")
 
+    @Slot(object)
     def step(self, ev) -> None:
         self.step_ev, self._dirty = ev, True
 
+    @Slot(object)
     def evaluated(self, ev) -> None:
         self.val_loss, self._dirty = ev.val_loss, True
 
@@ -53,6 +60,7 @@ class StatusTracker(QObject):
         self.paused, self._dirty = paused, True
         self.refresh()
 
+    @Slot(object)
     def finished(self, done) -> None:
         self.refresh()
         self.timer.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from PySide6.QtCore import Slot
 from PySide6.QtGui import QFont, QTextCursor
 from PySide6.QtWidgets import QGridLayout, QLabel, QPlainTextEdit, QWidget
 
@@ -13,7 +14,8 @@ TEMPERATURES = (0.0, 0.5, 0.8, 1.0, 1.5)
 
 
 class SweepView(QWidget):
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, control, parent: Optional[QWidget] = None):
+        """control: the GenerationController whose sweeps this shows."""
         super().__init__(parent)
         self.boxes: list[QPlainTextEdit] = []
         grid = QGridLayout(self)
@@ -27,10 +29,17 @@ class SweepView(QWidget):
             grid.addWidget(label, 0, i)
             grid.addWidget(box, 1, i)
             self.boxes.append(box)
+        control.sweepStarted.connect(self.begin)
+        control.sweepToken.connect(self._token)
 
+    @Slot(str)
     def begin(self, prompt: str) -> None:
         for box in self.boxes:
             box.setPlainText(prompt)
+
+    @Slot(object)
+    def _token(self, item: tuple) -> None:
+        self.add(*item)
 
     def add(self, index: int, text: str) -> None:
         cursor = self.boxes[index].textCursor()

@@ -79,3 +79,34 @@ class WorkerHandle:
         self.worker.abort()
         self.thread.quit()
         return self.thread.wait(wait_ms)
+
+
+class WorkerPool(QObject):
+    """Starts workers on threads of their own and keeps each until its thread has ended, so
+    nothing is destroyed while running; stop_all() is what closing the window waits on."""
+
+    def __init__(self, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.handles: list[WorkerHandle] = []
+
+    def launch(self, worker: GeneratorWorker) -> WorkerHandle:
+        handle = WorkerHandle(worker, self)
+        # a slot of this GUI-thread object, so the clean-up runs on the GUI thread
+        handle.thread.finished.connect(self._forget_finished)
+        self.handles.append(handle)
+        handle.start()
+        return handle
+
+    @Slot()
+    def _forget_finished(self) -> None:
+        for handle in [h for h in self.handles if h.thread.isFinished()]:
+            self.handles.remove(handle)
+            handle.worker.deleteLater()
+            handle.thread.deleteLater()
+
+    def stop_all(self, wait_ms: int = 3000) -> bool:
+        """Abort every worker and wait for its thread; True when all of them ended."""
+        ok = True
+        for handle in list(self.handles):
+            ok = handle.stop(wait_ms) and ok
+        return ok

@@ -15,7 +15,9 @@ def window(qtbot, tmp_path, monkeypatch):
     qtbot.addWidget(win)
     win.show()
     yield win
-    win.session.shutdown(5000)
+    win.train_ctl.stop()
+    win.gen_ctl.stop()
+    win.workers.stop_all(5000)
 
 
 def use_tiny_settings(win, steps=40, text=CORPUS, eval_interval=20):

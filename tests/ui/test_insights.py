@@ -10,6 +10,7 @@ import torch
 from PySide6.QtWidgets import QLabel, QToolButton
 
 from playground.engine.config import SampleConfig
+from playground.engine.events import Started, Step
 from playground.engine.sample import stream_tokens
 from playground.ui.health_panel import diagnose
 from playground.ui.sweep_view import TEMPERATURES
@@ -37,8 +38,8 @@ def _generate(window, qtbot, prompt="the ", length=60, seed=5, temperature=100):
 def test_shown_probabilities_equal_the_samplers(trained, qtbot):
     _generate(trained, qtbot, seed=5)
     panel = trained.generation
-    model = trained.session.trainer.snapshot()
-    tok = trained.session.tokenizer()
+    model = trained.current.value.snapshot()
+    tok = trained.current.tokenizer
     expected = list(stream_tokens(model, tok, "the ", SampleConfig(max_new_chars=60, temperature=1.0, seed=5)))
     assert len(panel.tokens) == 60
     for (char, p, candidates), token in zip(panel.tokens, expected):
@@ -70,7 +71,7 @@ def test_branch_continues_from_the_chosen_character(trained, qtbot):
 
 def test_attention_rows_sum_to_one_and_are_causal(trained, qtbot):
     trained.generation.prompt.setText("the lazy dog")
-    with qtbot.waitSignal(trained.session.attentionReady, timeout=30_000):
+    with qtbot.waitSignal(trained.gen_ctl.attentionReady, timeout=30_000):
         trained.attention.refresh.click()
     view = trained.attention
     assert view.chars == list("lazy dog")[-8:] or len(view.chars) == 8  # cropped to the block
@@ -141,14 +142,14 @@ def test_health_preview_and_hints(window, trained):
 def test_gradient_chart_is_pinned_to_the_run_then_frames_everything(window):
     health = window.health
     view = health.grad_plot.getPlotItem().getViewBox()
-    health.begin(100, 200)
+    window.train_ctl.started.emit(Started(1000, 13, 500, 50, 100, 200, 1))
     for step, norm in [(101, 1.0), (102, 4.0), (103, 2.0)]:
-        health.add_step(step, norm, False)
-    health.refresh(np.array([2.0, 1.9, 1.8]), 13, 103)
+        window.train_ctl.stepped.emit(Step(step, 2.0, 1e-3, norm, False, 100.0, 0.1))
+    health.refresh()
     (x0, x1), (y0, y1) = view.viewRange()
     assert x0 <= 100 and 200 <= x1 < 205  # the whole run's width from the start, not 3 steps
     assert y0 == 0 and 4.0 < y1 < 5.0 and view.state["autoRange"] == [False, False]
-    health.end()
+    window.train_ctl.ended.emit(None)
     assert view.state["autoRange"][0] and view.state["autoRange"][1]
 
 

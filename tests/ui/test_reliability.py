@@ -43,12 +43,12 @@ def test_random_clicks_during_training_and_generation_never_crash_or_leak(window
     # whatever state it is in, the window still trains and generates afterwards
     window.training.stop.click()
     window.generation.stop.click()
-    qtbot.waitUntil(lambda: not window.session.training and not window.session.generating, timeout=15_000)
+    qtbot.waitUntil(lambda: not window.train_ctl.running and not window.gen_ctl.generating, timeout=15_000)
     use_tiny_settings(window, steps=5)
     with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
         window.training.train.click()
     window.close()
-    assert all(h.thread.isFinished() for h in window.session._retired), history
+    assert all(h.thread.isFinished() for h in window.workers.handles), history
 
 
 def test_a_failed_save_reports_and_keeps_the_model(window, qtbot, saved_model, monkeypatch):
@@ -73,7 +73,7 @@ def test_a_diverging_run_stops_with_a_message_and_good_weights(window, qtbot):
 
     def sabotage(ev):
         if ev.step == 5:  # from now on each update leaves an infinite weight, as too high a rate can
-            trainer = window.session.trainer
+            trainer = window.current.value.trainer
             optimizer = trainer.optimizers[0][0]
             update = optimizer.step
 
@@ -82,12 +82,12 @@ def test_a_diverging_run_stops_with_a_message_and_good_weights(window, qtbot):
                 with torch.no_grad():
                     trainer.model.lm_head.bias.fill_(float("inf"))
             optimizer.step = broken_update
-    window.session.stepped.connect(sabotage)
+    window.train_ctl.stepped.connect(sabotage)
     with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
         window.training.train.click()
     status = window.training.status.text()
     assert status.startswith("Diverged") and "learning rate" in status
-    weights = window.session.trainer.model.state_dict()
+    weights = window.current.value.trainer.model.state_dict()
     assert all(torch.isfinite(v).all() for v in weights.values())
 
 

@@ -1,0 +1,133 @@
+"""Generation control: streams characters, temperature sweeps and attention maps from the model
+in hand on a worker (a copy taken between training steps while a run goes on)."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from playground.engine.config import SampleConfig
+from playground.engine.errors import PromptError
+from playground.ui.current import CurrentModel
+from playground.ui.worker import GeneratorWorker, WorkerPool
+
+TOP_CANDIDATES = 10
+NO_MODEL = "There is no model yet: train one (or open a saved model) first"
+
+
+class GenerationController(QObject):
+    tokenGenerated = Signal(object)   # (char, probability, [(char, probability), ...])
+    generationEnded = Signal()
+    sweepStarted = Signal(str)        # the prompt every temperature continues
+    sweepToken = Signal(object)       # (index of the temperature, char)
+    sweepEnded = Signal()
+    attentionReady = Signal(object)   # (characters, maps (layers, heads, T, T) ndarray, step)
+    failed = Signal(str)              # a readable message for the user
+
+    def __init__(self, current: CurrentModel, workers: WorkerPool, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.current, self.workers = current, workers
+        self._worker: Optional[GeneratorWorker] = None
+        self._generating = False  # set on the GUI thread: start .. worker finished
+
+    @property
+    def generating(self) -> bool:
+        return self._generating
+
+    def usable_prompt(self, prompt: str) -> Optional[str]:
+        """The prompt's characters the model knows (the engine's one rule), or None after
+        saying in `failed` why nothing can be generated now."""
+        if self.current.value is None:
+            self.failed.emit(NO_MODEL)
+            return None
+        from playground.engine.sample import prepare_prompt
+        tokenizer = self.current.tokenizer
+        try:
+            return tokenizer.decode(prepare_prompt(tokenizer, prompt).ids)
+        except PromptError as exc:
+            self.failed.emit(f"Cannot generate: {exc}")
+            return None
+
+    def generate(self, prompt: str, cfg: SampleConfig) -> bool:
+        """Stream characters with their odds; False when there is no model or one is writing."""
+        model = self.current.value
+        if model is None or self._generating:
+            return False
+
+        def run():
+            import torch
+
+            from playground.engine.sample import stream_tokens
+            tokenizer = model.tokenizer
+            for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char):
+                top = torch.topk(token.probs, min(TOP_CANDIDATES, token.probs.numel()))
+                candidates = [(tokenizer.chars[i], float(p))
+                              for p, i in zip(top.values.tolist(), top.indices.tolist()) if p > 0]
+                yield token.char, float(token.probs[token.id]), candidates
+
+        self._start(run, "generation", self.tokenGenerated, self.generationEnded)
+        return True
+
+    def sweep(self, prompt: str, temperatures: Sequence[float], cfg: SampleConfig) -> bool:
+        """The same prompt and seed at each temperature, one after the other."""
+        model = self.current.value
+        if model is None or self._generating:
+            return False
+
+        def run():
+            from playground.engine.sample import stream
+            snapshot = model.snapshot()
+            for i, t in enumerate(temperatures):
+                for char in stream(snapshot, model.tokenizer, prompt, cfg.replace(temperature=t),
+                                   model.start_char):
+                    yield i, char
+
+        self.sweepStarted.emit(prompt)
+        self._start(run, "sweep", self.sweepToken, self.sweepEnded)
+        return True
+
+    def attention(self, text: str) -> bool:
+        """Attention maps of the text's known characters (cropped to the block), on a worker."""
+        model = self.current.value
+        if model is None:
+            self.failed.emit(NO_MODEL)
+            return False
+        ids = model.tokenizer.encode_lenient(text).ids[-model.config.block_size:]
+        if not ids:
+            self.failed.emit("Type a prompt made of the corpus's characters to see attention")
+            return False
+
+        def run():
+            import torch
+            maps = model.snapshot().attention_maps(torch.tensor([ids]))[:, 0].numpy().copy()
+            yield [model.tokenizer.chars[i] for i in ids], maps, model.step
+
+        worker = GeneratorWorker(run, "attention")
+        worker.yielded.connect(self.attentionReady)
+        worker.errored.connect(self.failed)
+        self.workers.launch(worker)
+        return True
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.abort()
+
+    def _start(self, run, name: str, items: Signal, ended: Signal) -> None:
+        self._generating = True
+        worker = self._worker = GeneratorWorker(run, name)
+        worker.yielded.connect(items)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._ended = ended
+        self.workers.launch(worker)
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        self.failed.emit(f"Generation stopped: {message}")
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self._generating = False
+        self._worker = None
+        self._ended.emit()

@@ -1,0 +1,87 @@
+"""The loss plot's data, apart from its drawing: each step's loss, a debiased moving average
+over it (as TensorBoard smooths), the validation points, and the seconds of training at each,
+in growable float64 arrays. Plain Python: no Qt."""
+
+from __future__ import annotations
+
+import csv
+import math
+from typing import Optional
+
+import numpy as np
+
+from playground.ui.widgets import Series
+
+
+class LossHistory:
+    def __init__(self, smoothing: float):
+        self.raw, self.smooth, self.val = Series(), Series(), Series()
+        self.times = Series()            # (step, elapsed seconds) for the time axis
+        self.val_times = Series()
+        self.smoothing = smoothing       # weight of the past in the moving average
+        self._ema, self._ema_weight = 0.0, 0.0
+        self._time_offset = 0.0          # seconds of earlier runs of the same model
+
+    def clear(self) -> None:
+        for series in (self.raw, self.smooth, self.val, self.times, self.val_times):
+            series.clear()
+        self._ema = self._ema_weight = 0.0
+        self._time_offset = 0.0
+
+    def continue_run(self) -> None:
+        """The same model trains on: time continues from the last point."""
+        self._time_offset = self.times.y[self.times.n - 1] if self.times.n else 0.0
+
+    def add_step(self, step: int, loss: float, elapsed: float) -> bool:
+        if not math.isfinite(loss):
+            return False
+        self.raw.append(step, loss)
+        self.times.append(step, self._time_offset + elapsed)
+        a = self.smoothing
+        self._ema = a * self._ema + (1 - a) * loss
+        self._ema_weight = a * self._ema_weight + (1 - a)
+        self.smooth.append(step, self._ema / self._ema_weight)
+        return True
+
+    def add_validation(self, step: int, loss: Optional[float], elapsed: float) -> bool:
+        if loss is None or not math.isfinite(loss):
+            return False
+        self.val.append(step, loss)
+        self.val_times.append(step, self._time_offset + elapsed)
+        return True
+
+    def set_smoothing(self, smoothing: float) -> None:
+        """Recompute the whole smoothed curve with a new weight."""
+        self.smoothing = a = smoothing
+        ema = weight = 0.0
+        out = np.empty(self.raw.n)
+        for i, y in enumerate(self.raw.y[: self.raw.n]):
+            ema = a * ema + (1 - a) * y
+            weight = a * weight + (1 - a)
+            out[i] = ema / weight
+        self.smooth.y[: self.raw.n] = out
+        self._ema, self._ema_weight = ema, weight
+
+    def xy(self, series: Series, by_time: bool) -> tuple[np.ndarray, np.ndarray]:
+        """A series against steps, or against seconds of training."""
+        x, y = series.view()
+        if by_time:
+            times = self.val_times if series is self.val else self.times
+            x = times.y[: times.n]
+        return x, y
+
+    def seconds_at(self, step: int) -> float:
+        i = int(np.clip(np.searchsorted(self.raw.x[: self.raw.n], step), 0, self.raw.n - 1))
+        return float(self.times.y[i])
+
+    def write_csv(self, path: str) -> None:
+        """Every step's loss and smoothed loss, with the validation loss on evaluated steps."""
+        steps, losses = self.raw.view()
+        at_step = dict(zip(*(a.tolist() for a in self.val.view())))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["step", "loss", "smoothed_loss", "val_loss"])
+            for i in range(self.raw.n):
+                v = at_step.get(steps[i])
+                writer.writerow([int(steps[i]), f"{losses[i]:.6g}", f"{self.smooth.y[i]:.6g}",
+                                 "" if v is None else f"{v:.6g}"])

@@ -1,0 +1,156 @@
+"""Training control: starts a run on a worker, relays its events as signals, pauses and stops
+it. The run's trainer becomes the model in hand when its first event arrives, on the GUI thread.
+Engine modules that import torch are imported in the worker, so the window paints first."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.control import TrainControl
+from playground.ui.current import CurrentModel, TrainedModel
+from playground.ui.worker import GeneratorWorker, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class _Job:
+    """One run: its stop/pause flags, and its trainer once the worker has built it (written by
+    the worker before its first event, read on the GUI thread after that event)."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        self.control = TrainControl()
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.trainer = None
+        self.done = None
+        self.discarded = False  # reset or replaced: never becomes the model in hand
+
+
+class TrainingController(QObject):
+    started = Signal(object)     # engine Started event
+    stepped = Signal(object)     # engine Step event
+    evaluated = Signal(object)   # engine Eval event
+    sampled = Signal(object)     # engine Sample event
+    ended = Signal(object)       # engine Done event, or None when the run failed
+    failed = Signal(str)         # a readable message for the user
+
+    def __init__(self, current: CurrentModel, workers: WorkerPool, parent: Optional[QObject] = None):
+        super().__init__(parent)
+        self.current, self.workers = current, workers
+        self._job: Optional[_Job] = None
+        self._running = False  # set on the GUI thread: start .. worker finished
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def paused(self) -> bool:
+        return self._running and self._job.control.paused
+
+    @property
+    def train_config(self) -> Optional[TrainConfig]:
+        """The settings of the run in flight, or of the last one."""
+        return self._job.train_cfg if self._job is not None else None
+
+    @property
+    def run_label(self) -> str:
+        """The run's settings in a few words, for the plot's legend."""
+        if self._job is None:
+            return ""
+        m, t = self._job.model_cfg, self._job.train_cfg
+        return f"{m.n_layer}x{m.n_embd}, {m.n_head} heads, block {m.block_size}, lr {t.learning_rate:g}"
+
+    def start(self, corpus_name: str, text: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
+        """Train on a worker: continue the model in hand when every setting but the vocabulary
+        matches, else start a fresh one. The corpus is encoded on the worker too."""
+        if self._running:
+            return
+        job = self._job = _Job(model_cfg, train_cfg)
+        in_hand = self.current.value
+        previous = in_hand.checkpoint() if in_hand is not None else None
+
+        def run():
+            import copy
+
+            from playground.engine.corpus import build_corpus
+            from playground.engine.train import Trainer
+            reuse = previous is not None and same_shape(previous.model_config, model_cfg)
+            corpus = build_corpus(corpus_name, text, train_cfg.val_fraction, model_cfg.block_size,
+                                  tokenizer=previous.tokenizer if reuse else None)
+            if reuse:  # a copy: an opened file's model may still be generating
+                trainer = Trainer.resume(copy.deepcopy(previous), corpus, train_cfg)
+            else:
+                cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size)
+                trainer = Trainer(cfg, train_cfg, corpus)
+            if job.control.stopped:  # reset or opened a file while the corpus was prepared
+                return
+            job.trainer = trainer
+            yield from trainer.run(job.control)
+
+        self._running = True
+        worker = GeneratorWorker(run, "training")
+        worker.yielded.connect(self._on_event)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.workers.launch(worker)
+
+    def pause(self) -> None:
+        if self._job is not None:
+            self._job.control.pause()
+
+    def resume(self) -> None:
+        if self._job is not None:
+            self._job.control.resume()
+
+    def stop(self) -> None:
+        """Stop after the current step; the run still reports its Done event."""
+        if self._job is not None:
+            self._job.control.stop()
+
+    def discard(self) -> None:
+        """Stop the run and never make it the model in hand (reset, or a file opened)."""
+        if self._job is not None:
+            self._job.discarded = True
+            self._job.control.stop()
+
+    def reset(self) -> None:
+        """Forget the model in hand: the next run starts from fresh weights."""
+        self.discard()
+        self.current.set(None)
+
+    @Slot(object)
+    def _on_event(self, event) -> None:
+        from playground.engine.events import Done, Eval, Sample, Started, Step
+        job = self._job
+        if isinstance(event, Done):
+            job.done = event  # announced once the worker has finished, in _on_finished
+            return
+        if job.discarded:  # reset or replaced: what it still reports belongs to no model
+            return
+        if isinstance(event, Started):
+            self.current.set(TrainedModel(job.trainer))
+        signal = {Started: self.started, Step: self.stepped, Eval: self.evaluated,
+                  Sample: self.sampled}[type(event)]
+        signal.emit(event)
+
+    @Slot(str)
+    def _on_error(self, message: str) -> None:
+        self.failed.emit(f"Training could not run: {message}")
+
+    @Slot()
+    def _on_finished(self) -> None:
+        self._running = False
+        self.ended.emit(self._job.done)
+
+
+def same_shape(a: ModelConfig, b: ModelConfig) -> bool:
+    """Whether a model of settings a can keep training as settings b: all but the vocabulary
+    (which comes from the corpus) must match, any setting added later included."""
+    mine, theirs = a.to_dict(), b.to_dict()
+    mine.pop("vocab_size")
+    theirs.pop("vocab_size")
+    return mine == theirs
