@@ -38,7 +38,7 @@ def _open_panels(app, window) -> None:
     window.generation.generate.click()
     loop.exec()
     window.right_tabs.setCurrentIndex(1)
-    window.session.attentionReady.connect(loop.quit)
+    window.gen_ctl.attentionReady.connect(loop.quit)
     window.attention.refresh.click()
     loop.exec()
     window.lower_tabs.setCurrentIndex(1)
@@ -65,7 +65,7 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     health tab (live charts), the attention tab with maps shown (refreshed at each evaluation,
     every 50 steps here) and a generated text with its odds chart."""
     os.environ.setdefault("PLAYGROUND_SETTINGS_FILE", os.path.join(tempfile.mkdtemp(), "s.ini"))
-    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
     from playground.ui.main_window import MainWindow
@@ -83,7 +83,7 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     if panels:
         _open_panels(app, window)
     events = []
-    window.session.stepped.connect(events.append)
+    window.train_ctl.stepped.connect(events.append)
     probe = Probe(window, events)
     window.trainingFinished.connect(loop.quit)
     if probe_on:
@@ -119,7 +119,7 @@ class Probe:
         self.timer.timeout.connect(self.tick)
 
     def tick(self) -> None:
-        if self.clock.isValid() and self.window.session.training and len(self.events) > 20:
+        if self.clock.isValid() and self.window.train_ctl.running and len(self.events) > 20:
             self.gaps.append(self.clock.nsecsElapsed() / 1e6)
         self.clock.restart()
 
@@ -145,7 +145,7 @@ def soak(steps: int) -> list[dict]:
     os.environ.setdefault("PLAYGROUND_SETTINGS_FILE", os.path.join(tempfile.mkdtemp(), "s.ini"))
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # kept alive for the run
     from playground.ui.loss_plot import REDRAW_MS
     from playground.ui.main_window import MainWindow
     window = MainWindow()
@@ -159,7 +159,7 @@ def soak(steps: int) -> list[dict]:
     redraw_ms = soak_probe.redraw_ms
     window.plot.timer.timeout.disconnect()
     window.plot.timer.timeout.connect(soak_probe.redraw)
-    window.session.stepped.connect(soak_probe.step)
+    window.train_ctl.stepped.connect(soak_probe.step)
     loop = QEventLoop()
     window.trainingFinished.connect(loop.quit)
     window.training.train.click()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NANOGPT_TOKENS_PER_S = 11_800   # nanoGPT, shakespeare-cpu recipe, measured on this machine (issue 4)
 NANOGPT_VAL_LOSS = 1.886
 NANOGPT_SECONDS = 155.0
@@ -45,10 +45,11 @@ def _env() -> dict:
 # -- 1. same work, less time ---------------------------------------------------------------
 def bench_seed(quick: bool) -> list[Result]:
     import torch
+
+    from playground.bench.reference import train_reference
     from playground.engine.corpus import build_corpus, builtin_text
     from playground.engine.presets import PRESETS
     from playground.engine.train import Trainer
-    from playground.reference import train_reference
     preset = PRESETS["seed"]
     text = builtin_text("phrase")
     cores = os.cpu_count() or 1
@@ -109,9 +110,10 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
 
 def _full_val_loss(ckpt: Path) -> float:
     import torch
+
     from playground.engine import checkpoint
     from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
-    from playground.engine.train import full_loss
+    from playground.engine.evaluate import full_loss
     model = checkpoint.load(ckpt, with_optimizer=False)
     corpus = build_corpus("shakespeare", read_text_file(find_shakespeare()), 0.1,
                           model.model_config.block_size, tokenizer=model.tokenizer)
@@ -182,13 +184,13 @@ def _matmul_peak() -> float:
 
 # -- 4. generation --------------------------------------------------------------------------
 def bench_generation(quick: bool) -> list[Result]:
-    from playground.bench_generation import measure
+    from playground.bench.generation import measure
     return [Result(**r) for r in measure(quick)]
 
 
 # -- 5. the GUI does not slow training -------------------------------------------------------
 def _gui_run(mode: str, steps: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "playground.bench_gui", "--mode", mode, "--steps", str(steps)],
+    out = subprocess.run([sys.executable, "-m", "playground.bench.gui", "--mode", mode, "--steps", str(steps)],
                          env={**_env(), "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True,
                          timeout=900)
     if out.returncode != 0:
@@ -226,7 +228,7 @@ def bench_gui(quick: bool) -> list[Result]:
 
 
 def bench_soak(quick: bool) -> list[Result]:
-    out = subprocess.run([sys.executable, "-m", "playground.bench_gui", "--soak",
+    out = subprocess.run([sys.executable, "-m", "playground.bench.gui", "--soak",
                           "5000" if quick else "20000"], env={**_env(), "QT_QPA_PLATFORM": "offscreen"},
                          capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
@@ -257,6 +259,7 @@ def bench_startup(quick: bool) -> list[Result]:
 # -- 8. threads ------------------------------------------------------------------------------
 def bench_threads(quick: bool) -> list[Result]:
     import torch
+
     from playground.engine.corpus import build_corpus, builtin_text, find_shakespeare, read_text_file
     from playground.engine.events import Step
     from playground.engine.presets import PRESETS
