@@ -35,6 +35,7 @@ def _non_negative(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from playground.engine.corpus import BUILTINS
+    from playground.engine.download import SOURCES
     from playground.engine.presets import PRESETS
     parser = _Parser(prog="python -m playground",
                      description="Train a character-level GPT on your CPU and generate from it.")
@@ -45,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = t.add_mutually_exclusive_group()
     src.add_argument("--corpus", metavar="FILE", help="a UTF-8 text file to learn")
     src.add_argument("--text", metavar="STR", help="the corpus as a literal string")
-    src.add_argument("--builtin", choices=sorted(BUILTINS) + ["shakespeare"],
-                     help="a built-in corpus")
+    src.add_argument("--builtin", choices=sorted(BUILTINS) + sorted(SOURCES),
+                     help="a built-in corpus, or a public-domain text downloaded once: "
+                          + ", ".join(f"{s.name} ({s.title}, {s.size_text})" for s in SOURCES.values()))
+    t.add_argument("--no-download", action="store_true",
+                   help="never download a corpus; fail if it is not on this machine")
     for flag, kind, what in [("--layers", int, "transformer blocks"), ("--heads", int, "attention heads"),
                              ("--width", int, "embedding width"), ("--block", int, "context length"),
                              ("--dropout", _non_negative, "dropout fraction"),
@@ -57,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                              ("--eval-interval", int, "steps between evaluations")]:
         t.add_argument(flag, type=kind, help=what)
     t.add_argument("--optimizer", choices=["adamw", "muon"], help="optimizer for the weight matrices")
+    t.add_argument("--keep", choices=["best", "last"],
+                   help="end with the weights of the lowest validation loss (best, the default) "
+                        "or of the last step")
+    t.add_argument("--patience", type=int, metavar="N",
+                   help="stop after N evaluations without a better validation loss (0: never)")
     t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train (default cpu)")
     t.add_argument("--compile", action="store_true",
@@ -81,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", metavar="CKPT")
+    i.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
 
     b = sub.add_parser("bench", help="run the performance benchmarks")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -141,6 +151,13 @@ def run_info(args) -> int:
     from playground.engine import checkpoint
     ckpt = checkpoint.load(args.checkpoint)
     cfg = ckpt.model_config
+    if args.json:
+        print(json.dumps({
+            "params": ckpt.model.num_params(), "model_config": cfg.to_dict(),
+            "tokenizer": ckpt.tokenizer.to_dict(),
+            "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
+            "state": ckpt.state, "optimizer_saved": ckpt.optimizer_state is not None}, indent=2))
+        return 0
     print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
           f"block {cfg.block_size}, dropout {cfg.dropout:g}")
     print(f"parameters: {ckpt.model.num_params():,}")
@@ -151,6 +168,9 @@ def run_info(args) -> int:
         val = state.get("val_loss")
         print(f"trained:    {state.get('step', 0)} steps on {state.get('corpus', '?')!s}, "
               f"{state.get('train_seconds', 0)} s; loss {_fmt(loss)}, validation {_fmt(val)}")
+        if state.get("trained_to", state.get("step")) != state.get("step"):
+            print(f"kept:       the best weights, step {state['step']} of "
+                  f"{state['trained_to']} trained")
     if ckpt.train_config:
         print(f"training:   {json.dumps(ckpt.train_config.to_dict())}")
     print(f"optimizer:  {'saved beside it' if ckpt.optimizer_state else 'not saved'}")

@@ -21,7 +21,7 @@ MODEL_FLAGS = {"layers": "n_layer", "heads": "n_head", "width": "n_embd", "block
                "dropout": "dropout", "position": "position"}
 TRAIN_FLAGS = {"batch": "batch_size", "steps": "max_steps", "lr": "learning_rate", "seed": "seed",
                "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer",
-               "warmup": "warmup_steps"}
+               "warmup": "warmup_steps", "keep": "keep", "patience": "patience"}
 
 
 def _given(args, flags: dict[str, str]) -> dict:
@@ -41,7 +41,16 @@ def _source(args, default_builtin: str) -> dict:
         return {"text": args.text}
     if args.corpus is not None:
         return {"path": args.corpus}
-    return {"builtin": args.builtin or default_builtin}
+    return {"builtin": args.builtin or default_builtin, "allow_download": not args.no_download,
+            "fetched": _download_progress}
+
+
+def _download_progress(done: int, total: int) -> None:
+    """One line on stderr that fills up while a corpus downloads."""
+    sys.stderr.write(f"\rdownloading: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
 
 
 def make_trainer(args, device: str = "cpu") -> Trainer:
@@ -140,7 +149,8 @@ def _train(args, device: str, rank: int, world: int) -> int:
         if log_file:
             log_file.close()
     assert done is not None
-    progress.line(f"{done.status} at step {done.step} in {done.train_seconds:.1f} s; "
+    at = done.last_step if done.last_step is not None else done.step
+    progress.line(f"{done.status} at step {at} in {done.train_seconds:.1f} s; "
                   f"final loss {done.final_loss if done.final_loss is None else round(done.final_loss, 4)}"
                   + (f" - {done.message}" if done.message else ""))
     if out is not None:

@@ -32,3 +32,26 @@ def tiny_train_cfg():
 @pytest.fixture
 def phrase_corpus():
     return build_corpus("phrase", builtin_text("phrase"), 0.1, 8)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _downloads_in_a_temporary_folder(tmp_path_factory):
+    """Nothing a test downloads lands in the user's data folder."""
+    from playground.engine.download import DATA_ENV
+    os.environ[DATA_ENV] = str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A real HTTP server on 127.0.0.1, on a free port, serving tests/fileserver.py's files."""
+    import http.server
+    import threading
+
+    from tests.fileserver import Handler
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(10)

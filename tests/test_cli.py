@@ -97,7 +97,7 @@ def test_autograd_flag_trains_the_same_run(trained, tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["train", "--width", "100", "--heads", "3"], "width 100 must be divisible by heads 3"),
-    (["train", "--builtin", "phrase", "--block", "256"], "block size 256 is longer than the training text"),
+    (["train", "--text", "to be or not to be", "--block", "256"], "block size 256 is longer than the training text"),
     (["train", "--layers", "abc"], "invalid int value"),
     (["train", "--lr", "nan"], "learning rate must be a finite number"),
     (["train", "--corpus", "/no/such/file.txt"], "does not exist"),

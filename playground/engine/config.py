@@ -153,6 +153,8 @@ class TrainConfig(_Checked):
     sample_chars: int = 100      # characters generated at each evaluation (0 for none)
     optimizer: str = "adamw"     # "adamw", or "muon" (Muon for weight matrices, AdamW for the rest)
     muon_lr: float = 0.02        # peak learning rate of Muon's matrices when optimizer is "muon"
+    keep: str = "best"           # "best": end with the weights of the lowest validation loss; "last"
+    patience: int = 0            # stop after this many evaluations without a better validation loss (0: never)
 
     def problems(self) -> list[str]:
         errors: list[str] = []
@@ -180,6 +182,9 @@ class TrainConfig(_Checked):
         if self.optimizer not in ("adamw", "muon"):
             errors.append(f"optimizer {self.optimizer!r} is unknown: use 'adamw' or 'muon'")
         _float_in(errors, "Muon learning rate", self.muon_lr, 0.0, MAX_LR, low_open=True)
+        if self.keep not in ("best", "last"):
+            errors.append(f"keep {self.keep!r} is unknown: use 'best' or 'last'")
+        _int_in(errors, "patience", self.patience, 0, 100_000)
         return errors
 
     def edited(self, **changes: Any) -> "TrainConfig":

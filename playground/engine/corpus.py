@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # torch loads lazily: the window paints before torch is impor
 
 # Built-in corpora: name -> (file in the package playground.corpora, one line for the picker).
 BUILTINS: dict[str, tuple[str, str]] = {
-    "phrase": ("phrase.txt", "The reference phrase: 39 characters, learned in seconds"),
+    "phrase": ("phrase.txt", "The book's phrase, repeated: learned in seconds"),
     "counting": ("counting.txt", "Counting from 0 to 2,999: can it learn what comes next?"),
     "arithmetic": ("arithmetic.txt", "Two-digit sums like 12+7=19: check its answers"),
     "alphabet": ("alphabet.txt", "Alphabet runs and rhythms: patterns of growing length"),
@@ -123,22 +123,36 @@ def builtin_text(name: str) -> str:
         return read_text_file(path)
 
 
+def local_copy(name: str) -> Optional[Path]:
+    """A downloadable corpus already on this machine, or None. Tiny Shakespeare is also found
+    at $PLAYGROUND_SHAKESPEARE or in ../shared/corpora beside the checkout."""
+    from playground.engine import download
+    if name == "shakespeare":
+        root = Path(__file__).resolve().parents[2]
+        for candidate in [os.environ.get(SHAKESPEARE_ENV, ""),
+                          root.parent / "shared" / "corpora" / "tinyshakespeare.txt"]:
+            if candidate and Path(candidate).is_file():
+                return Path(candidate)
+    return download.cached(download.SOURCES[name])
+
+
 def find_shakespeare() -> Path:
-    """Locate Tiny Shakespeare: $PLAYGROUND_SHAKESPEARE, else ../shared/corpora beside the repo."""
-    candidates = [os.environ.get(SHAKESPEARE_ENV, "")]
-    root = Path(__file__).resolve().parents[2]
-    candidates += [root.parent / "shared" / "corpora" / "tinyshakespeare.txt",
-                   root / "shared" / "corpora" / "tinyshakespeare.txt"]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c)
-    raise CorpusError("Tiny Shakespeare was not found: pass --corpus FILE or set "
-                      f"{SHAKESPEARE_ENV} to the path of tinyshakespeare.txt")
+    """Tiny Shakespeare on this machine; CorpusError saying how to get it when it is not."""
+    path = local_copy("shakespeare")
+    if path is None:
+        raise CorpusError("Tiny Shakespeare is not on this machine yet: train with --builtin "
+                          "shakespeare (it downloads once, 1.1 MB), pass --corpus FILE, or set "
+                          f"{SHAKESPEARE_ENV} to the path of tinyshakespeare.txt")
+    return path
 
 
 def resolve_source(builtin: str | None = None, path: str | None = None, text: str | None = None,
-                   progress: Optional[Callable[[float], None]] = None) -> tuple[str, str]:
-    """Turn one of (built-in name, file path, literal text) into (name, raw text)."""
+                   progress: Optional[Callable[[float], None]] = None, allow_download: bool = True,
+                   fetched: Optional[Callable[[int, int], None]] = None) -> tuple[str, str]:
+    """Turn one of (built-in name, file path, literal text) into (name, raw text). A
+    downloadable corpus not on this machine is fetched (fetched(bytes, total) reports
+    progress) unless allow_download is False."""
+    from playground.engine import download
     given = [x is not None for x in (builtin, path, text)]
     if sum(given) != 1:
         raise CorpusError("give exactly one corpus: a built-in name, a file, or text")
@@ -146,8 +160,14 @@ def resolve_source(builtin: str | None = None, path: str | None = None, text: st
         return "pasted text", text
     if path is not None:
         return Path(path).name, read_text_file(path, progress)
-    if builtin == "shakespeare":
-        return "shakespeare", read_text_file(find_shakespeare(), progress)
+    if builtin in download.SOURCES:
+        source = download.SOURCES[builtin]
+        local = local_copy(builtin)
+        if local is None and not allow_download:
+            raise CorpusError(f"{source.title} is not on this machine, and downloading is off: "
+                              f"drop --no-download to fetch it once ({source.size_text} from "
+                              f"{source.url})")
+        return builtin, read_text_file(local or download.download(source, fetched), progress)
     return builtin, builtin_text(builtin)
 
 
@@ -183,6 +203,16 @@ def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]
     return n - n_val, n_val
 
 
+def distinct_windows(text: str, block_size: int, limit: int = 50_000) -> int:
+    """How many different training windows (block size + 1 characters) a text holds: a text
+    that repeats itself holds few, and a merged batch computes only those. A text longer than
+    `limit` is taken to repeat nothing (counting would cost more than it tells)."""
+    n = len(text) - block_size
+    if n <= 0 or len(text) > limit:
+        return max(n, 0)
+    return len({text[i:i + block_size + 1] for i in range(n)})
+
+
 def window_count(n_ids: int, block_size: int) -> int:
     """How many distinct training windows of block_size + 1 characters a split holds."""
     return max(n_ids - block_size, 0)
@@ -199,15 +229,16 @@ def get_weighted_batch(data: "torch.Tensor", block_size: int, batch_size: int,
                        generator: "torch.Generator", merge: bool = True
                        ) -> tuple["torch.Tensor", "torch.Tensor", Optional["torch.Tensor"]]:
     """Like get_batch, but with merge=True a window drawn several times appears once, with
-    a weight: its share of the batch. The weighted mean loss (and its gradient) equals the
-    plain batch mean; a tiny corpus (the phrase has 7 distinct windows for a batch of 32)
-    then costs a fraction of the compute. Weights are None when nothing repeats enough."""
+    a weight: its share of the batch. Windows are the same when their text is, wherever they
+    start (a repeated phrase has one window per position in the phrase). The weighted mean
+    loss (and its gradient) equals the plain batch mean; a tiny or repetitive corpus then
+    costs a fraction of the compute. Weights are None when nothing repeats enough."""
     import torch
     starts = torch.randint(window_count(len(data), block_size), (batch_size,), generator=generator)
+    rows = data[starts[:, None] + torch.arange(block_size + 1)].long()  # (B, T+1)
     weights = None
     if merge:
-        unique, counts = torch.unique(starts, return_counts=True)
+        unique, counts = torch.unique(rows, dim=0, return_counts=True)
         if len(unique) <= 0.75 * batch_size:
-            starts, weights = unique, counts.float() / batch_size
-    rows = data[starts[:, None] + torch.arange(block_size + 1)].long()  # (B, T+1)
+            rows, weights = unique, counts.float() / batch_size
     return rows[:, :-1], rows[:, 1:], weights

@@ -46,6 +46,7 @@ class Eval:
     train_loss: float
     val_loss: Optional[float]   # None when the text is too short for a validation split
     elapsed_s: float
+    best_step: Optional[int] = None  # the step of the lowest validation loss so far
 
     @property
     def train_ppl(self) -> Optional[float]:
@@ -64,8 +65,8 @@ class Sample:
 
 @dataclass(frozen=True)
 class Done:
-    status: str                 # "completed" | "stopped" | "diverged"
-    step: int                   # last step whose update was applied
+    status: str                 # "completed" | "stopped" | "early-stopped" | "diverged"
+    step: int                   # the step of the weights in hand (the best, with keep="best")
     params: int
     final_loss: Optional[float]
     final_val_loss: Optional[float]
@@ -73,6 +74,9 @@ class Done:
     tokens: int
     message: str = ""
     peak_rss_mb: Optional[float] = None  # this process's resident-memory high-water mark
+    best_step: Optional[int] = None      # the step of the lowest validation loss of the run
+    best_val_loss: Optional[float] = None
+    last_step: Optional[int] = None      # how far the run went (step may be the best one's)
 
 
 def peak_rss_mb() -> Optional[float]:

@@ -18,8 +18,9 @@ import torch
 from playground.engine import sample as sampling
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.control import TrainControl
-from playground.engine.corpus import Corpus, get_weighted_batch
+from playground.engine.corpus import Corpus, distinct_windows, get_weighted_batch
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
+from playground.engine.keep import BestKeeper
 from playground.engine.model import GPT
 from playground.engine.params import count_params
 from playground.engine.schedule import lr_at
@@ -31,11 +32,11 @@ log = logging.getLogger(__name__)
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
     """Threads for this size of step. Below about 5e6 (parameters x tokens per step) a second
     thread costs more in hand-offs than it gains; above, both cores win (the `threads` bench
-    measures both sides). A tiny corpus caps the batch at its distinct windows (merged)."""
+    measures both sides). A tiny or repetitive corpus caps the batch at its distinct windows."""
     cores = os.cpu_count() or 1
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
-        rows = min(rows, max(corpus.n_train - model_cfg.block_size, 1))
+        rows = min(rows, max(distinct_windows(corpus.text[: corpus.n_train], model_cfg.block_size), 1))
     work = count_params(model_cfg) * rows * model_cfg.block_size
     return 1 if work < 5e6 or cores < 2 else min(cores, 8)
 
@@ -75,6 +76,8 @@ class Trainer:
         self.last_loss: Optional[float] = None
         self.last_val_loss: Optional[float] = None
         self.train_seconds = 0.0
+        self.best = BestKeeper()
+        self.last_step = step  # how far training went (the weights in hand may be the best's)
         self.control = TrainControl()
         # held for each step; snapshot() takes it so a copy never mixes two steps' weights
         self.lock = threading.Lock()
@@ -139,7 +142,8 @@ class Trainer:
             with self.lock:
                 return self._restore_good(train_loss, self.step)
         self.last_val_loss = self.estimate_loss("val")
-        yield Eval(self.step, train_loss, self.last_val_loss, elapsed)
+        self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
+        yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step)
         if self.train_cfg.sample_chars:
             yield Sample(self.step, self.sample_text())
 
@@ -160,6 +164,7 @@ class Trainer:
         self._params = self.path.weights
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
         self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
+        self.best = BestKeeper()
         self.model.train()
         status, note, tokens, paused_for = "completed", "", 0, 0.0
         t0 = t_step = time.perf_counter()
@@ -195,13 +200,31 @@ class Trainer:
                 if note:
                     status = "diverged"
                     break
+                if self.best.out_of_patience(cfg.patience):
+                    status, note = "early-stopped", (
+                        f"validation loss did not improve for {cfg.patience} evaluations")
+                    break
                 t_step = time.perf_counter()
         run_seconds = time.perf_counter() - t0 - paused_for
         self.train_seconds += run_seconds
         if status == "diverged":
             log.warning(note)
+        last_step = self.last_step = self.step
+        kept = self._keep_best()
+        note = "; ".join(n for n in (note, kept) if n)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
-                   run_seconds, tokens * self.world, note, peak_rss_mb())
+                   run_seconds, tokens * self.world, note, peak_rss_mb(), self.best.step,
+                   None if self.best.step is None else self.best.val_loss, last_step)
+
+    def _keep_best(self) -> str:
+        """With keep="best", end on the weights of the lowest validation loss; says so."""
+        best = self.best
+        if self.train_cfg.keep != "best" or best.step is None or best.step == self.step:
+            return ""
+        with self.lock:
+            best.restore(self._params, self.optimizers)
+            self.step, self.last_loss, self.last_val_loss = best.step, best.train_loss, best.val_loss
+        return f"kept the best weights: step {best.step}, validation {best.val_loss:.4f}"
 
     def _restore_good(self, loss_value: float, at_step: int) -> str:
         """Put back the weights of the last step whose loss was finite; says why in words."""
@@ -244,6 +267,7 @@ class Trainer:
             opt_state = ([copy.deepcopy(opt.state_dict()) for opt, _ in self.optimizers]
                          if with_optimizer else None)
             state = {"step": self.step, "loss": self.last_loss, "val_loss": self.last_val_loss,
+                     "trained_to": max(self.last_step, self.step),
                      "train_seconds": round(self.train_seconds, 3), "corpus": self.corpus.name,
                      "start_char": self.start_char, "params": self.model.num_params()}
         return Checkpoint(model, self.corpus.tokenizer, self.train_cfg, state, opt_state)

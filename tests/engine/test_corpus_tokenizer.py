@@ -57,7 +57,7 @@ def test_split_holds_out_the_tail_when_it_fits():
 
 
 def test_short_text_trains_on_everything_without_validation():
-    corpus = build_corpus("p", builtin_text("phrase"), 0.1, 32)
+    corpus = build_corpus("p", "to be or not to be that is the question", 0.1, 32)
     assert corpus.n_val == 0 and not corpus.has_validation and corpus.n_train == 39
 
 

@@ -46,12 +46,19 @@ def test_eval_and_sample_events_at_each_interval(tiny_model_cfg, tiny_train_cfg)
     assert all(len(s.text) == 10 for s in samples)
 
 
-def test_seed_preset_reaches_loss_below_0_1():
+def test_seed_preset_does_what_the_book_shows():
+    """The phrase, repeated: 103,821 parameters, loss below 0.1, and greedy generation from
+    "to be " goes round the phrase again, as the book's sample does."""
+    from playground.engine.config import SampleConfig
+    from playground.engine.sample import generate
     preset = PRESETS["seed"]
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
-    done = _run(Trainer(preset.model, preset.train.replace(sample_chars=0), corpus))[-1]
+    trainer = Trainer(preset.model, preset.train.replace(sample_chars=0), corpus)
+    done = _run(trainer)[-1]
     assert done.status == "completed" and done.params == 103_821
     assert done.final_loss <= 0.1
+    text = generate(trainer.model, corpus.tokenizer, "to be ", SampleConfig(max_new_chars=120, temperature=0))
+    assert "that is the question to be or not to be that is the question" in "to be " + text
 
 
 def test_schedule_warms_up_then_decays_to_min_lr(tiny_train_cfg):

@@ -1,0 +1,66 @@
+"""The best weights by validation loss are what a run ends with (keep="best"), the last ones on
+request (keep="last"), and patience stops a run that no longer improves."""
+
+import json
+
+import pytest
+
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.corpus import build_corpus
+from playground.engine.events import Done, Eval
+from playground.engine.train import Trainer
+
+# trains on "abc" repeated; validates on "acb": once the model is sure of its training text,
+# validation only gets worse, so the best weights come early and the last ones are worse
+TEXT = "abc" * 300 + "acb" * 40
+MODEL = ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=16, block_size=8)
+TRAIN = TrainConfig(batch_size=8, max_steps=120, learning_rate=1e-2, min_lr=1e-2, eval_interval=10,
+                    eval_batches=2, sample_chars=0, threads=1)
+
+
+def run(**changes):
+    corpus = build_corpus("abc", TEXT, 0.1, MODEL.block_size)
+    trainer = Trainer(MODEL, TRAIN.replace(**changes), corpus)
+    events = list(trainer.run())
+    return trainer, [e for e in events if isinstance(e, Eval)], events[-1]
+
+
+def test_the_best_weights_are_the_ones_in_hand_at_the_end():
+    trainer, evals, done = run()
+    best = min(evals, key=lambda e: e.val_loss)
+    assert isinstance(done, Done) and done.best_step == best.step < done.last_step == 120
+    assert evals[-1].val_loss > best.val_loss  # the last weights are worse: there is a choice
+    assert done.step == trainer.step == best.step and done.final_val_loss == best.val_loss
+    assert trainer.estimate_loss("val") == pytest.approx(best.val_loss, abs=1e-6)
+    assert f"kept the best weights: step {best.step}" in done.message
+    assert [e.best_step for e in evals][-1] == best.step
+    state = trainer.checkpoint().state
+    assert state["step"] == best.step and state["val_loss"] == best.val_loss and state["trained_to"] == 120
+
+
+def test_keep_last_ends_with_the_last_weights():
+    trainer, evals, done = run(keep="last")
+    assert done.step == trainer.step == 120 and done.best_step < 120
+    assert trainer.estimate_loss("val") == pytest.approx(evals[-1].val_loss, abs=1e-6)
+    assert "kept the best" not in done.message
+
+
+def test_patience_stops_a_run_that_no_longer_improves():
+    trainer, evals, done = run(patience=2, max_steps=1000)
+    assert done.status == "early-stopped" and "did not improve for 2 evaluations" in done.message
+    assert done.last_step == done.best_step + 2 * TRAIN.eval_interval < 1000
+    assert trainer.step == done.best_step
+
+
+def test_info_json_names_the_step_and_validation_loss_of_the_weights_held(tmp_path, capsys):
+    from playground.cli import main
+    out = tmp_path / "abc.safetensors"
+    assert main(["train", "--text", TEXT, "--layers", "1", "--heads", "1", "--width", "16", "--block", "8",
+                 "--batch", "8", "--steps", "120", "--lr", "0.01", "--eval-interval", "10",
+                 "--threads", "1", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    state = info["state"]
+    assert state["trained_to"] == 120 and state["step"] < 120 and state["val_loss"] > 0
+    assert info["train_config"]["keep"] == "best" and info["params"] > 0
