@@ -37,11 +37,11 @@ def _open_panels(app, window) -> None:
     window.generationFinished.connect(loop.quit)
     window.generation.generate.click()
     loop.exec()
-    window.right_tabs.setCurrentIndex(1)
+    window.docks["attention"].raise_tab()
     window.gen_ctl.attentionReady.connect(loop.quit)
     window.attention.refresh.click()
     loop.exec()
-    window.lower_tabs.setCurrentIndex(1)
+    window.docks["health"].raise_tab()
     window.settings.spins["steps"].setValue(steps)
     window.settings.spins["warmup"].setValue(warmup)
 

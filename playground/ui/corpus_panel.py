@@ -6,6 +6,7 @@ while the whole file is used for training.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Optional
 
@@ -23,15 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from playground.engine.config import too_short
-from playground.engine.corpus import (
-    BUILTINS,
-    CorpusError,
-    builtin_text,
-    check_text,
-    find_shakespeare,
-    read_text_file,
-    split_sizes,
-)
+from playground.engine.corpus import BUILTINS, CorpusError, builtin_text, check_text, local_copy, split_sizes
+from playground.engine.download import SOURCES
 from playground.ui.widgets import named
 from playground.ui.worker import GeneratorWorker, WorkerHandle
 
@@ -50,16 +44,17 @@ class CorpusPanel(QWidget):
         self._from_file = False      # a large file is shown as a read-only preview
         self._block_size, self._val_fraction = 32, 0.1
         self._loader: Optional[WorkerHandle] = None
+        self._shown = ""             # the picker entry whose text is in the box
 
         self.picker = named(QComboBox(), "corpusPicker", "Corpus",
                             "Pick a built-in text to learn, or Custom to paste or open your own")
+        self.picker.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(14)  # long names are cut in the box, whole in the list
         for key, (_, description) in BUILTINS.items():
             self.picker.addItem(f"{key} - {description}", key)
-        try:
-            find_shakespeare()
-            self.picker.addItem("shakespeare - Tiny Shakespeare (1.1M characters)", "shakespeare")
-        except CorpusError:
-            pass
+        for key, source in SOURCES.items():  # public-domain texts: downloaded on first use
+            self.picker.addItem(self._source_label(key), key)
+            self.picker.setItemData(self.picker.count() - 1, f"{source.about}; {source.url}", 3)
         self.picker.addItem("custom - your own text (paste, type, open or drop a file)", CUSTOM)
         self.edit = named(QPlainTextEdit(), "corpusEdit", "Corpus text",
                           "The text the model learns from. Paste or type anything; drop a .txt file here")
@@ -81,6 +76,10 @@ class CorpusPanel(QWidget):
                               "Reading the file")
         self.progress.setRange(0, 100)
         self.progress.hide()
+        self.cancel = named(QPushButton("Cancel"), "cancelLoadButton", "Cancel loading",
+                            "Stop downloading or reading; the corpus you had stays")
+        self.cancel.hide()
+        self.cancel.clicked.connect(self.cancel_loading)
 
         row = QHBoxLayout()
         row.addWidget(self.picker, 1)
@@ -89,7 +88,10 @@ class CorpusPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
         layout.addWidget(self.edit, 1)
-        layout.addWidget(self.progress)
+        loading = QHBoxLayout()
+        loading.addWidget(self.progress, 1)
+        loading.addWidget(self.cancel)
+        layout.addLayout(loading)
         layout.addWidget(self.stats)
         layout.addWidget(self.problem)
         layout.addWidget(self.notice)
@@ -132,18 +134,25 @@ class CorpusPanel(QWidget):
         return index >= 0
 
     # -- sources ------------------------------------------------------------------------
+    @staticmethod
+    def _source_label(key: str) -> str:
+        source = SOURCES[key]
+        where = "" if local_copy(key) is not None else f", downloads once ({source.size_text})"
+        return f"{key} - {source.title}{where}"
+
     @Slot()
     def _picked(self) -> None:
         key = self.picker.currentData()
         if key == CUSTOM:
             self._from_file = False
             self.edit.setReadOnly(False)
-            self._name = "pasted text"
+            self._name, self._shown = "pasted text", CUSTOM
             self._text_edited()
             return
-        if key == "shakespeare":
-            self.load_file(str(find_shakespeare()), name="shakespeare")
+        if key in SOURCES:
+            self._load(key, local_copy(key), key)
             return
+        self._shown = key
         self._set_text(key, builtin_text(key), editable=False)
 
     def _set_text(self, name: str, text: str, editable: bool) -> None:
@@ -171,26 +180,47 @@ class CorpusPanel(QWidget):
         if path:
             self.load_file(path)
 
-    def load_file(self, path: str, name: Optional[str] = None) -> None:
+    def load_file(self, path: str) -> None:
         """Read the file on a worker thread; the box keeps its text until the file is in."""
+        self._load(Path(path).name, Path(path), CUSTOM)
+
+    def _load(self, name: str, path: Optional[Path], entry: str) -> None:
+        """Read a file (first downloading a public-domain text when path is None) on a worker,
+        with progress and Cancel; on failure or cancel the corpus in the box stays."""
         if self._loader is not None and self._loader.is_running():
             return
         self.progress.setValue(0)
-        self.progress.show()
+        self.progress.setFormat("downloading %p%" if path is None else "reading %p%")
+        for widget in (self.progress, self.cancel):
+            widget.show()
         self.open_button.setEnabled(False)
+        self._arrived = False
+        holder = []  # the worker, weakly: its own closure must not keep it alive
 
-        def read():
-            # the callback runs on the worker thread; emitting a plain tuple is thread-safe
-            text = read_text_file(path, lambda f: worker.yielded.emit(("progress", f * 100)))
-            yield ("text", text)
+        def load():
+            from playground.engine import download
+            from playground.engine.corpus import read_text_file
+            source = path
+            if source is None:
+                for done, total in download.fetch(SOURCES[name]):
+                    yield ("progress", 100 * done / total)
+                source = download.cached_path(SOURCES[name])
+            emit = holder[0]().yielded.emit
+            yield ("text", read_text_file(source, lambda f: emit(("progress", f * 100))))
 
-        worker = GeneratorWorker(read, "corpus-loader")
+        worker = GeneratorWorker(load, "corpus-loader")
+        holder.append(weakref.ref(worker))
         worker.yielded.connect(self._loaded)
         worker.errored.connect(self._load_failed)
         worker.finished.connect(self._load_finished)
-        self._pending_name = name or Path(path).name
+        self._pending = (name, entry)
         self._loader = WorkerHandle(worker, self)
         self._loader.start()
+
+    @Slot()
+    def cancel_loading(self) -> None:
+        if self._loader is not None:
+            self._loader.worker.abort()
 
     @Slot(object)
     def _loaded(self, item) -> None:
@@ -198,23 +228,37 @@ class CorpusPanel(QWidget):
         if kind == "progress":
             self.progress.setValue(int(value))
             return
-        if self.picker.currentData() not in ("shakespeare",):
-            self.picker.blockSignals(True)
-            self.picker.setCurrentIndex(self.picker.findData(CUSTOM))
-            self.picker.blockSignals(False)
+        self._arrived = True
+        name, entry = self._pending
+        self._show_entry(entry)
+        self._shown = entry
         self.notice.hide()
-        self._set_text(self._pending_name, value, editable=True)
+        self._set_text(name, value, editable=entry == CUSTOM)
+
+    def _show_entry(self, key: str) -> None:
+        self.picker.blockSignals(True)
+        if key in SOURCES:  # downloaded now: no longer "downloads once"
+            self.picker.setItemText(self.picker.findData(key), self._source_label(key))
+        self.picker.setCurrentIndex(max(self.picker.findData(key), 0))
+        self.picker.blockSignals(False)
 
     @Slot(str)
     def _load_failed(self, message: str) -> None:
         # the current corpus stays as it was and stays usable
-        self.notice.setText(f"Could not open the file: {message}")
+        self._arrived = True
+        self.notice.setText(f"Could not open the corpus: {message}")
         self.notice.show()
 
     @Slot()
     def _load_finished(self) -> None:
-        self.progress.hide()
+        for widget in (self.progress, self.cancel):
+            widget.hide()
         self.open_button.setEnabled(True)
+        if not self._arrived:
+            self.notice.setText("Cancelled: the corpus you had stays, and nothing was kept")
+            self.notice.show()
+        if self.picker.currentData() != self._shown:  # cancelled or failed: back to what is shown
+            self._show_entry(self._shown or CUSTOM)
 
     def shutdown(self) -> None:
         if self._loader is not None:

@@ -40,10 +40,16 @@ EXPLANATIONS = {
 }
 
 
+def help_key(title: str) -> str:
+    """The part of a panel's object names that comes from its title: "Model and training" ->
+    "ModelAndTraining" (helpModelAndTraining, helpModelAndTrainingText)."""
+    return "".join(word.capitalize() for word in title.split())
+
+
 def explained(title: str, widget: QWidget) -> QGroupBox:
     """A group box with a "?" button that shows or hides the panel's explanation."""
     box = QGroupBox()
-    key = "".join(word.capitalize() for word in title.split())
+    key = help_key(title)
     text = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}", EXPLANATIONS[title])
     text.setWordWrap(True)
     text.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")

@@ -1,13 +1,14 @@
 """Generation: a prompt, temperature, top-k, top-p, length and seed; Generate, Stop and the
-temperature sweep; the output appears character by character (buffered, flushed on a short
-timer). It shows the GenerationController and reads the model in hand for its vocabulary."""
+temperature sweep; the output appears character by character at a pace you choose, or one
+character per click of "Next character", which shows the odds of every candidate before the
+draw. It shows the GenerationController and reads the model in hand for its vocabulary."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QColor, QFont, QTextCharFormat, QTextCursor
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
@@ -25,22 +26,22 @@ from PySide6.QtWidgets import (
 from playground.engine.config import SampleConfig
 from playground.ui.current import CurrentModel
 from playground.ui.generation import GenerationController
-from playground.ui.odds_view import OddsView, tint
+from playground.ui.odds_view import OddsView
 from playground.ui.sweep_view import TEMPERATURES
+from playground.ui.typewriter import READABLE_PACE, Typewriter
 from playground.ui.widgets import named
 
-FLUSH_MS = 40
+REVEAL_MS = 700  # in step mode, how long the odds show before the draw is made
 
 
 class GeneratePanel(QWidget):
+    finished = Signal()   # a generation has ended and all of it is on screen
+    stepped = Signal()    # one character was drawn in step mode and appended
+
     def __init__(self, control: GenerationController, current: CurrentModel,
                  parent: Optional[QWidget] = None):
         super().__init__(parent)
         self.control, self.current = control, current
-        self._pending: list[tuple] = []
-        self.tokens: list[tuple] = []   # (char, probability, candidates) per generated character
-        self.prompt_length = 0
-        self.flushes = 0
         self.prompt = named(QLineEdit(), "promptEdit", "Prompt",
                             "Text for the model to continue; empty starts from the corpus's first character")
         self.prompt.setPlaceholderText("Prompt (may be empty)")
@@ -51,7 +52,7 @@ class GeneratePanel(QWidget):
         self.temperature.setValue(80)
         self.temperature_label = named(QLabel(), "temperatureValue", "Temperature value",
                                        "The temperature the slider is set to")
-        self.temperature_label.setMinimumWidth(90)
+        self.temperature_label.setMinimumWidth(70)
         self.top_k = named(QSpinBox(), "topKSpin", "Top-k",
                            "Top-k: choose only among the k likeliest characters (0 means all)")
         self.top_k.setRange(0, 100_000)
@@ -69,8 +70,18 @@ class GeneratePanel(QWidget):
                           "The same seed, prompt and settings give the same text")
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setValue(1337)
+        self.pace = named(QSpinBox(), "paceSpin", "Pace",
+                          "Characters written per second, to watch the model write one character "
+                          "after another (as fast as it runs: no waiting)")
+        self.pace.setRange(0, 1000)
+        self.pace.setSuffix(" chars/s")
+        self.pace.setSpecialValueText("as fast as it runs")
+        self.pace.setValue(READABLE_PACE)
         self.generate = named(QPushButton("Generate"), "generateButton", "Generate",
                               "Write text with the current model (also works while training)")
+        self.next_char = named(QPushButton("Next character"), "nextCharButton", "Next character",
+                               "One step of what the model does: show the odds of every candidate "
+                               "for the next character, then draw one and append it")
         self.stop = named(QPushButton("Stop"), "stopGenerateButton", "Stop generating",
                           "Stop writing")
         self.output = named(QPlainTextEdit(), "outputView", "Generated text",
@@ -78,30 +89,55 @@ class GeneratePanel(QWidget):
         self.output.setReadOnly(True)
         self.output.setFont(QFont("monospace"))
         self.odds = OddsView()
-        self.sweep = named(QPushButton("Temperature sweep"), "sweepButton", "Temperature sweep",
+        self.sweep = named(QPushButton("Sweep"), "sweepButton", "Temperature sweep",
                            "Generate from the same prompt and seed at several temperatures, side by side")
         self.notice = named(QLabel(), "promptNotice", "Prompt notice",
                             "Characters of the prompt the model never saw")
         self.notice.setStyleSheet("color: #a15c00;")
         self.notice.setWordWrap(True)
         self.notice.hide()
+        self.typewriter = Typewriter(self.output, self)
+        self._layout()
 
+        self.temperature.valueChanged.connect(self._show_temperature)
+        self.pace.valueChanged.connect(self._set_pace)
+        self.prompt.textChanged.connect(self._check_prompt)
+        self.prompt.returnPressed.connect(self.start)
+        self.generate.clicked.connect(self.start)
+        self.next_char.clicked.connect(self.step)
+        self.stop.clicked.connect(self.halt)
+        self.sweep.clicked.connect(self.start_sweep)
+        self.odds.branchRequested.connect(self.branch)
+        self.output.cursorPositionChanged.connect(self._clicked)
+        self.typewriter.shown.connect(self.odds.show_token)
+        self.typewriter.drained.connect(self._drained)
+        control.tokenGenerated.connect(self._token)
+        control.generationEnded.connect(self._generation_ended)
+        control.sweepEnded.connect(self._sweep_ended)
+        current.changed.connect(self._model_changed)
+        self._stepping = False
+        self._drawn: Optional[tuple] = None   # step mode: the token waiting to be revealed
+        self._began_with = ""                 # the prompt the output began from
+        self.reveal = QTimer(self, singleShot=True, interval=REVEAL_MS)
+        self.reveal.timeout.connect(self._reveal)
+        self._show_temperature(self.temperature.value())
+        self.set_running(False)
+
+    def _layout(self) -> None:
         grid = QGridLayout()
         grid.addWidget(QLabel("Temperature"), 0, 0)
-        grid.addWidget(self.temperature, 0, 1, 1, 3)
-        grid.addWidget(self.temperature_label, 0, 4)
-        grid.addWidget(QLabel("Top-k"), 1, 0)
-        grid.addWidget(self.top_k, 1, 1)
-        grid.addWidget(QLabel("Top-p"), 1, 2)
-        grid.addWidget(self.top_p, 1, 3)
-        grid.addWidget(QLabel("Length"), 2, 0)
-        grid.addWidget(self.length, 2, 1)
-        grid.addWidget(QLabel("Seed"), 2, 2)
-        grid.addWidget(self.seed, 2, 3)
+        grid.addWidget(self.temperature, 0, 1, 1, 2)
+        grid.addWidget(self.temperature_label, 0, 3)
+        for row, pairs in enumerate([(("Top-k", self.top_k), ("Top-p", self.top_p)),
+                                     (("Length", self.length), ("Seed", self.seed))], start=1):
+            for column, (text, widget) in enumerate(pairs):
+                grid.addWidget(QLabel(text), row, 2 * column)
+                grid.addWidget(widget, row, 2 * column + 1)
+        grid.addWidget(QLabel("Pace"), 3, 0)
+        grid.addWidget(self.pace, 3, 1, 1, 3)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.generate)
-        buttons.addWidget(self.stop)
-        buttons.addWidget(self.sweep)
+        for button in (self.generate, self.next_char, self.stop, self.sweep):
+            buttons.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.prompt)
@@ -110,23 +146,6 @@ class GeneratePanel(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.output, 1)
         layout.addWidget(self.odds)
-
-        self.temperature.valueChanged.connect(self._show_temperature)
-        self.prompt.textChanged.connect(self._check_prompt)
-        self.prompt.returnPressed.connect(self.start)
-        self.generate.clicked.connect(self.start)
-        self.stop.clicked.connect(control.stop)
-        self.sweep.clicked.connect(self.start_sweep)
-        self.odds.branchRequested.connect(self.branch)
-        self.output.cursorPositionChanged.connect(self._clicked)
-        control.tokenGenerated.connect(self.append)
-        control.generationEnded.connect(self.end)
-        control.sweepEnded.connect(self._sweep_ended)
-        current.changed.connect(self._model_changed)
-        self.timer = QTimer(self, interval=FLUSH_MS)
-        self.timer.timeout.connect(self.flush)
-        self._show_temperature(self.temperature.value())
-        self.set_running(False)
 
     # -- settings -----------------------------------------------------------------------
     def temperature_value(self) -> float:
@@ -139,8 +158,11 @@ class GeneratePanel(QWidget):
 
     @Slot(int)
     def _show_temperature(self, value: int) -> None:
-        t = value / 100.0
-        self.temperature_label.setText("0 (greedy)" if value == 0 else f"{t:.2f}")
+        self.temperature_label.setText("0 (greedy)" if value == 0 else f"{value / 100.0:.2f}")
+
+    @Slot(int)
+    def _set_pace(self, value: int) -> None:
+        self.typewriter.pace = value
 
     @Slot()
     def _model_changed(self) -> None:
@@ -157,19 +179,52 @@ class GeneratePanel(QWidget):
         self.notice.setVisible(bool(message))
 
     # -- actions ------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return self.control.generating or self._stepping or self.typewriter.timer.isActive()
+
     @Slot()
     def start(self) -> None:
         """Generate from the prompt's known characters with the settings shown."""
-        prompt = None if self.control.generating else self.control.usable_prompt(self.prompt.text())
+        prompt = None if self._busy() else self.control.usable_prompt(self.prompt.text())
         if prompt is None:
             return
-        self.begin(prompt)
+        self._began_with = self.prompt.text()
+        self.typewriter.begin(prompt)
         self.set_running(True)
         self.control.generate(prompt, self.sample_config())
 
     @Slot()
+    def step(self) -> None:
+        """Step mode: the odds of every candidate for the next character, then one draw."""
+        if self._busy():
+            return
+        # go on from the output, unless there is none yet or the prompt changed since it began
+        fresh = not self.text() or self.prompt.text() != self._began_with
+        text = self.control.usable_prompt(self.prompt.text() if fresh else self.text())
+        if text is None:
+            return
+        if fresh:
+            self._began_with = self.prompt.text()
+            self.typewriter.begin(text)
+            self.typewriter.timer.stop()  # step mode writes each character itself
+        self._stepping = True
+        self.set_running(True)
+        # a seed of its own per position: the same text steps to the same character
+        cfg = self.sample_config().replace(max_new_chars=1, seed=self.seed.value() + len(text))
+        self.control.generate(text, cfg, every_candidate=True)
+
+    @Slot()
+    def halt(self) -> None:
+        self.control.stop()
+        self.typewriter.stop()
+        if self._stepping:  # no draw is revealed after a Stop
+            self.reveal.stop()
+            self._drawn, self._stepping = None, False
+            self.set_running(False)
+
+    @Slot()
     def start_sweep(self) -> None:
-        prompt = None if self.control.generating else self.control.usable_prompt(self.prompt.text())
+        prompt = None if self._busy() else self.control.usable_prompt(self.prompt.text())
         if prompt is None:
             return
         self.set_running(True)
@@ -181,6 +236,37 @@ class GeneratePanel(QWidget):
         self.prompt.setText(self.text()[:position] + char)
         self.start()
 
+    @Slot(object)
+    def _token(self, token: tuple) -> None:
+        if not self._stepping:
+            self.typewriter.push(token)
+            return
+        self._drawn = token
+        self.odds.show_candidates(len(self.text()), token[2])
+        self.reveal.start()
+
+    @Slot()
+    def _reveal(self) -> None:
+        token, self._drawn = self._drawn, None
+        self.typewriter.write([token])
+        self._stepping = False
+        self.set_running(False)
+        self.stepped.emit()
+
+    @Slot()
+    def _generation_ended(self) -> None:
+        if self._stepping:
+            if self._drawn is None and not self.reveal.isActive():  # failed before its draw
+                self._stepping = False
+                self.set_running(False)
+            return
+        self.typewriter.source_ended()
+
+    @Slot()
+    def _drained(self) -> None:
+        self.set_running(False)
+        self.finished.emit()
+
     @Slot()
     def _sweep_ended(self) -> None:
         self.set_running(False)
@@ -189,62 +275,26 @@ class GeneratePanel(QWidget):
         """What the attention view looks at: the selected output, else the prompt, else all."""
         return self.output.textCursor().selectedText() or self.prompt.text() or self.text()
 
-    def set_running(self, running: bool, can_generate: bool = True) -> None:
-        self.generate.setEnabled(not running and can_generate)
+    def set_running(self, running: bool) -> None:
+        for button in (self.generate, self.next_char, self.sweep):
+            button.setEnabled(not running)
         self.stop.setEnabled(running)
 
     # -- output -------------------------------------------------------------------------
-    def begin(self, shown_prompt: str) -> None:
-        self._pending.clear()
-        self.tokens.clear()
-        self.prompt_length = len(shown_prompt)
-        self.output.blockSignals(True)
-        self.output.setPlainText(shown_prompt)
-        self.output.blockSignals(False)
-        self.timer.start()
+    @property
+    def tokens(self) -> list[tuple]:
+        return self.typewriter.tokens
 
-    def append(self, token: tuple) -> None:
-        """token = (char, probability, candidates), as the controller emits it."""
-        self._pending.append(token)
-
-    @Slot()
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        self.output.blockSignals(True)
-        cursor = self.output.textCursor()
-        cursor.movePosition(QTextCursor.End)
-        run, color = [], None
-        for token in pending + [None]:  # runs of one tint go in as one insert
-            c = None if token is None else tint(token[1])
-            if run and c != color:
-                fmt = QTextCharFormat()
-                fmt.setBackground(QColor(color))
-                cursor.insertText("".join(run), fmt)
-                run = []
-            if token is not None:
-                run.append(token[0])
-                color = c
-        self.output.setTextCursor(cursor)
-        self.output.ensureCursorVisible()
-        self.output.blockSignals(False)
-        self.tokens.extend(pending)
-        self.odds.show_token(self.prompt_length + len(self.tokens) - 1, self.tokens[-1])
-        self.flushes += 1
-
-    @Slot()
-    def end(self) -> None:
-        self.flush()
-        self.timer.stop()
-        self.set_running(False)
+    @property
+    def flushes(self) -> int:
+        return self.typewriter.flushes
 
     def text(self) -> str:
         return self.output.toPlainText()
 
     def select_position(self, position: int) -> bool:
         """Show the odds the model gave at this position of the output (a generated one)."""
-        index = position - self.prompt_length
+        index = position - self.typewriter.prompt_length
         if 0 <= index < len(self.tokens):
             self.odds.show_token(position, self.tokens[index])
             return True

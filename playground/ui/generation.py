@@ -49,11 +49,13 @@ class GenerationController(QObject):
             self.failed.emit(f"Cannot generate: {exc}")
             return None
 
-    def generate(self, prompt: str, cfg: SampleConfig) -> bool:
-        """Stream characters with their odds; False when there is no model or one is writing."""
+    def generate(self, prompt: str, cfg: SampleConfig, every_candidate: bool = False) -> bool:
+        """Stream characters with their odds (the likeliest few, or every candidate); False
+        when there is no model or one is writing."""
         model = self.current.value
         if model is None or self._generating:
             return False
+        shown = model.tokenizer.vocab_size if every_candidate else TOP_CANDIDATES
 
         def run():
             import torch
@@ -61,7 +63,7 @@ class GenerationController(QObject):
             from playground.engine.sample import stream_tokens
             tokenizer = model.tokenizer
             for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char):
-                top = torch.topk(token.probs, min(TOP_CANDIDATES, token.probs.numel()))
+                top = torch.topk(token.probs, min(shown, token.probs.numel()))
                 candidates = [(tokenizer.chars[i], float(p))
                               for p, i in zip(top.values.tolist(), top.indices.tolist()) if p > 0]
                 yield token.char, float(token.probs[token.id]), candidates

@@ -35,6 +35,23 @@ def diagnose(losses: np.ndarray, vocab_size: int, status: Optional[str] = None) 
     return ""
 
 
+def overfitting(evals: list[tuple[int, float, Optional[float]]], keep: str = "best") -> str:
+    """Words when the validation loss has turned up while the training loss still falls;
+    evals are (step, training loss, validation loss) of each evaluation."""
+    points = [(s, t, v) for s, t, v in evals if v is not None and math.isfinite(v) and math.isfinite(t)]
+    if len(points) < 3:
+        return ""
+    best = min(points, key=lambda p: p[2])
+    step, train, val = points[-1]
+    if step == best[0] or val < best[2] * 1.02 or train >= best[1]:
+        return ""
+    kept = (f"the best weights (step {best[0]:,}) are what the run keeps" if keep == "best" else
+            f"set Keep to best to end on the best weights (step {best[0]:,})")
+    return (f"Overfitting: validation loss rose from {best[2]:.3f} (step {best[0]:,}) to {val:.3f} "
+            f"while training loss fell to {train:.3f}: the model is memorising its text instead of "
+            f"learning what generalises. Try more text, dropout, a smaller model or fewer steps; {kept}.")
+
+
 class HealthPanel(QWidget):
     def __init__(self, control, parent: Optional[QWidget] = None):
         """control: the TrainingController whose runs this watches."""
@@ -42,6 +59,7 @@ class HealthPanel(QWidget):
         self.control = control
         self.grad = Series()
         self.losses = Series()     # the model's losses since it was new, for the hints
+        self.evals: list[tuple[int, float, Optional[float]]] = []  # (step, train, validation)
         self.vocab_size, self.step = 1, 0
         self.clipped = 0
         self.first_step = 0
@@ -75,12 +93,15 @@ class HealthPanel(QWidget):
         self.timer.timeout.connect(self.refresh)
         control.started.connect(self._started)
         control.stepped.connect(self._stepped)
+        control.evaluated.connect(self._evaluated)
         control.ended.connect(self._ended)
 
     @Slot(object)
     def _started(self, ev) -> None:
         if ev.first_step == 0:
             self.losses.clear()
+        # a run goes on from its first step (the kept best weights may lie before the last)
+        self.evals = [e for e in self.evals if e[0] <= ev.first_step]
         self.vocab_size = ev.vocab_size
         self.begin(ev.first_step, ev.last_step)
         self.preview(self.control.train_config, ev.first_step)
@@ -92,6 +113,10 @@ class HealthPanel(QWidget):
         if math.isfinite(ev.loss):
             self.losses.append(ev.step, ev.loss)
         self.step = ev.step
+
+    @Slot(object)
+    def _evaluated(self, ev) -> None:
+        self.evals.append((ev.step, ev.train_loss, ev.val_loss))
 
     @Slot(object)
     def _ended(self, done) -> None:
@@ -143,4 +168,6 @@ class HealthPanel(QWidget):
             self._grad_top = float(y.max()) * 1.15
             self.grad_plot.getPlotItem().setYRange(0, self._grad_top, padding=0)
         self.clipped_label.setText(f"Clipped steps: {self.clipped:,} of {self.grad.n:,}")
-        self.hint.setText(diagnose(self.losses.view()[1], self.vocab_size, status))
+        cfg = self.control.train_config
+        self.hint.setText(diagnose(self.losses.view()[1], self.vocab_size, status)
+                          or overfitting(self.evals, cfg.keep if cfg is not None else "best"))

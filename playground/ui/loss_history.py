@@ -32,6 +32,17 @@ class LossHistory:
         """The same model trains on: time continues from the last point."""
         self._time_offset = self.times.y[self.times.n - 1] if self.times.n else 0.0
 
+    def rewind(self, step: int) -> None:
+        """Drop the points after `step`: the model in hand went back to it (the run kept its
+        best weights), so training goes on from there."""
+        for series, times in ((self.raw, self.times), (self.val, self.val_times)):
+            keep = int(np.searchsorted(series.x[: series.n], step, side="right"))
+            series.n = min(series.n, keep)
+            times.n = min(times.n, keep)
+        self.smooth.n = self.raw.n
+        self.set_smoothing(self.smoothing)
+        self.continue_run()
+
     def add_step(self, step: int, loss: float, elapsed: float) -> bool:
         if not math.isfinite(loss):
             return False

@@ -7,6 +7,7 @@ steps stay smooth (pyqtgraph clips to the view and downsamples by peak).
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Optional
 
@@ -19,8 +20,9 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QPushButton,
+    QMenu,
     QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -55,7 +57,6 @@ class LossPlot(QWidget):
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss (nats per character)")
         item.showGrid(x=False, y=False)
-        item.addLegend(offset=(-10, 40))
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         self.raw_curve = item.plot(pen=pg.mkPen((31, 119, 180, 70), width=1), name="training loss")
@@ -63,6 +64,9 @@ class LossPlot(QWidget):
                                       antialias=True)
         self.val_points = item.plot(pen=None, symbol="o", symbolSize=7, symbolBrush=(230, 85, 13),
                                     symbolPen=None, name="validation loss")
+        self.best_point = item.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=(44, 160, 44),
+                                    symbolPen=pg.mkPen((20, 90, 20)), name="best")
+        self.best: Optional[tuple] = None  # (step, validation loss, seconds) of the best weights
         self.guess_line = pg.InfiniteLine(angle=0, movable=False,
                                           pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DashLine),
                                           label="random guessing",
@@ -73,14 +77,21 @@ class LossPlot(QWidget):
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((230, 85, 13), width=1))
         self.marker.hide()
         item.addItem(self.marker)
-        self.legend = item.legend
+        # the legend sits under the plot, where it can never cover a curve
+        self.legend = named(QLabel(), "plotLegend", "Plot legend", "What each curve and mark is")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.RichText)
 
         self.log_y = named(QCheckBox("log y"), "logYCheck", "Logarithmic loss axis",
                            "Show the loss on a logarithmic scale, to see small late improvements")
-        self.png_button = named(QPushButton("Export PNG…"), "exportPngButton", "Export plot image",
-                                "Save the plot as a PNG picture")
-        self.csv_button = named(QPushButton("Export CSV…"), "exportCsvButton", "Export plot data",
-                                "Save every step's loss, smoothed loss and validation loss as CSV")
+        self.export = named(QToolButton(), "exportButton", "Export the plot",
+                            "Save the plot as a PNG picture, or every step's losses as CSV")
+        self.export.setText("Export")
+        self.export.setPopupMode(QToolButton.InstantPopup)
+        menu = QMenu(self.export)
+        menu.addAction("Picture (PNG)…", self._ask_png).setObjectName("exportPngAction")
+        menu.addAction("Data (CSV)…", self._ask_csv).setObjectName("exportCsvAction")
+        self.export.setMenu(menu)
         self.smoothing_slider = named(QSlider(Qt.Horizontal), "smoothingSlider", "Smoothing",
                                       "Smoothing of the dark curve: a moving average that weighs the "
                                       "past this much (0 shows every step as it is)")
@@ -93,24 +104,25 @@ class LossPlot(QWidget):
         self.x_axis.addItems(["step", "time (s)"])
         self.readout = named(QLabel("Hover over the plot to read values"), "plotReadout",
                              "Plot read-out", "The values under the mouse pointer")
+        self.readout.setMinimumWidth(50)
         bar = QHBoxLayout()
-        bar.addWidget(self.readout, 1)
         bar.addWidget(QLabel("smoothing"))
         bar.addWidget(self.smoothing_slider)
         bar.addWidget(self.x_axis)
         bar.addWidget(self.log_y)
-        bar.addWidget(self.png_button)
-        bar.addWidget(self.csv_button)
+        bar.addWidget(self.export)
+        bar.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.plot, 1)
+        layout.addWidget(self.legend)
+        layout.addWidget(self.readout)
         layout.addLayout(bar)
+        self._update_legend()
 
         self.log_y.toggled.connect(self._set_log)
         self.smoothing_slider.valueChanged.connect(self._set_smoothing)
         self.x_axis.currentIndexChanged.connect(self._set_axis)
-        self.png_button.clicked.connect(self._ask_png)
-        self.csv_button.clicked.connect(self._ask_csv)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         self.timer = QTimer(self, interval=REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
@@ -126,6 +138,8 @@ class LossPlot(QWidget):
         if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
             self.archive()
             self._label = self.control.run_label
+        elif self.raw.n and self.raw.x[self.raw.n - 1] > ev.first_step:
+            self.data.rewind(ev.first_step)  # continuing from the kept best weights
         else:
             self.continue_run()
         self.set_vocab_size(ev.vocab_size)
@@ -138,6 +152,21 @@ class LossPlot(QWidget):
     @Slot(object)
     def _evaluated(self, ev) -> None:
         self.add_validation(ev.step, ev.val_loss, ev.elapsed_s)
+        if ev.best_step == ev.step and ev.val_loss is not None:  # a new best: mark it
+            self.best = (ev.step, ev.val_loss, ev.elapsed_s)
+            self._update_legend()
+            self._dirty = True
+
+    def _update_legend(self) -> None:
+        def entry(color: str, mark: str, text: str) -> str:
+            return f"<span style='color:{color}'>{mark}</span>&nbsp;{html.escape(text)}"
+        items = [entry("#9cc3e0", "━", "loss at each step"), entry("#1f77b4", "━", "smoothed"),
+                 entry("#e6550d", "●", "validation")]
+        if self.best is not None:
+            items.append(entry("#2ca02c", "★", f"best: step {self.best[0]:,}, validation "
+                                               f"{self.best[1]:.4f}"))
+        items += [entry(curve.opts["pen"].color().name(), "━", curve.name()) for curve in self.runs]
+        self.legend.setText(" &nbsp; ".join(items))
 
     def archive(self) -> None:
         """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
@@ -178,6 +207,8 @@ class LossPlot(QWidget):
     def clear(self) -> None:
         self.data.clear()
         self.marker.hide()
+        self.best = None
+        self._update_legend()
         self._dirty = True
 
     def archive_run(self, label: str) -> None:
@@ -250,6 +281,11 @@ class LossPlot(QWidget):
         self.raw_curve.setData(*self._xy(self.raw))
         self.smooth_curve.setData(*self._xy(self.smooth))
         self.val_points.setData(*self._xy(self.val))
+        if self.best is None:
+            self.best_point.setData([], [])
+        else:
+            step, loss, seconds = self.best
+            self.best_point.setData([seconds if self.x_axis.currentIndex() == 1 else step], [loss])
         self.redraws += 1
 
     def _place_reference(self) -> None:

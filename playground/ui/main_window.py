@@ -8,9 +8,9 @@ import logging
 import os
 from typing import Optional
 
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import QSettings, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
 from playground.engine.config import check_fits_text
 from playground.engine.corpus import split_sizes
@@ -18,6 +18,7 @@ from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.attention_view import AttentionView
 from playground.ui.corpus_panel import CorpusPanel
 from playground.ui.current import CurrentModel, OpenedModel
+from playground.ui.docks import DOCK_AREAS, Dock
 from playground.ui.explain import explained
 from playground.ui.generate_panel import GeneratePanel
 from playground.ui.generation import GenerationController
@@ -73,35 +74,49 @@ class MainWindow(QMainWindow):
 
     # -- composition --------------------------------------------------------------------
     def _build_layout(self) -> None:
-        left = QSplitter(Qt.Vertical)
-        left.addWidget(explained("Corpus", self.corpus))
-        left.addWidget(explained("Model and training", self.settings))
+        """The training view in the middle; every other panel in a dock (movable, tabbable,
+        closable; the View menu brings them back), arranged to fit a 1280x720 screen."""
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.addWidget(self.training)
         top_layout.addWidget(self.plot, 1)
-        self.lower_tabs = QTabWidget()
-        self.lower_tabs.setObjectName("lowerTabs")
-        self.lower_tabs.addTab(explained("Samples", self.samples), "Samples")
-        self.lower_tabs.addTab(explained("Health", self.health), "Training health")
-        middle = QSplitter(Qt.Vertical)
-        middle.addWidget(explained("Training", top))
-        middle.addWidget(self.lower_tabs)
-        middle.setSizes([540, 260])
-        self.right_tabs = QTabWidget()
-        self.right_tabs.setObjectName("rightTabs")
-        self.sweep_box = explained("Temperature sweep", self.sweep)
-        self.right_tabs.addTab(explained("Generate", self.generation), "Generate")
-        self.right_tabs.addTab(explained("Attention", self.attention), "Attention")
-        self.right_tabs.addTab(self.sweep_box, "Temperature sweep")
-        self.splitter = QSplitter(Qt.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(middle)
-        self.splitter.addWidget(self.right_tabs)
-        self.splitter.setSizes([380, 620, 420])
-        self.setCentralWidget(self.splitter)
-        self.resize(1440, 900)
+        self.setCentralWidget(explained("Training", top))
+        self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
+        self.docks: dict[str, Dock] = {}
+        for key, title, widget, area in [
+                ("corpus", "Corpus", self.corpus, "left"),
+                ("settings", "Model and training", self.settings, "left"),
+                ("generate", "Generate", self.generation, "right"),
+                ("attention", "Attention", self.attention, "right"),
+                ("sweep", "Temperature sweep", self.sweep, "right"),
+                ("samples", "Samples", self.samples, "bottom"),
+                ("health", "Health", self.health, "bottom")]:
+            dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self)
+            self.addDockWidget(DOCK_AREAS[area], dock)
+        d = self.docks
+        self.tabifyDockWidget(d["generate"], d["attention"])
+        self.tabifyDockWidget(d["attention"], d["sweep"])
+        self.tabifyDockWidget(d["samples"], d["health"])
+        d["generate"].raise_()
+        d["samples"].raise_()
+        screen = QGuiApplication.primaryScreen()
+        space = screen.availableGeometry().size() if screen is not None else QSize(1440, 900)
+        self.resize(min(1440, space.width()), min(900, space.height()))
+        self.resizeDocks([d["corpus"], d["samples"]], [int(self.height() * 0.35), 200], Qt.Vertical)
+        self.default_layout = self.saveState()
+        self._proportions_pending = True  # until the first show, or a remembered layout
+
+    def showEvent(self, event) -> None:
+        """At the first show, the docks take their share of the window's real width (a big
+        screen gives every panel room, not only the plot), unless a layout was remembered."""
+        super().showEvent(event)
+        if self._proportions_pending:
+            self._proportions_pending = False
+            d, width = self.docks, self.width()
+            self.resizeDocks([d["corpus"], d["generate"]], [int(width * 0.25), int(width * 0.3)], Qt.Horizontal)
 
     def _build_menu(self) -> None:
         menu = self.menuBar().addMenu("&File")
@@ -117,6 +132,23 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             menu.addAction(action)
             self.addAction(action)
+        view = self.menuBar().addMenu("&View")
+        view.setObjectName("viewMenu")
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        reset = QAction("&Reset layout", self)
+        reset.setObjectName("resetLayoutAction")
+        reset.triggered.connect(self.reset_layout)
+        view.addAction(reset)
+
+    @Slot()
+    def reset_layout(self) -> None:
+        """Every panel back where it starts, floating ones docked, closed ones open."""
+        for dock in self.docks.values():
+            dock.setFloating(False)
+            dock.show()
+        self.restoreState(self.default_layout)
 
     def _wire(self) -> None:
         t, train, gen = self.training, self.train_ctl, self.gen_ctl
@@ -133,7 +165,7 @@ class MainWindow(QMainWindow):
         gen.sweepStarted.connect(self._show_sweep)
         train.evaluated.connect(self._refresh_attention)
         train.ended.connect(self._on_training_ended)
-        gen.generationEnded.connect(self.generationFinished)
+        self.generation.finished.connect(self.generationFinished)
         gen.sweepEnded.connect(self.generationFinished)
         train.failed.connect(self.show_error)
         gen.failed.connect(self.show_error)
@@ -154,7 +186,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _validate(self) -> None:
         text = self.corpus.text()
-        self.settings.set_corpus(max(len(set(text)), 1), len(text))
+        self.settings.set_corpus(text)
         self.corpus.set_split(self.settings.value("block"), self.settings.train_config().val_fraction)
         problem = self.train_problem()
         self.training.allow_train(not problem, problem)
@@ -217,7 +249,7 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _show_sweep(self, _prompt: str) -> None:
-        self.right_tabs.setCurrentWidget(self.sweep_box)
+        self.docks["sweep"].raise_tab()
 
     # -- files --------------------------------------------------------------------------
     @Slot()

@@ -3,6 +3,7 @@ top-p) with the chosen one highlighted, and a list to branch from a different ca
 
 from __future__ import annotations
 
+import html
 from typing import Optional
 
 import numpy as np
@@ -15,6 +16,9 @@ from playground.ui.widgets import named
 # probability -> background tint of a generated character (confident ... long shot)
 TINTS = [(0.9, "#c9f2c7", "confident (90%+)"), (0.5, "#eef5c2", "likely (50-90%)"),
          (0.2, "#fde3b8", "possible (20-50%)"), (0.0, "#f9c6c6", "long shot (<20%)")]
+
+
+MAX_BARS = 20
 
 
 def tint(p: float) -> str:
@@ -48,12 +52,10 @@ class OddsView(QWidget):
         self.candidates = named(QListWidget(), "candidateList", "Candidates",
                                 "Double-click a candidate to put it here instead and continue from it")
         self.candidates.setMaximumWidth(170)
-        legend = QHBoxLayout()
-        for _, color, words in TINTS:
-            swatch = QLabel(words)
-            swatch.setStyleSheet(f"background: {color}; padding: 1px 4px;")
-            legend.addWidget(swatch)
-        legend.addStretch(1)
+        legend = named(QLabel(" ".join(f"<span style='background:{color}'>&nbsp;{html.escape(words)}&nbsp;</span>"
+                                       for _, color, words in TINTS)),
+                       "tintLegend", "Tint legend", "What the background of each written character means")
+        legend.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.plot, 1)
         row.addWidget(self.candidates)
@@ -61,15 +63,16 @@ class OddsView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addLayout(row)
-        layout.addLayout(legend)
+        layout.addWidget(legend)
         self.candidates.itemDoubleClicked.connect(self._branch)
 
     def show_token(self, position: int, token: tuple) -> None:
         """token = (chosen char, its probability, [(char, probability), ...])."""
         char, p, candidates = token
         self._position = position
-        chars = [c for c, _ in candidates]
-        probs = np.array([q for _, q in candidates], dtype=float)
+        bars = candidates[:MAX_BARS]  # the list below shows every candidate
+        chars = [c for c, _ in bars]
+        probs = np.array([q for _, q in bars], dtype=float)
         brushes = [pg.mkBrush(230, 120, 20) if c == char else pg.mkBrush(70, 130, 190) for c in chars]
         self.bars.setOpts(x=np.arange(len(chars)), height=probs, width=0.7, brushes=brushes)
         self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, shown(c)) for i, c in enumerate(chars)]])
@@ -81,9 +84,14 @@ class OddsView(QWidget):
             item.setData(256, c)  # Qt.UserRole
             self.candidates.addItem(item)
 
+    def show_candidates(self, position: int, candidates: list[tuple[str, float]]) -> None:
+        """The odds before a draw: every candidate, none chosen yet."""
+        self.show_token(position, (None, 0.0, candidates))
+        self.title.setText(f"Position {position}: the odds of every candidate; drawing…")
+
     def shown_probabilities(self) -> list[tuple[str, float]]:
-        return [(self.candidates.item(i).data(256), float(self.bars.opts["height"][i]))
-                for i in range(self.candidates.count())]
+        heights = self.bars.opts["height"]
+        return [(self.candidates.item(i).data(256), float(heights[i])) for i in range(len(heights))]
 
     @Slot(QListWidgetItem)
     def _branch(self, item: QListWidgetItem) -> None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 from PySide6.QtCore import QByteArray, QSettings
 
 MAX_SAVED_TEXT = 1_000_000  # a pasted corpus above this is not written to the settings file
+LAYOUT_VERSION = 2          # the dock layout; 1 was the fixed three-column splitter
 
 
 def save_window(window, settings: QSettings) -> None:
     settings.setValue("geometry", window.saveGeometry())
-    settings.setValue("splitter", window.splitter.saveState())
+    settings.setValue("dockState", window.saveState(LAYOUT_VERSION))
     settings.setValue("preset", window.settings.preset.currentData())
     for attr, spin in window.settings.spins.items():
         settings.setValue(f"settings/{attr}", spin.value())
     settings.setValue("settings/lr", window.settings.lr.value())
     settings.setValue("settings/dropout", window.settings.dropout.value())
+    settings.setValue("settings/keep", window.settings.keep.currentData())
     settings.setValue("corpus/choice", window.corpus.choice())
     if window.corpus.choice() == "custom" and len(window.corpus.text()) <= MAX_SAVED_TEXT:
         settings.setValue("corpus/text", window.corpus.text())
@@ -28,9 +30,9 @@ def restore_window(window, settings: QSettings) -> None:
     geometry = settings.value("geometry")
     if isinstance(geometry, QByteArray):
         window.restoreGeometry(geometry)
-    splitter = settings.value("splitter")
-    if isinstance(splitter, QByteArray):
-        window.splitter.restoreState(splitter)
+    docks = settings.value("dockState")
+    if isinstance(docks, QByteArray) and window.restoreState(docks, LAYOUT_VERSION):
+        window._proportions_pending = False  # the user's own arrangement stays as it was
     preset = settings.value("preset")
     if isinstance(preset, str) and window.settings.preset.findData(preset) >= 0:
         window.settings.apply_preset(preset)
@@ -44,6 +46,9 @@ def restore_window(window, settings: QSettings) -> None:
         _set(spin, settings.value(f"settings/{attr}"), int)
     _set(window.settings.lr, settings.value("settings/lr"), float)
     _set(window.settings.dropout, settings.value("settings/dropout"), float)
+    keep = window.settings.keep.findData(settings.value("settings/keep"))
+    if keep >= 0:
+        window.settings.keep.setCurrentIndex(keep)
     _set(window.generation.temperature, settings.value("generate/temperature"), int)
     _set(window.generation.length, settings.value("generate/length"), int)
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from playground.engine import config as limits
 from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.corpus import distinct_windows
 from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
 from playground.ui.widgets import named
@@ -44,14 +45,17 @@ INT_FIELDS = [
      "Batch size: windows of text per step. Larger is smoother but slower per step"),
     ("steps", "stepsSpin", "Steps", 1, limits.MAX_STEPS,
      "Steps: how many updates one click on Train makes"),
-    ("warmup", "warmupSpin", "Warm-up steps", 0, limits.MAX_STEPS,
+    ("warmup", "warmupSpin", "Warm-up", 0, limits.MAX_STEPS,
      "Warm-up: steps over which the learning rate rises from 0 to its peak"),
-    ("eval_interval", "evalIntervalSpin", "Evaluate every", 1, limits.MAX_STEPS,
+    ("eval_interval", "evalIntervalSpin", "Eval every", 1, limits.MAX_STEPS,
      "How often (in steps) to measure validation loss and show a sample"),
     ("seed", "seedSpin", "Seed", 0, 2**31 - 1,
      "Seed: the same seed and settings give exactly the same run"),
-    ("threads", "threadsSpin", "CPU threads", 0, limits.MAX_THREADS,
+    ("threads", "threadsSpin", "Threads", 0, limits.MAX_THREADS,
      "CPU threads for training; 0 picks automatically (small models run best on one)"),
+    ("patience", "patienceSpin", "Early stop", 0, 100_000,
+     "Early stopping: stop after this many evaluations without a better validation loss "
+     "(never: train every step)"),
 ]
 
 
@@ -60,7 +64,8 @@ class SettingsPanel(QWidget):
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
-        self._vocab_size, self._n_chars = 13, 0
+        self._vocab_size, self._text = 13, ""
+        self._windows: tuple = (None, 0, 0)  # (text, block size, distinct windows), memoised
         # the preset's (or opened model's) settings: the fields shown here edit them
         self._base_model, self._base_train = ModelConfig(), TrainConfig()
         self._quiet = False  # set while several fields change at once
@@ -77,10 +82,13 @@ class SettingsPanel(QWidget):
             spin.setKeyboardTracking(False)
             if attr == "threads":
                 spin.setSpecialValueText("auto")
+            if attr == "patience":
+                spin.setSpecialValueText("never")
             self.spins[attr] = spin
             grid.addWidget(QLabel(label), i // 2, (i % 2) * 2)
             grid.addWidget(spin, i // 2, (i % 2) * 2 + 1)
-        row = len(INT_FIELDS) // 2
+        keep_row = (len(INT_FIELDS) - 1) // 2   # beside the last field (early stop)
+        row = keep_row + 1
         self.dropout = named(QDoubleSpinBox(), "dropoutSpin", "Dropout",
                              "Dropout: fraction of signals randomly silenced while training, "
                              "to fight memorising; 0 for small texts")
@@ -95,6 +103,13 @@ class SettingsPanel(QWidget):
         grid.addWidget(self.dropout, row, 1)
         grid.addWidget(QLabel("Learning rate"), row, 2)
         grid.addWidget(self.lr, row, 3)
+        self.keep = named(QComboBox(), "keepPicker", "Keep weights",
+                          "Which weights the model ends with: those of the lowest validation loss "
+                          "(best; a model that starts to memorise is not kept) or the last step's")
+        self.keep.addItem("best (validation)", "best")
+        self.keep.addItem("last step", "last")
+        grid.addWidget(QLabel("Keep"), keep_row, 2)
+        grid.addWidget(self.keep, keep_row, 3)
         self.param_label = named(QLabel(), "paramCountLabel", "Parameter count",
                                  "How many numbers the model learns")
         self.estimate = named(QLabel(), "estimateLabel", "Estimate",
@@ -118,6 +133,7 @@ class SettingsPanel(QWidget):
         self.apply_preset("seed")
         for spin in [*self.spins.values(), self.dropout, self.lr]:
             spin.valueChanged.connect(self._refresh)
+        self.keep.currentIndexChanged.connect(self._refresh)
         self.spins["steps"].valueChanged.connect(self._steps_edited)
         self.preset.currentIndexChanged.connect(self._preset_chosen)
 
@@ -137,13 +153,23 @@ class SettingsPanel(QWidget):
             batch_size=self.value("batch"), max_steps=self.value("steps"),
             learning_rate=self.lr.value(), warmup_steps=self.value("warmup"),
             eval_interval=self.value("eval_interval"), seed=self.value("seed"),
-            threads=self.value("threads"))
+            threads=self.value("threads"), keep=self.keep.currentData(),
+            patience=self.value("patience"))
 
-    def set_corpus(self, vocab_size: int, n_chars: int) -> None:
+    def set_corpus(self, text: str) -> None:
         """The corpus's size matters to the estimate: a tiny text repeats windows in a batch."""
-        if (vocab_size, n_chars) != (self._vocab_size, self._n_chars) and vocab_size > 0:
-            self._vocab_size, self._n_chars = vocab_size, n_chars
+        if text is not self._text:
+            self._text, self._vocab_size = text, max(len(set(text)), 1)
             self._refresh()
+
+    def distinct_windows(self, block_size: int) -> int:
+        """The corpus's different training windows for this block size (a repeated phrase has
+        one per position in the phrase), counted once per text and block size."""
+        text, block, count = self._windows
+        if text is not self._text or block != block_size:
+            count = distinct_windows(self._text, block_size)
+            self._windows = (self._text, block_size, count)
+        return count
 
     def set_values(self, model: ModelConfig, train: Optional[TrainConfig]) -> None:
         """Show the given settings (a preset, or an opened model's) without firing per field."""
@@ -155,8 +181,9 @@ class SettingsPanel(QWidget):
             self._base_train = train
             values.update(batch=train.batch_size, steps=train.max_steps, warmup=train.warmup_steps,
                           eval_interval=train.eval_interval, seed=min(train.seed, 2**31 - 1),
-                          threads=train.threads)
+                          threads=train.threads, patience=train.patience)
             self.lr.setValue(train.learning_rate)
+            self.keep.setCurrentIndex(max(self.keep.findData(train.keep), 0))
         for attr, v in values.items():
             self.spins[attr].setValue(v)
         self.dropout.setValue(model.dropout)
@@ -210,7 +237,7 @@ class SettingsPanel(QWidget):
 
     def _estimate(self, model: ModelConfig, n: int) -> str:
         B, T, C, L = self.value("batch"), model.block_size, model.n_embd, model.n_layer
-        rows = _distinct_rows(B, self._n_chars - T, model.dropout)
+        rows = _distinct_rows(B, self.distinct_windows(T), model.dropout)
         flops = 6 * n * rows * T + 12 * L * rows * T * T * C
         # weights, gradients and two AdamW moments, plus activations kept for the backward pass
         memory = 16 * n + 4 * B * T * (L * (16 * C + 2 * model.n_head * T) + 2 * model.vocab_size)

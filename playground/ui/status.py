@@ -66,12 +66,15 @@ class StatusTracker(QObject):
         self.timer.stop()
         if done is None:
             return
-        words = {"completed": "Finished", "stopped": "Stopped", "diverged": "Diverged"}[done.status]
+        words = {"completed": "Finished", "stopped": "Stopped", "early-stopped": "Stopped early",
+                 "diverged": "Diverged"}[done.status]
         loss = "n/a" if done.final_loss is None else f"{done.final_loss:.4f}"
-        text = f"{words} at step {done.step:,} after {clock(done.train_seconds)}; loss {loss}"
+        at = done.last_step if done.last_step is not None else done.step
+        text = f"{words} at step {at:,} after {clock(done.train_seconds)}; loss {loss}"
         if done.final_val_loss is not None:
             text += f", validation {done.final_val_loss:.4f}"
-        self.message(text + (f". {done.message}" if done.message else ""))
+        note = done.message[:1].upper() + done.message[1:]
+        self.message(text + (f". {note}" if note else ""))
 
     def message(self, text: str) -> None:
         self.panel.status.setText(text)

@@ -13,6 +13,7 @@ def window(qtbot, tmp_path, monkeypatch):
     from playground.ui.main_window import MainWindow
     win = MainWindow()
     qtbot.addWidget(win)
+    win.generation.pace.setValue(0)  # as fast as it runs: tests read the whole text at once
     win.show()
     yield win
     win.train_ctl.stop()

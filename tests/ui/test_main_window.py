@@ -90,7 +90,7 @@ def test_close_during_training_and_generation_exits_cleanly(window, qtbot):
     qtbot.waitUntil(lambda: window.plot.point_count >= 3, timeout=60_000)
     window.generation.length.setValue(100_000)
     window.generation.generate.click()
-    qtbot.waitUntil(lambda: len(window.generation._pending) + window.generation.flushes > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: len(window.generation.typewriter.pending) + window.generation.flushes > 0, timeout=10_000)
     window.close()
     handles = window.workers.handles  # both workers, not yet cleaned up by the event loop
     assert len(handles) == 2 and all(h.thread.isFinished() for h in handles)
@@ -137,17 +137,20 @@ def test_seed_preset_shows_103821_parameters(window):
 
 
 def test_time_estimate_counts_the_merged_windows_of_a_tiny_text(window):
-    """The phrase has 7 windows for a batch of 32: a step computes 7 rows, not 32."""
+    """The phrase once has 7 windows for a batch of 32: a step computes 7 rows, not 32; the
+    phrase repeated has 40 different windows wherever they start, so about 23 rows."""
     import re
     window.settings.apply_preset("seed")
-    window.corpus.select("phrase")
 
     def ms_per_step():
         return float(re.search(r"~(\d+) ms per step", find(window, "estimateLabel").text()).group(1))
+    window.corpus.set_custom_text("to be or not to be that is the question")
     tiny_text = ms_per_step()
+    window.corpus.select("phrase")
+    repeated = ms_per_step()
     window.corpus.select("fable")  # 1,775 characters: every window in a batch is distinct
     long_text = ms_per_step()
-    assert 1 <= tiny_text < long_text / 2
+    assert 1 <= tiny_text < long_text / 2 and tiny_text < repeated < long_text
 
 
 def test_save_then_open_gives_the_same_generation(window, qtbot, tmp_path):

@@ -1,0 +1,68 @@
+"""Dockable panels: each panel sits in a QDockWidget whose title bar carries its name, a "?"
+that shows one paragraph about it, and float and close buttons. The View menu brings closed
+panels back; the window remembers where they were."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from playground.ui.explain import EXPLANATIONS, help_key
+from playground.ui.widgets import named
+
+
+class Dock(QDockWidget):
+    def __init__(self, title: str, widget: QWidget, object_name: str, parent: QWidget):
+        super().__init__(title, parent)
+        self.setObjectName(object_name)
+        self.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        key = help_key(title)
+        self.help = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}",
+                          EXPLANATIONS[title])
+        self.help.setWordWrap(True)
+        self.help.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")
+        self.help.hide()
+        self.setTitleBarWidget(self._title_bar(title, key))
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(6, 2, 6, 6)
+        layout.addWidget(self.help)
+        layout.addWidget(widget, 1)
+        self.setWidget(body)
+
+    def _title_bar(self, title: str, key: str) -> QWidget:
+        bar = QFrame()
+        bar.setObjectName(f"{self.objectName()}Title")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(6, 2, 2, 0)
+        row.addWidget(QLabel(f"<b>{title}</b>"))
+        row.addStretch(1)
+        self.help_button = named(QToolButton(), f"help{key}", f"What is {title}?",
+                                 f"What is this? ({title})")
+        self.help_button.setText("?")
+        self.help_button.setCheckable(True)
+        self.help_button.toggled.connect(self.help.setVisible)
+        row.addWidget(self.help_button)
+        for text, tip, slot in (("⧉", f"Float {title} in a window of its own", self._toggle_float),
+                                ("✕", f"Close {title} (View menu brings it back)", self.close)):
+            button = QToolButton()
+            button.setText(text)
+            button.setToolTip(tip)
+            button.setAutoRaise(True)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        return bar
+
+    @Slot()
+    def _toggle_float(self) -> None:
+        self.setFloating(not self.isFloating())
+
+    def raise_tab(self) -> None:
+        """Show this panel: open it if it was closed, bring its tab to the front."""
+        self.show()
+        self.raise_()
+
+
+DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
+              "bottom": Qt.BottomDockWidgetArea}
