@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use autograd instead of the hand-written CPU training step (to compare)")
     t.add_argument("--position", choices=["learned", "rope"],
                    help="position scheme for a new model (default learned, the reference)")
+    t.add_argument("--tasks", metavar="FILE",
+                   help="held-out tasks (prompt<TAB>expected per line) answered at each evaluation; "
+                        "the arithmetic and counting corpora bring their own")
     t.add_argument("--out", metavar="CKPT", help="save the model here (.safetensors)")
     t.add_argument("--resume", metavar="CKPT", help="continue training this checkpoint")
     t.add_argument("--log-json", metavar="FILE", help="write one JSON object per event")
@@ -91,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="describe a checkpoint")
     i.add_argument("checkpoint", metavar="CKPT")
     i.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
+
+    e = sub.add_parser("evaluate", help="score a model on a text (loss, perplexity, bits per "
+                                        "character) and on task prompts (accuracy)")
+    e.add_argument("checkpoint", metavar="CKPT")
+    text = e.add_mutually_exclusive_group()
+    text.add_argument("--text", metavar="FILE", help="a UTF-8 text file to score")
+    text.add_argument("--builtin", choices=sorted(BUILTINS) + sorted(SOURCES),
+                      help="a built-in corpus to score (arithmetic and counting bring their "
+                           "held-out tasks)")
+    e.add_argument("--tasks", metavar="FILE", help="prompt<TAB>expected per line (\\n is a newline)")
+    e.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    e.add_argument("--no-download", action="store_true", help="never download a corpus")
 
     b = sub.add_parser("bench", help="run the performance benchmarks")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -111,6 +126,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_generate(args)
         if args.command == "info":
             return run_info(args)
+        if args.command == "evaluate":
+            from playground.evaluate_cli import run_evaluate
+            return run_evaluate(args)
         if args.command == "bench":
             from playground.bench.run import run_bench
             return run_bench(args)

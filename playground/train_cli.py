@@ -45,6 +45,12 @@ def _source(args, default_builtin: str) -> dict:
             "fetched": _download_progress}
 
 
+def _tasks(args, corpus_name: str) -> tuple:
+    """--tasks FILE, else the held-out tasks the built-in corpus ships (if any)."""
+    from playground.engine.tasks import builtin_tasks, read_tasks
+    return tuple(read_tasks(args.tasks)) if args.tasks else builtin_tasks(corpus_name)
+
+
 def _download_progress(done: int, total: int) -> None:
     """One line on stderr that fills up while a corpus downloads."""
     sys.stderr.write(f"\rdownloading: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
@@ -66,10 +72,11 @@ def make_trainer(args, device: str = "cpu") -> Trainer:
         default = ckpt.state.get("corpus", corpus_name)
         name, text = resolve_source(**_source(args, default if not given else corpus_name))
         corpus = build_corpus(name, text, train_cfg.val_fraction, ckpt.model_config.block_size,
-                              tokenizer=ckpt.tokenizer)
+                              tokenizer=ckpt.tokenizer, tasks=_tasks(args, name))
         return Trainer.resume(ckpt, corpus, train_cfg, **options)
     name, text = resolve_source(**_source(args, corpus_name))
-    corpus = build_corpus(name, text, train_cfg.val_fraction, model_cfg.block_size)
+    corpus = build_corpus(name, text, train_cfg.val_fraction, model_cfg.block_size,
+                          tasks=_tasks(args, name))
     model_cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size).check()
     return Trainer(model_cfg, train_cfg, corpus, **options)
 
@@ -139,10 +146,15 @@ def _train(args, device: str, rank: int, world: int) -> int:
                 progress.step(ev, first, last)
             elif isinstance(ev, Eval):
                 val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f})"
+                tasks = "" if ev.task_accuracy is None else f", held-out tasks {ev.task_accuracy:.0%}"
                 progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f} "
-                              f"(ppl {ev.train_ppl:.2f}), val loss {val}")
+                              f"(ppl {ev.train_ppl:.2f}), val loss {val}{tasks}")
             elif isinstance(ev, Sample):
-                progress.line(f"  sample: {ev.text!r}")
+                if ev.text:
+                    progress.line(f"  sample: {ev.text!r}")
+                for prompt, expected, got in ev.answers:
+                    mark = "right" if got.startswith(expected) else f"wrong, expected {expected!r}"
+                    progress.line(f"  task: {prompt!r} -> {got!r} ({mark})")
             elif isinstance(ev, Done):
                 done = ev
     finally:

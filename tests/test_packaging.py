@@ -46,6 +46,7 @@ def test_the_wheel_carries_every_built_in_corpus(installed):
     names = zipfile.ZipFile(installed[0]).namelist()
     for file, _ in BUILTINS.values():
         assert f"playground/corpora/{file}" in names
+    assert {"playground/corpora/arithmetic_tasks.tsv", "playground/corpora/counting_tasks.tsv"} <= set(names)
     assert not any(n.startswith(("tests/", "corpora/")) for n in names)
 
 

@@ -42,6 +42,7 @@ class Corpus:
     tokenizer: CharTokenizer
     ids: np.ndarray          # the whole text encoded, uint8 when the vocabulary fits
     n_train: int             # ids[:n_train] trains, ids[n_train:] validates
+    tasks: tuple = ()        # held-out tasks (tasks.Task) scored at each evaluation
 
     @property
     def n_val(self) -> int:
@@ -172,7 +173,7 @@ def resolve_source(builtin: str | None = None, path: str | None = None, text: st
 
 
 def build_corpus(name: str, text: str, val_fraction: float = 0.1, block_size: int = 1,
-                 tokenizer: CharTokenizer | None = None) -> Corpus:
+                 tokenizer: CharTokenizer | None = None, tasks: tuple = ()) -> Corpus:
     """Check and encode a text and hold out its tail for validation.
 
     The tail becomes validation only when it can hold one full window (block size + 1
@@ -190,7 +191,7 @@ def build_corpus(name: str, text: str, val_fraction: float = 0.1, block_size: in
                               f"lacks ({shown}); train a new model for this corpus")
     ids = tokenizer.encode_array(text)
     n_train, _ = split_sizes(len(ids), val_fraction, block_size)
-    return Corpus(name, text, tokenizer, ids, n_train)
+    return Corpus(name, text, tokenizer, ids, n_train, tuple(tasks))
 
 
 def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]:

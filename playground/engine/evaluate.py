@@ -1,34 +1,83 @@
-"""Scoring a model on a whole text: every position predicted once, in windows of the block size."""
+"""Scoring a model on a whole text: the loss, perplexity and bits per character, every
+character predicted once, in windows of the block size (tasks.py scores prompts)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
+from playground.engine.corpus import check_text
+from playground.engine.errors import CorpusError
 from playground.engine.model import GPT
+from playground.engine.tokenizer import CharTokenizer
 
 
+# -- a whole text ---------------------------------------------------------------------------
 @torch.no_grad()
-def full_loss(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> Optional[float]:
-    """Mean loss over a whole split: consecutive windows, every character predicted once.
-
-    The most exact figure for a held-out tail (random-batch evaluation estimates the same
-    quantity with noise). None when the split is shorter than one window.
-    """
-    n = (len(ids) - 1) // block_size
-    if n == 0:
-        return None
-    ids = ids[: n * block_size + 1].long()
-    x = ids[:-1].view(n, block_size)
-    y = ids[1:].view(n, block_size)
+def loss_sum(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> tuple[float, int]:
+    """(sum of the losses, number of characters predicted) over every position of ids after
+    the first: consecutive windows of block_size, and one more window for the tail."""
+    ids = ids.long()
+    n = len(ids) - 1
+    T = min(block_size, n)
+    starts = list(range(0, n - T + 1, T))
+    tail = n - (starts[-1] + T) if starts else n  # targets the whole windows missed
+    if tail:
+        starts.append(n - T)
     was_training = model.training
     model.eval()
     total = 0.0
     try:
-        for i in range(0, n, batch_size):
-            _, loss = model(x[i:i + batch_size], y[i:i + batch_size])
-            total += loss.item() * len(x[i:i + batch_size])
+        for i in range(0, len(starts), batch_size):
+            chunk = torch.tensor(starts[i:i + batch_size])
+            x = ids[chunk[:, None] + torch.arange(T)]
+            y = ids[chunk[:, None] + torch.arange(1, T + 1)]
+            logits, _ = model(x)
+            losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), y.reshape(-1),
+                                     reduction="none").view(len(chunk), T)
+            if tail and i + batch_size >= len(starts):  # the tail window: only its new targets
+                losses[-1, : T - tail] = 0.0
+            total += float(losses.sum())
     finally:
         model.train(was_training)
+    return total, n
+
+
+def full_loss(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 64) -> Optional[float]:
+    """Mean loss over a whole split, every character predicted once; None when the split has
+    fewer than two characters. The most exact figure for a held-out tail."""
+    if len(ids) < 2:
+        return None
+    total, n = loss_sum(model, ids, block_size, batch_size)
     return total / n
+
+
+@dataclass(frozen=True)
+class TextScore:
+    loss: float                 # nats per character, over every predicted character
+    characters: int             # characters predicted (all but the first known one)
+    unknown_characters: int     # characters the model never saw: left out, and counted
+    unknown: tuple[str, ...]    # which ones
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(min(self.loss, 700.0))
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.loss / math.log(2)
+
+
+def score_text(model: GPT, tokenizer: CharTokenizer, text: str) -> TextScore:
+    """Score a text the model may not have seen; characters outside its vocabulary are left
+    out of the score and reported, never silently dropped."""
+    text = check_text(text)
+    encoded = tokenizer.encode_lenient(text)
+    if len(encoded.ids) < 2:
+        raise CorpusError("the text has fewer than two characters the model knows: nothing to score")
+    total, n = loss_sum(model, torch.tensor(encoded.ids), model.config.block_size)
+    return TextScore(total / n, n, len(text) - len(encoded.ids), encoded.unknown)

@@ -47,6 +47,7 @@ class Eval:
     val_loss: Optional[float]   # None when the text is too short for a validation split
     elapsed_s: float
     best_step: Optional[int] = None  # the step of the lowest validation loss so far
+    task_accuracy: Optional[float] = None  # share of the corpus's held-out tasks answered (0-1)
 
     @property
     def train_ppl(self) -> Optional[float]:
@@ -61,6 +62,7 @@ class Eval:
 class Sample:
     step: int
     text: str                   # written from the corpus's first character, same seed each time
+    answers: tuple = ()         # a few held-out tasks: (prompt, expected, the model's answer)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,11 @@ from playground.engine.model import GPT
 from playground.engine.params import count_params
 from playground.engine.schedule import lr_at
 from playground.engine.steps import autocast, choose_path
+from playground.engine.tasks import answer
 
 log = logging.getLogger(__name__)
+TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluate command: all)
+ANSWERS_SHOWN = 4      # of which the samples show this many
 
 
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
@@ -143,9 +146,21 @@ class Trainer:
                 return self._restore_good(train_loss, self.step)
         self.last_val_loss = self.estimate_loss("val")
         self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
-        yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step)
-        if self.train_cfg.sample_chars:
-            yield Sample(self.step, self.sample_text())
+        accuracy, answers = self._task_check()
+        yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step, accuracy)
+        if self.train_cfg.sample_chars or answers:
+            text = self.sample_text() if self.train_cfg.sample_chars else ""
+            yield Sample(self.step, text, answers)
+
+    def _task_check(self) -> tuple[Optional[float], tuple]:
+        """Accuracy on the corpus's first held-out tasks (a fixed subset, so each evaluation
+        stays quick), and the answers to a few of them."""
+        tasks = self.corpus.tasks[:TASKS_PER_EVAL]
+        if not tasks:
+            return None, ()
+        answers = [answer(self.model, self.corpus.tokenizer, t, self.start_char) for t in tasks]
+        shown = tuple((a.prompt, a.expected, a.got) for a in answers[:ANSWERS_SHOWN])
+        return sum(a.correct for a in answers) / len(answers), shown
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, control: Optional[TrainControl] = None) -> Iterator[Event]:

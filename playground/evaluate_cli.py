@@ -1,0 +1,44 @@
+"""`python -m playground evaluate`: a model's loss, perplexity and bits per character on a text,
+and its accuracy on task prompts, in words on stdout and as JSON on request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from playground.engine import checkpoint
+from playground.engine.errors import ConfigError
+
+
+def run_evaluate(args) -> int:
+    from playground.engine.corpus import resolve_source
+    from playground.engine.evaluate import score_text
+    from playground.engine.tasks import builtin_tasks, read_tasks, score_tasks
+    if args.text is None and args.builtin is None and args.tasks is None:
+        raise ConfigError("give something to score: --text FILE or --builtin NAME, and/or --tasks FILE")
+    ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
+    model, tokenizer = ckpt.model.eval(), ckpt.tokenizer
+    result: dict = {}
+    if args.text is not None or args.builtin is not None:
+        name, text = resolve_source(builtin=args.builtin, path=args.text,
+                                    allow_download=not args.no_download)
+        score = score_text(model, tokenizer, text)
+        result.update(loss=score.loss, perplexity=score.perplexity, bits_per_char=score.bits_per_char,
+                      characters=score.characters, unknown_characters=score.unknown_characters)
+        print(f"text:       {name}: {score.characters:,} characters predicted")
+        if score.unknown_characters:
+            shown = ", ".join(repr(c) for c in score.unknown[:10])
+            print(f"            {score.unknown_characters:,} characters the model never saw were left "
+                  f"out of the score ({shown})")
+        print(f"loss:       {score.loss:.4f} nats per character; perplexity {score.perplexity:.3f}; "
+              f"{score.bits_per_char:.4f} bits per character")
+    tasks = read_tasks(args.tasks) if args.tasks else builtin_tasks(args.builtin or "")
+    if tasks:
+        found = score_tasks(model, tokenizer, list(tasks), ckpt.state.get("start_char"))
+        result["tasks"] = found.to_dict()
+        print(f"tasks:      {found.correct:,} of {found.total:,} answered ({found.accuracy:.1%})")
+        for wrong in found.failures:
+            print(f"  wrong:    {wrong.prompt!r} -> {wrong.got!r} (expected {wrong.expected!r})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,140 @@
+"""Evaluation beyond the training loss: a text's loss, perplexity and bits per character over
+every position, and task accuracy on held-out prompts."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.errors import CorpusError
+from playground.engine.evaluate import loss_sum, score_text
+from playground.engine.model import GPT
+from playground.engine.presets import PRESETS
+from playground.engine.tasks import Task, builtin_tasks, parse_tasks, read_tasks, score_tasks
+from playground.engine.tokenizer import CharTokenizer
+from playground.engine.train import Trainer
+
+PHRASE = "to be or not to be that is the question"
+
+
+@pytest.fixture(scope="module")
+def seed_model():
+    """The seed preset, trained: it has the repeated phrase by heart."""
+    preset = PRESETS["seed"]
+    corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
+    trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, threads=1), corpus)
+    list(trainer.run())
+    return trainer.model.eval(), corpus.tokenizer
+
+
+def test_perplexity_is_e_to_the_loss_and_the_same_text_scores_the_same(seed_model):
+    model, tok = seed_model
+    a, b = score_text(model, tok, builtin_text("phrase")), score_text(model, tok, builtin_text("phrase"))
+    assert a == b
+    assert a.perplexity == pytest.approx(math.exp(a.loss)) and a.bits_per_char == pytest.approx(a.loss / math.log(2))
+    assert a.characters == len(builtin_text("phrase")) - 1 and a.unknown_characters == 0
+
+
+def test_a_model_scores_its_own_text_better_than_an_unrelated_one(seed_model):
+    model, tok = seed_model
+    own = score_text(model, tok, builtin_text("phrase"))
+    other = score_text(model, tok, builtin_text("fable"))
+    assert own.loss < 0.2 < other.loss
+    # the fable's characters the model never saw are counted, not silently dropped
+    fable = builtin_text("fable")
+    unknown = sum(1 for c in fable if c not in tok.stoi)
+    assert other.unknown_characters == unknown > 0 and other.characters == len(fable) - unknown - 1
+
+
+def test_every_position_is_scored_once_including_the_tail():
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=8, block_size=4)).eval()
+    ids = torch.randint(5, (11,))  # 10 targets: two windows of 4 and a tail of 2
+    total, n = loss_sum(model, ids, 4)
+    expected = 0.0
+    for start, first in [(0, 0), (4, 0), (6, 2)]:  # the tail window counts its last 2 targets
+        with torch.no_grad():
+            logits, _ = model(ids[start:start + 4][None])
+        losses = torch.nn.functional.cross_entropy(logits[0], ids[start + 1:start + 5], reduction="none")
+        expected += float(losses[first:].sum())
+    assert n == 10 and total == pytest.approx(expected, rel=1e-5)
+    short_total, short_n = loss_sum(model, ids[:3], 4)  # shorter than one window
+    assert short_n == 2 and short_total > 0
+
+
+def test_a_memorised_text_answers_its_tasks_and_a_wrong_answer_counts_against(seed_model):
+    model, tok = seed_model
+    right = [Task("to be or not ", "to be that"), Task("that is the ", "question"),
+             Task("question ", "to be or")]
+    score = score_tasks(model, tok, right)
+    assert (score.total, score.correct, score.accuracy) == (3, 3, 1.0) and not score.failures
+    wrong = right[:2] + [Task("question ", "xyz")]
+    score = score_tasks(model, tok, wrong)
+    assert score.correct == 2 and score.accuracy == pytest.approx(2 / 3)
+    assert score.failures[0].expected == "xyz" and score.failures[0].got == "to "
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"2+2=\t4\nno tab here\n", "line 2: no tab"),
+    (b"", "holds no tasks"),
+    (b"\n\n   \n", "holds no tasks"),
+    (b"a+b=\t\n", "expected answer after the tab is empty"),
+    (b"\x89PNG\r\n\x00\x00binary", "binary"),
+    (b"caf\xe9\t1\n", "not UTF-8"),
+])
+def test_bad_task_files_get_a_clear_message(tmp_path, content, words):
+    path = tmp_path / "tasks.tsv"
+    path.write_bytes(content)
+    with pytest.raises(CorpusError, match=words):
+        read_tasks(path)
+
+
+def test_escapes_in_task_files():
+    assert parse_tasks("\\n1+2=\t3\\n\n") == [Task("\n1+2=", "3\n")]
+    assert parse_tasks("a\\\\b\ttab\\tin\n") == [Task("a\\b", "tab\tin")]
+
+
+def test_held_out_tasks_never_appear_in_their_training_text():
+    sums = set(builtin_text("arithmetic").splitlines())
+    arithmetic = builtin_tasks("arithmetic")
+    assert len(arithmetic) == 400 and len(sums) == 9600
+    for task in arithmetic:
+        a, b = task.prompt.strip("\n=").split("+")
+        assert int(task.expected) == int(a) + int(b)
+        assert f"{a}+{b}={task.expected.strip()}" not in sums
+    counting = builtin_text("counting")
+    tasks = builtin_tasks("counting")
+    assert len(tasks) == 150
+    for task in tasks:
+        last = task.prompt.splitlines()[-1]
+        assert int(task.expected) == int(last) + 1
+        assert f"\n{last}\n{task.expected}" not in "\n" + counting  # the step itself is held out
+        assert task.prompt in "\n" + counting or task.prompt in counting  # its lead-in is not
+
+
+def test_the_evaluate_command_writes_json(tmp_path, seed_model, capsys):
+    from playground.cli import main
+    from playground.engine import checkpoint
+    from playground.engine.checkpoint import Checkpoint
+    model, tok = seed_model
+    path = checkpoint.save(tmp_path / "seed", Checkpoint(model, tok, TrainConfig(), {"start_char": "t"}))
+    tasks = tmp_path / "tasks.tsv"
+    tasks.write_text("to be or not \tto be that\nthat is the \tquestion\nthat is the \tanswer\n")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(path), "--builtin", "fable", "--tasks", str(tasks), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"loss", "perplexity", "bits_per_char", "characters", "unknown_characters", "tasks"} <= result.keys()
+    assert result["tasks"]["total"] == 3 and result["tasks"]["correct"] == 2
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]))
+    printed = capsys.readouterr().out
+    assert "never saw were left out of the score" in printed and "2 of 3 answered" in printed
+    assert main(["evaluate", str(path)]) == 2  # nothing to score: says so
+
+
+def test_a_tokenizer_is_enough_to_score_short_texts():
+    model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=4, block_size=8)).eval()
+    with pytest.raises(CorpusError, match="fewer than two characters"):
+        score_text(model, CharTokenizer(list("abc")), "a zzz")
