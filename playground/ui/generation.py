@@ -23,6 +23,7 @@ class GenerationController(QObject):
     sweepToken = Signal(object)       # (index of the temperature, char)
     sweepEnded = Signal()
     attentionReady = Signal(object)   # (characters, maps (layers, heads, T, T) ndarray, step)
+    evaluationReady = Signal(object)  # a dict of plain figures (see evaluate)
     failed = Signal(str)              # a readable message for the user
 
     def __init__(self, current: CurrentModel, workers: WorkerPool, parent: Optional[QObject] = None):
@@ -107,6 +108,34 @@ class GenerationController(QObject):
 
         worker = GeneratorWorker(run, "attention")
         worker.yielded.connect(self.attentionReady)
+        worker.errored.connect(self.failed)
+        self.workers.launch(worker)
+        return True
+
+    def evaluate(self, text: Optional[str], tasks: tuple, label: str) -> bool:
+        """Score the model in hand on a text (loss, perplexity, bits per character) and on
+        tasks (accuracy), on a worker; the result arrives as plain values in evaluationReady."""
+        model = self.current.value
+        if model is None:
+            self.failed.emit(NO_MODEL)
+            return False
+
+        def run():
+            from playground.engine.evaluate import score_text
+            from playground.engine.tasks import score_tasks
+            snapshot = model.snapshot()
+            result = {"label": label, "step": model.step}
+            if text is not None:
+                s = score_text(snapshot, model.tokenizer, text)
+                result["text"] = {"loss": s.loss, "perplexity": s.perplexity, "characters": s.characters,
+                                  "bits_per_char": s.bits_per_char, "unknown_characters": s.unknown_characters,
+                                  "unknown": list(s.unknown[:10])}
+            if tasks:
+                result["tasks"] = score_tasks(snapshot, model.tokenizer, list(tasks), model.start_char).to_dict()
+            yield result
+
+        worker = GeneratorWorker(run, "evaluation")
+        worker.yielded.connect(self.evaluationReady)
         worker.errored.connect(self.failed)
         self.workers.launch(worker)
         return True

@@ -28,6 +28,7 @@ from playground.ui.samples_panel import SamplesPanel
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
 from playground.ui.sweep_view import SweepView
+from playground.ui.task_plot import TaskPlot
 from playground.ui.training import TrainingController
 from playground.ui.training_panel import TrainingPanel
 from playground.ui.worker import WorkerPool
@@ -59,6 +60,7 @@ class MainWindow(QMainWindow):
         self.settings = SettingsPanel()
         self.training = TrainingPanel()
         self.plot = LossPlot(self.train_ctl)
+        self.task_plot = TaskPlot(self.train_ctl)
         self.samples = SamplesPanel(self.train_ctl)
         self.health = HealthPanel(self.train_ctl)
         self.generation = GeneratePanel(self.gen_ctl, self.current)
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self.sweep = SweepView(self.gen_ctl)
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
+        self.evaluate_dialog = None
         self._build_layout()
         self._build_menu()
         self._wire()
@@ -81,6 +84,7 @@ class MainWindow(QMainWindow):
         top_layout.setContentsMargins(0, 0, 0, 0)
         top_layout.addWidget(self.training)
         top_layout.addWidget(self.plot, 1)
+        top_layout.addWidget(self.task_plot)
         self.setCentralWidget(explained("Training", top))
         self.setDockOptions(QMainWindow.AnimatedDocks | QMainWindow.AllowTabbedDocks)
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
@@ -124,6 +128,7 @@ class MainWindow(QMainWindow):
                 ("&Open model…", QKeySequence.Open, self.ask_open_model, "openModelAction"),
                 ("&Save model…", QKeySequence.Save, self.ask_save_model, "saveModelAction"),
                 ("Open &corpus file…", None, self.corpus.choose_file, "openCorpusAction"),
+                ("&Evaluate…", None, self.show_evaluate, "evaluateAction"),
                 ("&Quit", QKeySequence.Quit, self.close, "quitAction")]:
             action = QAction(text, self)
             action.setObjectName(name)
@@ -299,6 +304,15 @@ class MainWindow(QMainWindow):
         self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
                             f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")
         return True
+
+    @Slot()
+    def show_evaluate(self) -> None:
+        """File > Evaluate…: score the model in hand on a text and on task prompts."""
+        from playground.ui.evaluate_dialog import EvaluateDialog
+        if self.evaluate_dialog is None:
+            self.evaluate_dialog = EvaluateDialog(self.gen_ctl, self.corpus, self)
+        self.evaluate_dialog.show()
+        self.evaluate_dialog.raise_()
 
     # -- errors, settings, closing ------------------------------------------------------
     @Slot(str)

@@ -12,6 +12,11 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
 from playground.ui.widgets import named
 
 
+def flat(text: str) -> str:
+    """A prompt or answer on one line: newlines shown as ⏎."""
+    return text.replace("\n", "⏎")
+
+
 class SamplesPanel(QWidget):
     stepSelected = Signal(int)   # the evaluation step picked on the timeline
 
@@ -52,13 +57,18 @@ class SamplesPanel(QWidget):
 
     @Slot(object)
     def _sampled(self, ev) -> None:
-        self.add(ev.step, ev.text)
+        self.add(ev.step, ev.text, ev.answers)
 
-    def add(self, step: int, text: str) -> None:
+    def add(self, step: int, text: str, answers: tuple = ()) -> None:
+        """A sample, and the model's answers to a few held-out problems (prompt, expected, got)."""
         at_end = self.slider.value() == len(self.samples) - 1 or not self.samples
-        self.samples.append((step, text))
         shown = text.replace("\n", " ⏎ ")
-        item = QListWidgetItem(f"step {step:>6,}: {shown}")
+        for prompt, expected, got in answers:
+            verdict = "right" if got.startswith(expected) else f"wrong, {flat(expected)} expected"
+            shown += f"\n    held-out: {flat(prompt)} → {flat(got)}  ({verdict})"
+        text = shown.strip()
+        self.samples.append((step, text))
+        item = QListWidgetItem(f"step {step:>6,}: {text}")
         item.setToolTip(text)
         self.view.addItem(item)
         self.slider.setEnabled(True)

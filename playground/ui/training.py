@@ -77,10 +77,12 @@ class TrainingController(QObject):
             import copy
 
             from playground.engine.corpus import build_corpus
+            from playground.engine.tasks import builtin_tasks
             from playground.engine.train import Trainer
             reuse = previous is not None and same_shape(previous.model_config, model_cfg)
             corpus = build_corpus(corpus_name, text, train_cfg.val_fraction, model_cfg.block_size,
-                                  tokenizer=previous.tokenizer if reuse else None)
+                                  tokenizer=previous.tokenizer if reuse else None,
+                                  tasks=builtin_tasks(corpus_name))
             if reuse:  # a copy: an opened file's model may still be generating
                 trainer = Trainer.resume(copy.deepcopy(previous), corpus, train_cfg)
             else:
