@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     e.add_argument("--no-download", action="store_true", help="never download a corpus")
 
+    from playground.serve.cli import add_arguments
+    add_arguments(sub.add_parser("serve", help="serve a model behind an OpenAI-compatible HTTP API"))
+
     b = sub.add_parser("bench", help="run the performance benchmarks")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument("--only", metavar="NAMES", help="comma-separated subset of targets")
@@ -126,6 +129,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return run_generate(args)
         if args.command == "info":
             return run_info(args)
+        if args.command == "serve":
+            from playground.serve.cli import run_serve
+            return run_serve(args)
         if args.command == "evaluate":
             from playground.evaluate_cli import run_evaluate
             return run_evaluate(args)

@@ -188,6 +188,11 @@ def bench_generation(quick: bool) -> list[Result]:
     return [Result(**r) for r in measure(quick)]
 
 
+def bench_serve(quick: bool) -> list[Result]:
+    from playground.bench.serve import rows
+    return [Result(**r) for r in rows(quick)]
+
+
 # -- 5. the GUI does not slow training -------------------------------------------------------
 def _gui_run(mode: str, steps: int) -> dict:
     out = subprocess.run([sys.executable, "-m", "playground.bench.gui", "--mode", mode, "--steps", str(steps)],
@@ -292,6 +297,7 @@ def bench_threads(quick: bool) -> list[Result]:
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
+    "serve": bench_serve,
 }
 
 

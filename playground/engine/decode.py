@@ -170,3 +170,76 @@ class Decoder:
         with torch.no_grad():
             logits, _ = self.model(torch.tensor([ids], device=self.device), cache=cache, last_only=True)
         return logits[0, -1].float().cpu()
+
+
+# The batched step: several sequences at once, each at its own position, for the server.
+BATCH = Verified("the batched ring decoder", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"rope"}}, devices=("cpu",))
+
+
+class BatchRingDecoder:
+    """One token for each of several sequences per step, each with its own rotary ring and
+    position: the lean step's arithmetic on (B, C) rows. Rows stay packed (0..B-1): a sequence
+    that ends hands its row to the last one. Tests hold each row to the lean decoder alone."""
+
+    def __init__(self, model: GPT, capacity: int):
+        refusal = BATCH.refusal(model.config, next(model.parameters()).device)
+        if refusal:
+            raise ValueError(refusal)
+        self.lean = LeanDecoder(model)  # the same weights, gathered once (and checked)
+        cfg = model.config
+        self.W, self.nh, self.hs = cfg.block_size, cfg.n_head, cfg.head_size
+        # per layer: [keys, values] x (capacity, nh, W, hs)
+        self.rings = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
+        self.positions: list[int] = []
+        self.capacity = capacity
+
+    @property
+    def rows(self) -> int:
+        return len(self.positions)
+
+    def add(self, cache: RingCache) -> int:
+        """Take a sequence whose prompt was prefilled into a B=1 RingCache; returns its row."""
+        if self.rows == self.capacity:
+            raise ValueError(f"the batch holds {self.capacity} sequences at most")
+        row = self.rows
+        for ring, theirs in zip(self.rings, cache.rings):
+            ring[:, row] = theirs[:, 0]
+        self.positions.append(cache.seen)
+        return row
+
+    def remove(self, row: int) -> Optional[int]:
+        """Free a row; the last row moves into it. Returns the moved row's old index (None
+        when the freed row was the last)."""
+        last = self.rows - 1
+        if row != last:
+            for ring in self.rings:
+                ring[:, row] = ring[:, last]
+            self.positions[row] = self.positions[last]
+        self.positions.pop()
+        return last if row != last else None
+
+    @torch.no_grad()
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Logits (B, V) for one new token per row (tokens[i] goes to row i)."""
+        lean, B, W, nh, hs = self.lean, self.rows, self.W, self.nh, self.hs
+        C = nh * hs
+        pos = torch.tensor(self.positions)
+        x = lean.wte[torch.tensor(tokens)]  # (B, C)
+        cos, sin = lean.rotary.tables(0, int(pos.max()) + 1, x.device)
+        cos, sin = cos[pos].view(B, 1, hs // 2), sin[pos].view(B, 1, hs // 2)
+        # which ring slots each row may see: all once its window is full, else 0..position
+        valid = (torch.arange(W)[None, :] <= pos[:, None]).view(B, 1, 1, W)
+        slot, rows = pos % W, torch.arange(B)
+        for ring, ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2) in zip(self.rings, lean.layers):
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
+            qk = rotate(qkv[:, :2], cos[:, None], sin[:, None])  # (B, 2, nh, hs)
+            keys, values = ring[0, :B], ring[1, :B]  # views: rows are packed
+            keys[rows, :, slot] = qk[:, 1]
+            values[rows, :, slot] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(qk[:, 0].reshape(B, nh, 1, hs), keys, values, attn_mask=valid)
+            x = x + F.linear(y.reshape(B, C), wp, bp)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wm, bm)
+        self.positions = [p + 1 for p in self.positions]
+        return F.linear(F.layer_norm(x, (C,), lean.lnf_w, lean.lnf_b, lean.lnf_eps), lean.head_w, lean.head_b)

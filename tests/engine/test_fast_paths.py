@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.decode import LEAN, Decoder, LeanDecoder
+from playground.engine.decode import BATCH, LEAN, BatchRingDecoder, Decoder, LeanDecoder
 from playground.engine.fastpath import Verified
 from playground.engine.flat import FLAT_ADAMW, FlatAdamW
 from playground.engine.handstep import HAND_STEP, HandStep
@@ -23,7 +23,7 @@ from playground.engine.optim import build_optimizers
 from playground.engine.params import FORMULA, count_params, formula
 from playground.engine.steps import choose_path
 
-FAST_PATHS = [HAND_STEP, FLAT_ADAMW, LEAN, FORMULA]
+FAST_PATHS = [HAND_STEP, FLAT_ADAMW, LEAN, BATCH, FORMULA]
 CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # small sizes keep each example fast; every other field is drawn from its declaration
 SIZES = {"vocab_size": st.integers(2, 20), "n_layer": st.integers(1, 3),
@@ -156,6 +156,42 @@ def test_decoder_fast_paths_refuse_or_give_the_plain_probabilities(config, promp
         assert (a - b).abs().max().item() <= 1e-5, n
 
 
+# -- the batched ring decoder (the server's) ---------------------------------------------
+@CHECK
+@given(config=model_configs(), lengths=st.lists(st.integers(1, 20), min_size=1, max_size=4),
+       seed=st.integers(0, 1000))
+def test_batched_decoder_refuses_or_gives_each_row_its_own_probabilities(config, lengths, seed):
+    model = perturbed(config, seed).eval()
+    if BATCH.refusal(config):
+        with pytest.raises(ValueError, match="not verified"):
+            BatchRingDecoder(model, 4)
+        return
+    gen = torch.Generator().manual_seed(seed)
+    sequences = [torch.randint(config.vocab_size, (n,), generator=gen).tolist() for n in lengths]
+    alone = [Decoder(model) for _ in sequences]
+    batch = BatchRingDecoder(model, 4)
+    rows = []
+    for ids, decoder in zip(sequences, alone):  # prefill each, as the server does
+        decoder.next_logits(ids)
+        rows.append(batch.add(decoder.cache))
+    steps = 2 * config.block_size + 3  # past the window: the rings roll
+    for step in range(steps):
+        tokens = [int(torch.randint(config.vocab_size, (1,), generator=gen)) for _ in sequences]
+        order = sorted(range(len(sequences)), key=lambda i: rows[i])
+        logits = batch.step([tokens[i] for i in order])
+        for i, ids in enumerate(sequences):
+            ids.append(tokens[i])
+            a = logits[rows[i]].softmax(-1)
+            b = alone[i].next_logits(ids).softmax(-1)
+            assert (a - b).abs().max().item() <= 1e-5, (step, i)
+        if step == config.block_size and len(sequences) > 1:  # the first one ends: rows move
+            freed = rows[0]
+            moved = batch.remove(freed)  # the last row takes the freed one's place
+            del sequences[0], alone[0], rows[0]
+            rows = [freed if r == moved else r for r in rows]
+            assert sorted(rows) == list(range(batch.rows))
+
+
 # -- the parameter-count formula ----------------------------------------------------------
 @CHECK
 @given(config=model_configs())
@@ -179,7 +215,7 @@ def extended_config():
 def test_a_new_model_setting_makes_every_fast_path_refuse(fast_path: Verified):
     config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4)
     assert fast_path.applies(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4,
-                                         position="rope" if fast_path is LEAN else "learned"))
+                                         position="rope" if fast_path in (LEAN, BATCH) else "learned"))
     assert "tie_embeddings" in fast_path.refusal(config)
 
 

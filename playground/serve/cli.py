@@ -1,0 +1,112 @@
+"""`python -m playground serve CKPT`: listen on 127.0.0.1 (by default), load the model in the
+background (/health answers 503 until it is in), serve until SIGTERM or Ctrl+C, then let the
+requests in flight finish and exit 0."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from playground.engine.errors import ConfigError
+
+KEY_ENV = "PLAYGROUND_API_KEY"  # one key, or several separated by commas
+DRAIN_S = 60                    # how long a stop waits for the requests in flight
+
+
+def add_arguments(s) -> None:
+    s.add_argument("checkpoint", metavar="CKPT")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this "
+                                                         "computer only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--model-name", help="the model's id in the API (default: the file's name)")
+    s.add_argument("--api-key", action="append", metavar="KEY",
+                   help=f"require this key (repeat for several; also ${KEY_ENV})")
+    s.add_argument("--cors-origin", action="append", metavar="URL",
+                   help="allow browser pages from this origin (repeat; CORS is off without it)")
+    s.add_argument("--max-concurrent", type=int, default=8, help="requests generated at once (default 8)")
+    s.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond those; more get 503")
+    s.add_argument("--max-tokens-limit", type=int, default=4096, help="largest max_tokens accepted")
+    s.add_argument("--max-body-bytes", type=int, default=1_000_000, help="largest request body accepted")
+    s.add_argument("--no-batch", action="store_true",
+                   help="decode requests one by one instead of in one batched step (to compare)")
+
+
+def served_for(args):
+    from playground.serve.api import Served, Settings
+    keys = tuple(args.api_key or ()) + tuple(k.strip() for k in os.environ.get(KEY_ENV, "").split(",") if k.strip())
+    for name, value, low in [("--max-concurrent", args.max_concurrent, 1), ("--max-queue", args.max_queue, 0),
+                             ("--max-tokens-limit", args.max_tokens_limit, 1),
+                             ("--max-body-bytes", args.max_body_bytes, 1024), ("--port", args.port, 0)]:
+        if value < low:
+            raise ConfigError(f"{name} {value} is too small: use {low} or more")
+    settings = Settings(model_name=args.model_name or Path(args.checkpoint).stem, api_keys=keys,
+                        cors_origins=tuple(args.cors_origin or ()), max_tokens_limit=args.max_tokens_limit,
+                        max_body_bytes=args.max_body_bytes)
+    return Served(settings)
+
+
+def start_engine(served, model, tokenizer, start_char, max_concurrent: int, max_queue: int,
+                 batched: bool = True) -> None:
+    """Put a model behind the API: the engine thread starts, then the API answers."""
+    from playground.serve.engine import Engine
+    engine = Engine(model, tokenizer, start_char, max_concurrent, max_queue, served.metrics, batched)
+    engine.start()
+    cfg = model.config
+    served.info = {"vocab_size": cfg.vocab_size, "block_size": cfg.block_size,
+                   "params": model.num_params(), "position": cfg.position}
+    served.engine = engine
+
+
+def run_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from playground.serve.api import create_app
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): "
+                          "pip install 'gpt-playground[serve]'") from None
+    from playground.engine import checkpoint
+    checkpoint.read_header(Path(args.checkpoint))  # a missing or broken file fails now, not later
+    served = served_for(args)
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+        sock.listen(2048)  # connections wait in the backlog from now on, as the printed URL says
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning",
+                                           timeout_graceful_shutdown=DRAIN_S))
+    failure = []
+
+    def load() -> None:
+        try:
+            ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
+            start_engine(served, ckpt.model, ckpt.tokenizer, ckpt.state.get("start_char"),
+                         args.max_concurrent, args.max_queue, batched=not args.no_batch)
+        except Exception as exc:  # reported below; the server stops
+            failure.append(exc)
+            server.should_exit = True
+
+    threading.Thread(target=load, name="serve-load", daemon=True).start()
+    print(f"serving {served.settings.model_name!r} on http://{host}:{port}/v1 "
+          f"(OpenAI-compatible; Ctrl+C stops after the requests in flight)", file=sys.stderr, flush=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        # uvicorn catches these to drain, then raises them again once it has: by then the
+        # requests are done, and a stop asked for is a clean exit (0), not a death by signal
+        signal.signal(sig, _already_drained)
+    server.run(sockets=[sock])
+    if served.engine is not None:
+        served.engine.stop(DRAIN_S)
+    if failure:
+        raise failure[0]
+    return 0
+
+
+def _already_drained(signum, frame) -> None:
+    pass
