@@ -34,6 +34,11 @@ EXPLANATIONS = {
               "is how strongly each step wants to change the weights; steps above the clip value "
               "are scaled down. A loss stuck at ln(V) means nothing is being learned; a rising or "
               "exploding loss usually means the learning rate is too high.",
+    "Serve": "Serving puts a copy of the model behind an HTTP API that speaks OpenAI's "
+             "completions and chat format, as vLLM, Ollama and llama.cpp's server do, so any "
+             "OpenAI client or curl can ask it to write. It listens on this computer only "
+             "(127.0.0.1) and streams one character at a time. There is no chat template: chat "
+             "messages are joined as plain text for the model to continue.",
     "Temperature sweep": "The same prompt and random seed at several temperatures: low "
                          "temperatures repeat the safest patterns, high ones take more chances and "
                          "make more mistakes. It shows what temperature does to this model.",

@@ -25,6 +25,7 @@ from playground.ui.generation import GenerationController
 from playground.ui.health_panel import HealthPanel
 from playground.ui.loss_plot import LossPlot
 from playground.ui.samples_panel import SamplesPanel
+from playground.ui.serve_panel import ServePanel
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
 from playground.ui.sweep_view import SweepView
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.generation = GeneratePanel(self.gen_ctl, self.current)
         self.attention = AttentionView(self.gen_ctl)
         self.sweep = SweepView(self.gen_ctl)
+        self.serve = ServePanel(self.current)
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
         self.evaluate_dialog = None
@@ -96,6 +98,7 @@ class MainWindow(QMainWindow):
                 ("generate", "Generate", self.generation, "right"),
                 ("attention", "Attention", self.attention, "right"),
                 ("sweep", "Temperature sweep", self.sweep, "right"),
+                ("serve", "Serve", self.serve, "right"),
                 ("samples", "Samples", self.samples, "bottom"),
                 ("health", "Health", self.health, "bottom")]:
             dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self)
@@ -103,6 +106,7 @@ class MainWindow(QMainWindow):
         d = self.docks
         self.tabifyDockWidget(d["generate"], d["attention"])
         self.tabifyDockWidget(d["attention"], d["sweep"])
+        self.tabifyDockWidget(d["sweep"], d["serve"])
         self.tabifyDockWidget(d["samples"], d["health"])
         d["generate"].raise_()
         d["samples"].raise_()
@@ -333,6 +337,7 @@ class MainWindow(QMainWindow):
         from playground.ui.persist import save_window
         save_window(self, app_settings())
         self.corpus.shutdown()
+        self.serve.stop()
         self.train_ctl.stop()
         self.gen_ctl.stop()
         if not self.workers.stop_all(3000):

@@ -5,8 +5,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -64,7 +66,16 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
 
 def test_two_ranks_keep_identical_parameters_and_draw_different_batches(tmp_path):
     out = tmp_path / "result.json"
-    mp.spawn(_rank_main, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    # bounded: mp.spawn(join=True) waits forever if a rank hangs (a lost rendezvous, a store
+    # torn down early), which once hung the whole suite; this fails in words instead
+    ranks = mp.start_processes(_rank_main, args=(2, _free_port(), str(out)), nprocs=2, join=False,
+                               start_method="spawn")
+    deadline = time.monotonic() + 180
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish within 180 s")
     result = json.loads(out.read_text())
     assert result["identical"], "parameters diverged across ranks"
     assert result["different_batches"], "both ranks trained on the same batches"

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import random
+import select
 import signal
 import struct
 import subprocess
@@ -116,7 +117,8 @@ def test_a_save_killed_mid_write_leaves_a_loadable_file(tmp_path):
     for round_ in range(6):
         proc = subprocess.Popen([sys.executable, str(script), str(path), str(round_)],
                                 stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
+        ready, _, _ = select.select([proc.stdout], [], [], 120)  # bounded: a stuck child fails
+        assert ready and proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.15, 0.6))  # saves of ~13 MB run back to back: land mid-write
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -144,3 +144,24 @@ def test_step_mode_shows_the_odds_then_draws_one_character(trained, qtbot):
             assert panel.odds.candidates.count() == vocab  # every candidate, before the draw
         assert len(panel.text()) == 4 + n and panel.text().startswith("the ")
         assert panel.odds.title.text().startswith(f"Position {3 + n}: drew")
+
+
+def test_serve_this_model_answers_http_then_stops(trained, qtbot):
+    import http.client
+    import json
+    panel = trained.serve
+    panel.port.setValue(0)  # any free port, on 127.0.0.1
+    panel.toggle.click()
+    assert panel.toggle.isChecked() and panel.url.startswith("http://127.0.0.1:")
+    assert "curl " + panel.url in panel.examples.toPlainText() and "OpenAI(base_url" in panel.examples.toPlainText()
+    port = int(panel.url.split(":")[2].split("/")[0])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/v1/completions", json.dumps({"model": "playground", "prompt": "the ",
+                                                        "max_tokens": 12, "temperature": 0}),
+                 {"Content-Type": "application/json"})
+    reply = json.loads(conn.getresponse().read())
+    assert len(reply["choices"][0]["text"]) == 12
+    panel.toggle.click()
+    assert not panel.toggle.isChecked() and panel.status.text() == "Not serving"
+    with pytest.raises(ConnectionRefusedError):
+        http.client.HTTPConnection("127.0.0.1", port, timeout=5).request("GET", "/health")
