@@ -9,6 +9,7 @@ import torch
 
 from playground.engine.config import TrainConfig
 from playground.engine.model import GPT
+from playground.engine.muon import Muon
 
 
 def _fused_ok() -> bool:
@@ -41,8 +42,9 @@ def build_optimizers(model: GPT, cfg: TrainConfig) -> list[tuple[torch.optim.Opt
             [{"params": other_matrices, "weight_decay": cfg.weight_decay},
              {"params": vectors, "weight_decay": 0.0}],
             lr=cfg.learning_rate, betas=betas, fused=_FUSED)
-        muon = torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
-                                adjust_lr_fn="original")
+        # on the CPU, float32 orthogonalisation (torch's runs in bfloat16: slow without AVX-512 BF16)
+        kind = Muon if all(p.device.type == "cpu" for p in hidden) else torch.optim.Muon
+        muon = kind(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, adjust_lr_fn="original")
         return [(adam, cfg.learning_rate), (muon, cfg.muon_lr)]
     groups = ([{"params": matrices + vectors, "weight_decay": 0.0}] if cfg.weight_decay == 0 else
               [{"params": matrices, "weight_decay": cfg.weight_decay},
