@@ -34,7 +34,7 @@ class AttentionView(QWidget):
                           "Row: the character that is predicting; column: a character it may look at. "
                           "Brighter means more attention; the empty upper triangle is the future")
         self.plot.getPlotItem().invertY(True)
-        self.plot.setAspectLocked(True)
+        self.plot.setAspectLocked(False)  # fill the panel: a tall dock must not push the axis away
         self.image = pg.ImageItem(levels=(0.0, 1.0))
         self.image.setColorMap(pg.colormap.get("viridis"))
         self.plot.addItem(self.image)
