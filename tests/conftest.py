@@ -55,3 +55,16 @@ def server():
     httpd.shutdown()
     httpd.server_close()
     thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def seed_model():
+    """The seed preset, trained once for the session: it has the repeated phrase by heart.
+    Shared read-only (evaluation and serving tests); returns (model, tokenizer)."""
+    from playground.engine.presets import PRESETS
+    from playground.engine.train import Trainer
+    preset = PRESETS["seed"]
+    corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
+    trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, threads=1), corpus)
+    list(trainer.run())
+    return trainer.model.eval(), corpus.tokenizer

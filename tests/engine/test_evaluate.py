@@ -8,26 +8,14 @@ import pytest
 import torch
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.corpus import builtin_text
 from playground.engine.errors import CorpusError
 from playground.engine.evaluate import loss_sum, score_text
 from playground.engine.model import GPT
-from playground.engine.presets import PRESETS
 from playground.engine.tasks import Task, builtin_tasks, parse_tasks, read_tasks, score_tasks
 from playground.engine.tokenizer import CharTokenizer
-from playground.engine.train import Trainer
 
 PHRASE = "to be or not to be that is the question"
-
-
-@pytest.fixture(scope="module")
-def seed_model():
-    """The seed preset, trained: it has the repeated phrase by heart."""
-    preset = PRESETS["seed"]
-    corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
-    trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, threads=1), corpus)
-    list(trainer.run())
-    return trainer.model.eval(), corpus.tokenizer
 
 
 def test_perplexity_is_e_to_the_loss_and_the_same_text_scores_the_same(seed_model):

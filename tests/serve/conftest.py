@@ -1,24 +1,9 @@
-"""A trained seed model, and a real server for it on 127.0.0.1 on a free port, in a thread."""
+"""A real server for a model, on 127.0.0.1 on a free port, in a thread (seed_model: tests/conftest.py)."""
 
 import contextlib
 import socket
 import threading
 import time
-
-import pytest
-
-from playground.engine.corpus import build_corpus, builtin_text
-from playground.engine.presets import PRESETS
-from playground.engine.train import Trainer
-
-
-@pytest.fixture(scope="session")
-def seed_model():
-    preset = PRESETS["seed"]
-    corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
-    trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, threads=1), corpus)
-    list(trainer.run())
-    return trainer.model.eval(), corpus.tokenizer
 
 
 @contextlib.contextmanager

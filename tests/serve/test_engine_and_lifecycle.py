@@ -23,7 +23,7 @@ from playground.serve.engine import Engine, Finished, Job, Piece
 from playground.serve.stops import StopFilter
 
 from .conftest import running
-from .test_server import raw
+from .test_server import metric, raw
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,6 +86,10 @@ def test_a_full_queue_answers_503_with_retry_after(seed_model):
                                                                 "stream": True}), {"Content-Type": "application/json"})
             streams.append(conn)
         streams[0].getresponse().readline()
+        deadline = time.monotonic() + 15  # the second request is queued once the server has read it
+        while metric(url, "playground_requests_waiting") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert metric(url, "playground_requests_waiting") == 1
         third = raw(url, "POST", "/v1/completions", {"model": "seed", "prompt": "to"})
         assert third.status == 503 and third.getheader("retry-after") == "1"
         assert json.loads(third.read())["error"]["type"] == "server_error"
