@@ -74,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use autograd instead of the hand-written CPU training step (to compare)")
     t.add_argument("--position", choices=["learned", "rope"],
                    help="position scheme for a new model (default learned, the reference)")
+    t.add_argument("--no-head-bias", dest="head_bias", action="store_const", const=False,
+                   help="a new model without the output head's bias (every export to "
+                        "transformers is then exact)")
+    t.add_argument("--tokenizer", choices=["char", "bpe"],
+                   help="char: one token per character (default); bpe: byte-level subwords "
+                        "learned from the corpus")
+    t.add_argument("--vocab-size", type=int, metavar="N",
+                   help="BPE vocabulary size (default 512; 256 is bytes only)")
     t.add_argument("--tasks", metavar="FILE",
                    help="held-out tasks (prompt<TAB>expected per line) answered at each evaluation; "
                         "the arithmetic and counting corpora bring their own")
@@ -85,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="stream text from a checkpoint to stdout")
     g.add_argument("checkpoint", metavar="CKPT")
     g.add_argument("--prompt", default="", help="text to continue (default: empty)")
-    g.add_argument("--chars", type=int, default=200, help="characters to generate")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--chars", type=int, default=200, help="characters to generate (default 200)")
+    length.add_argument("--tokens", type=int, help="or tokens to generate (a BPE token may be "
+                                                   "several characters)")
     g.add_argument("--temperature", type=_non_negative, default=1.0, help="0 is greedy")
     g.add_argument("--top-k", type=int, default=0, help="keep the k likeliest (0: all)")
     g.add_argument("--top-p", type=_non_negative, default=1.0, help="nucleus mass (1: all)")
@@ -154,8 +165,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_generate(args) -> int:
     from playground.engine import checkpoint, sample
     from playground.engine.config import SampleConfig
-    cfg = SampleConfig(max_new_chars=args.chars, temperature=args.temperature, top_k=args.top_k,
-                       top_p=args.top_p, seed=args.seed).check()
+    cfg = SampleConfig(max_new_chars=args.chars, max_new_tokens=args.tokens or 0,
+                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                       seed=args.seed).check()
+    if args.tokens == 0:
+        print("error: --tokens must be 1 or more", file=sys.stderr)
+        return 2
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
     encoded = sample.prepare_prompt(ckpt.tokenizer, args.prompt)
     if encoded.unknown:
@@ -178,14 +193,15 @@ def run_info(args) -> int:
     if args.json:
         print(json.dumps({
             "params": ckpt.model.num_params(), "model_config": cfg.to_dict(),
-            "tokenizer": ckpt.tokenizer.to_dict(),
+            "tokenizer": tokenizer_summary(ckpt.tokenizer),
             "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
             "state": ckpt.state, "optimizer_saved": ckpt.optimizer_state is not None}, indent=2))
         return 0
     print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
-          f"block {cfg.block_size}, dropout {cfg.dropout:g}")
+          f"block {cfg.block_size}, dropout {cfg.dropout:g}, {cfg.position} positions, "
+          f"{'a' if cfg.head_bias else 'no'} head bias")
     print(f"parameters: {ckpt.model.num_params():,}")
-    print(f"vocabulary: {cfg.vocab_size} characters: {json.dumps(''.join(ckpt.tokenizer.chars))}")
+    print(f"tokenizer:  {vocabulary_line(ckpt.tokenizer)}")
     state = ckpt.state
     if state:
         loss = state.get("loss")
@@ -199,6 +215,24 @@ def run_info(args) -> int:
         print(f"training:   {json.dumps(ckpt.train_config.to_dict())}")
     print(f"optimizer:  {'saved beside it' if ckpt.optimizer_state else 'not saved'}")
     return 0
+
+
+def vocabulary_line(tokenizer) -> str:
+    """The tokenizer in one line: every character of a character model; a BPE's size and
+    its longest tokens."""
+    if tokenizer.kind == "char":
+        return f"{tokenizer.describe()}: {json.dumps(''.join(tokenizer.chars))}"
+    longest = sorted(range(tokenizer.vocab_size), key=lambda i: -len(tokenizer.token_bytes(i)))[:8]
+    return f"{tokenizer.describe()}; longest: " + ", ".join(repr(tokenizer.label(i)) for i in longest)
+
+
+def tokenizer_summary(tokenizer) -> dict:
+    """info --json: a character model's characters; a BPE's kind and size (its whole JSON
+    lives in the file's metadata)."""
+    if tokenizer.kind == "char":
+        return tokenizer.to_dict()
+    return {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+            "merges": tokenizer.vocab_size - 256}
 
 
 def _fmt(value) -> str:

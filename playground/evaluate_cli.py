@@ -23,14 +23,16 @@ def run_evaluate(args) -> int:
         name, text = resolve_source(builtin=args.builtin, path=args.text,
                                     allow_download=not args.no_download)
         score = score_text(model, tokenizer, text)
-        result.update(loss=score.loss, perplexity=score.perplexity, bits_per_char=score.bits_per_char,
-                      characters=score.characters, unknown_characters=score.unknown_characters)
-        print(f"text:       {name}: {score.characters:,} characters predicted")
+        result.update({k: v for k, v in score.to_dict().items() if k != "unknown"})
+        unit = tokenizer.unit
+        counted = f"{score.characters:,} characters" if unit == "characters" else \
+            f"{score.tokens:,} tokens ({score.characters:,} characters)"
+        print(f"text:       {name}: {counted} predicted")
         if score.unknown_characters:
             shown = ", ".join(repr(c) for c in score.unknown[:10])
             print(f"            {score.unknown_characters:,} characters the model never saw were left "
                   f"out of the score ({shown})")
-        print(f"loss:       {score.loss:.4f} nats per character; perplexity {score.perplexity:.3f}; "
+        print(f"loss:       {score.loss:.4f} nats per {unit[:-1]}; perplexity {score.perplexity:.3f}; "
               f"{score.bits_per_char:.4f} bits per character")
     tasks = read_tasks(args.tasks) if args.tasks else builtin_tasks(args.builtin or "")
     if tasks:

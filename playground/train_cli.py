@@ -13,15 +13,17 @@ from typing import Optional, TextIO
 from playground.engine import checkpoint
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.corpus import build_corpus, resolve_source
+from playground.engine.errors import ConfigError
 from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
 from playground.engine.presets import get_preset
 from playground.engine.train import Trainer
 
 MODEL_FLAGS = {"layers": "n_layer", "heads": "n_head", "width": "n_embd", "block": "block_size",
-               "dropout": "dropout", "position": "position"}
+               "dropout": "dropout", "position": "position", "head_bias": "head_bias"}
 TRAIN_FLAGS = {"batch": "batch_size", "steps": "max_steps", "lr": "learning_rate", "seed": "seed",
                "threads": "threads", "eval_interval": "eval_interval", "optimizer": "optimizer",
-               "warmup": "warmup_steps", "keep": "keep", "patience": "patience"}
+               "warmup": "warmup_steps", "keep": "keep", "patience": "patience",
+               "tokenizer": "tokenizer", "vocab_size": "bpe_vocab"}
 
 
 def _given(args, flags: dict[str, str]) -> dict:
@@ -65,6 +67,10 @@ def make_trainer(args, device: str = "cpu") -> Trainer:
     train_cfg.check()
     if args.resume:
         ckpt = checkpoint.load(args.resume)
+        kind = ckpt.tokenizer.kind
+        if args.tokenizer not in (None, kind) or (args.vocab_size is not None and kind == "char"):
+            raise ConfigError(f"{Path(args.resume).name} reads {kind} tokens: a model keeps its "
+                              "tokenizer, so --tokenizer and --vocab-size do not apply when continuing")
         if args.preset is None and ckpt.train_config is not None:
             # continuing: keep the run's own settings unless flags override them
             train_cfg = ckpt.train_config.edited(**_given(args, TRAIN_FLAGS))
@@ -73,10 +79,12 @@ def make_trainer(args, device: str = "cpu") -> Trainer:
         name, text = resolve_source(**_source(args, default if not given else corpus_name))
         corpus = build_corpus(name, text, train_cfg.val_fraction, ckpt.model_config.block_size,
                               tokenizer=ckpt.tokenizer, tasks=_tasks(args, name))
+        train_cfg = train_cfg.replace(tokenizer=kind, bpe_vocab=max(ckpt.tokenizer.vocab_size, 256))
         return Trainer.resume(ckpt, corpus, train_cfg, **options)
     name, text = resolve_source(**_source(args, corpus_name))
     corpus = build_corpus(name, text, train_cfg.val_fraction, model_cfg.block_size,
-                          tasks=_tasks(args, name))
+                          tasks=_tasks(args, name), kind=train_cfg.tokenizer,
+                          vocab_size=train_cfg.bpe_vocab)
     model_cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size).check()
     return Trainer(model_cfg, train_cfg, corpus, **options)
 
@@ -137,18 +145,21 @@ def _train(args, device: str, rank: int, world: int) -> int:
             if isinstance(ev, Started):
                 first, last = ev.first_step, ev.last_step
                 ranks = f" x {world} ranks" if world > 1 else ""
-                progress.line(f"training {ev.params:,} parameters on {ev.n_train:,} characters "
-                              f"({ev.vocab_size} distinct), steps {first + 1}-{last}, "
+                what = (f"{ev.n_train:,} characters ({ev.vocab_size} distinct)" if ev.tokenizer == "char"
+                        else f"{ev.n_train:,} tokens (BPE, {ev.vocab_size} in the vocabulary, "
+                             f"{ev.chars_per_token:.2f} characters per token)")
+                progress.line(f"training {ev.params:,} parameters on {what}, steps {first + 1}-{last}, "
                               f"{ev.threads} thread(s){ranks} on {device}")
                 if ev.message:
                     progress.line(ev.message)
             elif isinstance(ev, Step):
                 progress.step(ev, first, last)
             elif isinstance(ev, Eval):
-                val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f})"
+                val = "n/a" if ev.val_loss is None else \
+                    f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f}, {ev.val_bpc:.3f} bits/char)"
                 tasks = "" if ev.task_accuracy is None else f", held-out tasks {ev.task_accuracy:.0%}"
                 progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f} "
-                              f"(ppl {ev.train_ppl:.2f}), val loss {val}{tasks}")
+                              f"(ppl {ev.train_ppl:.2f}, {ev.train_bpc:.3f} bits/char), val loss {val}{tasks}")
             elif isinstance(ev, Sample):
                 if ev.text:
                     progress.line(f"  sample: {ev.text!r}")

@@ -24,10 +24,12 @@ from safetensors.torch import save as st_save
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.errors import CheckpointError, ConfigError
 from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.tokenizer import Tokenizer, tokenizer_from_dict
 
 FORMAT = "gpt-playground"
-FORMAT_VERSION = 1
+# 2: the tokenizer may be a byte-level BPE ({"type": "bpe", "json": ...}), the model may have
+# no head bias. Version 1 files (characters, head bias) open unchanged.
+FORMAT_VERSION = 2
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # a real header is a few KB; more means a hostile file
 DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
           "F64": (torch.float64, 8), "I64": (torch.int64, 8), "I32": (torch.int32, 4)}
@@ -36,7 +38,7 @@ DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.b
 @dataclass
 class Checkpoint:
     model: GPT
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     train_config: Optional[TrainConfig] = None
     state: dict[str, Any] = field(default_factory=dict)   # step, losses, corpus name, start_char
     optimizer_state: Optional[list[dict]] = None          # one state dict per optimizer
@@ -235,7 +237,7 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
     meta = _metadata(path, header, FORMAT)
     try:
         model_cfg = ModelConfig.from_dict(meta["model_config"]).check()
-        tokenizer = CharTokenizer.from_dict(meta["tokenizer"])
+        tokenizer = tokenizer_from_dict(meta["tokenizer"])
         train_cfg = TrainConfig.from_dict(meta["train_config"]).check() if meta.get("train_config") else None
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path.name} has incomplete metadata (missing {exc})") from exc
@@ -243,7 +245,7 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
         raise CheckpointError(f"{path.name} has invalid settings: {exc}") from exc
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise CheckpointError(f"{path.name} is inconsistent: the vocabulary has "
-                              f"{tokenizer.vocab_size} characters but the model expects "
+                              f"{tokenizer.vocab_size} {tokenizer.unit} but the model expects "
                               f"{model_cfg.vocab_size}")
     with torch.device("meta"):  # shapes only: no memory for a config that claims to be huge
         expected = {k: tuple(v.shape) for k, v in GPT(model_cfg).state_dict().items()}

@@ -103,6 +103,9 @@ class ModelConfig(_Checked):
     # "rope": rotary positions with attention limited to the last block_size characters at
     # every layer; identical on training windows, and it lets generation keep a rolling cache.
     position: str = _setting("learned", "position scheme", choices=("learned", "rope"))
+    # the output head's bias (the reference has one); without it every export to Hugging Face
+    # transformers is exact, whose GPT-2 and Starcoder2 heads have none
+    head_bias: bool = _setting(True, "head bias", choices=(True, False))
 
     def problems(self) -> list[str]:
         errors: list[str] = []
@@ -125,7 +128,7 @@ class ModelConfig(_Checked):
 def _field_problems(errors: list[str], f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
     if meta["choices"]:
-        if value not in meta["choices"]:
+        if value not in meta["choices"] or type(value) is not type(meta["choices"][0]):
             allowed = " or ".join(repr(c) for c in meta["choices"])
             errors.append(f"{meta['label']} {value!r} is unknown: use {allowed}")
     elif isinstance(meta["low"], int) and not isinstance(meta["low"], bool):
@@ -155,6 +158,8 @@ class TrainConfig(_Checked):
     muon_lr: float = 0.02        # peak learning rate of Muon's matrices when optimizer is "muon"
     keep: str = "best"           # "best": end with the weights of the lowest validation loss; "last"
     patience: int = 0            # stop after this many evaluations without a better validation loss (0: never)
+    tokenizer: str = "char"      # "char": one token per character; "bpe": byte-level subwords learned from the corpus
+    bpe_vocab: int = 512         # the BPE vocabulary's size, when tokenizer is "bpe" (256 = bytes only)
 
     def problems(self) -> list[str]:
         errors: list[str] = []
@@ -185,6 +190,9 @@ class TrainConfig(_Checked):
         if self.keep not in ("best", "last"):
             errors.append(f"keep {self.keep!r} is unknown: use 'best' or 'last'")
         _int_in(errors, "patience", self.patience, 0, 100_000)
+        if self.tokenizer not in ("char", "bpe"):
+            errors.append(f"tokenizer {self.tokenizer!r} is unknown: use 'char' or 'bpe'")
+        _int_in(errors, "BPE vocabulary size", self.bpe_vocab, 256, 65_536)
         return errors
 
     def edited(self, **changes: Any) -> "TrainConfig":
@@ -208,7 +216,8 @@ def _usable_rate(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class SampleConfig(_Checked):
-    max_new_chars: int = 200   # characters to generate
+    max_new_chars: int = 200   # characters to generate (the last token is cut to fit)
+    max_new_tokens: int = 0    # or stop after this many tokens, when not 0 (a BPE token is several characters)
     temperature: float = 1.0   # 0 always picks the likeliest character; higher is wilder
     top_k: int = 0             # keep only the k likeliest characters (0 keeps all)
     top_p: float = 1.0         # keep the smallest set whose odds add up to p (1 keeps all)
@@ -217,6 +226,7 @@ class SampleConfig(_Checked):
     def problems(self) -> list[str]:
         errors: list[str] = []
         _int_in(errors, "number of characters", self.max_new_chars, 0, 1_000_000)
+        _int_in(errors, "number of tokens", self.max_new_tokens, 0, 1_000_000)
         _float_in(errors, "temperature", self.temperature, 0.0, 100.0)
         _int_in(errors, "top-k", self.top_k, 0, MAX_VOCAB)
         _float_in(errors, "top-p", self.top_p, 0.0, 1.0, low_open=True)
@@ -224,19 +234,20 @@ class SampleConfig(_Checked):
         return errors
 
 
-def too_short(block_size: int, n_train_chars: int) -> str:
-    """Why a training text of this length cannot train this block size; '' when it can."""
-    if n_train_chars >= block_size + 1:
+def too_short(block_size: int, n_train: int, unit: str = "characters") -> str:
+    """Why a training text of this many ids cannot train this block size; '' when it can."""
+    if n_train >= block_size + 1:
         return ""
-    return (f"block size {block_size} is longer than the training text ({n_train_chars} "
-            "characters): it needs at least block size + 1 characters")
+    return (f"block size {block_size} is longer than the training text ({n_train} "
+            f"{unit}): it needs at least block size + 1 {unit}")
 
 
-def check_fits_text(model: ModelConfig, train: TrainConfig, n_train_chars: int) -> None:
-    """Raise ConfigError when the settings do not fit a training text of this length."""
-    errors = [e for e in [too_short(model.block_size, n_train_chars)] if e]
-    if train.batch_size > max(n_train_chars, 1):
+def check_fits_text(model: ModelConfig, train: TrainConfig, n_train: int,
+                    unit: str = "characters") -> None:
+    """Raise ConfigError when the settings do not fit a training text of this many ids."""
+    errors = [e for e in [too_short(model.block_size, n_train, unit)] if e]
+    if train.batch_size > max(n_train, 1):
         errors.append(f"batch size {train.batch_size} is larger than the training text "
-                      f"({n_train_chars} characters)")
+                      f"({n_train} {unit})")
     if errors:
         raise ConfigError("; ".join(errors))

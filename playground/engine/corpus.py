@@ -5,6 +5,7 @@ Text is checked once here; everything downstream may assume a usable, non-empty 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from playground.engine.errors import CorpusError
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.tokenizer import CharTokenizer, Tokenizer
 
 if TYPE_CHECKING:  # torch loads lazily: the window paints before torch is imported
     import torch
@@ -39,14 +40,35 @@ class Corpus:
 
     name: str
     text: str
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     ids: np.ndarray          # the whole text encoded, uint8 when the vocabulary fits
     n_train: int             # ids[:n_train] trains, ids[n_train:] validates
     tasks: tuple = ()        # held-out tasks (tasks.Task) scored at each evaluation
+    train_chars: int = -1    # characters behind ids[:n_train] (-1: one per id)
+
+    def __post_init__(self):
+        if self.train_chars < 0:
+            self.train_chars = self.n_train
 
     @property
     def n_val(self) -> int:
         return len(self.ids) - self.n_train
+
+    @property
+    def val_chars(self) -> int:
+        return len(self.text) - self.train_chars if self.n_val else 0
+
+    def chars_per_token(self, split: str = "val") -> float:
+        """Characters per id in a split (1 for characters): loss per token / ln 2 / this is
+        bits per character, the figure that compares a BPE model with a character model."""
+        tokens, chars = (self.n_val, self.val_chars) if split == "val" and self.n_val else \
+            (self.n_train, self.train_chars)
+        return chars / max(tokens, 1)
+
+    def bits_per_char(self, loss: Optional[float], split: str = "val") -> Optional[float]:
+        if loss is None:
+            return None
+        return loss / math.log(2) / self.chars_per_token(split)
 
     @property
     def has_validation(self) -> bool:
@@ -173,25 +195,49 @@ def resolve_source(builtin: str | None = None, path: str | None = None, text: st
 
 
 def build_corpus(name: str, text: str, val_fraction: float = 0.1, block_size: int = 1,
-                 tokenizer: CharTokenizer | None = None, tasks: tuple = ()) -> Corpus:
+                 tokenizer: Tokenizer | None = None, tasks: tuple = (), kind: str = "char",
+                 vocab_size: int = 512, progress: Optional[Callable[[float], None]] = None) -> Corpus:
     """Check and encode a text and hold out its tail for validation.
 
-    The tail becomes validation only when it can hold one full window (block size + 1
-    characters); otherwise every character trains and validation is reported unavailable.
-    With a given tokenizer (continuing a saved model) the text must use only its characters.
+    The last val_fraction of the characters validates when it holds one full window (block
+    size + 1 ids); otherwise every character trains and validation is reported unavailable.
+    Without a tokenizer one is made: kind "char" from every character of the text, kind "bpe"
+    trained on the training part only (vocab_size tokens at most). With a given tokenizer
+    (continuing a saved model) a character model needs the text to use only its characters.
     """
     text = check_text(text)
+    n_train_chars, _ = split_sizes(len(text), val_fraction, block_size)
     if tokenizer is None:
-        tokenizer = CharTokenizer.from_text(text)
-    else:
+        tokenizer = make_tokenizer(kind, text, n_train_chars, vocab_size)
+    elif isinstance(tokenizer, CharTokenizer):
         unknown = sorted(set(text) - set(tokenizer.chars))
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:10])
             raise CorpusError(f"the corpus has {len(unknown)} characters the model's vocabulary "
                               f"lacks ({shown}); train a new model for this corpus")
-    ids = tokenizer.encode_array(text)
-    n_train, _ = split_sizes(len(ids), val_fraction, block_size)
-    return Corpus(name, text, tokenizer, ids, n_train, tuple(tasks))
+    if isinstance(tokenizer, CharTokenizer):  # one id per character: the split is the same
+        ids = tokenizer.encode_array(text, progress)
+        return Corpus(name, text, tokenizer, ids, n_train_chars, tuple(tasks))
+    # subwords: each part encoded on its own, so validation is exactly the held-out characters
+    train_ids = tokenizer.encode_array(text[:n_train_chars], progress)
+    val_ids = tokenizer.encode_array(text[n_train_chars:])
+    if len(val_ids) < block_size + 1:
+        n_train_chars, val_ids = len(text), val_ids[:0]
+        train_ids = tokenizer.encode_array(text)
+    return Corpus(name, text, tokenizer, np.concatenate([train_ids, val_ids]), len(train_ids),
+                  tuple(tasks), n_train_chars)
+
+
+def make_tokenizer(kind: str, text: str, n_train_chars: Optional[int] = None,
+                   vocab_size: int = 512) -> Tokenizer:
+    """A new tokenizer of this kind for this text ("char": all its characters; "bpe": trained
+    on its first n_train_chars characters)."""
+    if kind == "char":
+        return CharTokenizer.from_text(text)
+    if kind == "bpe":
+        from playground.engine.bpe import BPETokenizer
+        return BPETokenizer.train(text[:n_train_chars or len(text)], vocab_size)
+    raise CorpusError(f"tokenizer {kind!r} is unknown: use 'char' or 'bpe'")
 
 
 def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]:
@@ -204,13 +250,17 @@ def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]
     return n - n_val, n_val
 
 
-def distinct_windows(text: str, block_size: int, limit: int = 50_000) -> int:
-    """How many different training windows (block size + 1 characters) a text holds: a text
-    that repeats itself holds few, and a merged batch computes only those. A text longer than
-    `limit` is taken to repeat nothing (counting would cost more than it tells)."""
+def distinct_windows(text, block_size: int, limit: int = 50_000) -> int:
+    """How many different training windows (block size + 1 ids) a text (a str, or its ids as
+    a numpy array) holds: a text that repeats itself holds few, and a merged batch computes
+    only those. One longer than `limit` is taken to repeat nothing (counting would cost more
+    than it tells)."""
     n = len(text) - block_size
     if n <= 0 or len(text) > limit:
         return max(n, 0)
+    if isinstance(text, np.ndarray):
+        data, width = text.tobytes(), text.itemsize
+        return len({data[i * width:(i + block_size + 1) * width] for i in range(n)})
     return len({text[i:i + block_size + 1] for i in range(n)})
 
 

@@ -85,7 +85,7 @@ def new_cache(model: GPT):
 # The lean step runs the rotary ring at batch 1 on the CPU; dropout is off when decoding.
 LEAN = Verified("the lean decoder", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"rope"}}, devices=("cpu",))
+    "dropout": ANY, "position": {"rope"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 class LeanDecoder:
@@ -100,16 +100,17 @@ class LeanDecoder:
         self.model = model
         d = lambda t: t.detach()  # noqa: E731  (no autograd bookkeeping per operation)
         self.layers = []
-        held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias, model.lm_head.weight,
-                model.lm_head.bias]
+        head = model.lm_head
+        held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias, head.weight]
         for b in model.h:
             params = [b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
                       b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
                       b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias]
             held += params
             self.layers.append(([d(p) for p in params], b.ln_1.eps, b.ln_2.eps))
-        check_same_parameters(LEAN.name, held, model)
-        self.wte, self.lnf_w, self.lnf_b, self.head_w, self.head_b = (d(p) for p in held[:5])
+        check_same_parameters(LEAN.name, held + ([head.bias] if head.bias is not None else []), model)
+        self.wte, self.lnf_w, self.lnf_b, self.head_w = (d(p) for p in held[:4])
+        self.head_b = d(head.bias) if head.bias is not None else None
         self.lnf_eps = model.ln_f.eps
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
 
@@ -175,7 +176,7 @@ class Decoder:
 # The batched step: several sequences at once, each at its own position, for the server.
 BATCH = Verified("the batched ring decoder", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"rope"}}, devices=("cpu",))
+    "dropout": ANY, "position": {"rope"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 class BatchRingDecoder:

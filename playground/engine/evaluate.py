@@ -1,5 +1,5 @@
 """Scoring a model on a whole text: the loss, perplexity and bits per character, every
-character predicted once, in windows of the block size (tasks.py scores prompts)."""
+token predicted once, in windows of the block size (tasks.py scores prompts)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from playground.engine.corpus import check_text
 from playground.engine.errors import CorpusError
 from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.tokenizer import Tokenizer
 
 
 # -- a whole text ---------------------------------------------------------------------------
@@ -58,26 +58,36 @@ def full_loss(model: GPT, ids: torch.Tensor, block_size: int, batch_size: int = 
 
 @dataclass(frozen=True)
 class TextScore:
-    loss: float                 # nats per character, over every predicted character
-    characters: int             # characters predicted (all but the first known one)
+    loss: float                 # nats per token (per character, for a character model)
+    tokens: int                 # tokens predicted (all but the first)
+    characters: int             # the characters those tokens hold
     unknown_characters: int     # characters the model never saw: left out, and counted
     unknown: tuple[str, ...]    # which ones
 
     @property
     def perplexity(self) -> float:
+        """Per token: how many tokens the model is effectively choosing between."""
         return math.exp(min(self.loss, 700.0))
 
     @property
     def bits_per_char(self) -> float:
-        return self.loss / math.log(2)
+        """The figure that compares models across tokenizers."""
+        return self.loss * self.tokens / max(self.characters, 1) / math.log(2)
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "perplexity": self.perplexity, "bits_per_char": self.bits_per_char,
+                "tokens": self.tokens, "characters": self.characters,
+                "unknown_characters": self.unknown_characters, "unknown": list(self.unknown[:10])}
 
 
-def score_text(model: GPT, tokenizer: CharTokenizer, text: str) -> TextScore:
+def score_text(model: GPT, tokenizer: Tokenizer, text: str) -> TextScore:
     """Score a text the model may not have seen; characters outside its vocabulary are left
     out of the score and reported, never silently dropped."""
     text = check_text(text)
     encoded = tokenizer.encode_lenient(text)
     if len(encoded.ids) < 2:
-        raise CorpusError("the text has fewer than two characters the model knows: nothing to score")
+        raise CorpusError(f"the text has fewer than two {tokenizer.unit} the model knows: nothing to score")
     total, n = loss_sum(model, torch.tensor(encoded.ids), model.config.block_size)
-    return TextScore(total / n, n, len(text) - len(encoded.ids), encoded.unknown)
+    characters = len(tokenizer.decode(encoded.ids)) - len(tokenizer.decode(encoded.ids[:1]))
+    return TextScore(total / n, n, characters, len(text) - len(tokenizer.decode(encoded.ids)),
+                     encoded.unknown)

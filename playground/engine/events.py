@@ -21,12 +21,14 @@ def perplexity(loss: Optional[float]) -> Optional[float]:
 class Started:
     params: int
     vocab_size: int
-    n_train: int             # characters in the training split
-    n_val: int               # characters held out (0: validation unavailable)
+    n_train: int             # tokens in the training split (characters, for a character model)
+    n_val: int               # tokens held out (0: validation unavailable)
     first_step: int          # 0 for a new model, more when continuing
     last_step: int           # the run ends after this step
     threads: int
     message: str = ""        # e.g. why validation is unavailable
+    tokenizer: str = "char"  # "char" or "bpe": what one token is
+    chars_per_token: float = 1.0   # of the validation text (the training text when none)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Eval:
     elapsed_s: float
     best_step: Optional[int] = None  # the step of the lowest validation loss so far
     task_accuracy: Optional[float] = None  # share of the corpus's held-out tasks answered (0-1)
+    train_bpc: Optional[float] = None  # the losses in bits per character: comparable across
+    val_bpc: Optional[float] = None    # tokenizers (a loss is per token, in nats)
 
     @property
     def train_ppl(self) -> Optional[float]:

@@ -15,7 +15,7 @@ from playground.engine.fastpath import ANY, Verified, check_same_parameters
 # elementwise over whatever parameters the model holds; the fused kernel was checked on the CPU
 FLAT_ADAMW = Verified("the flat AdamW", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}}, devices=("cpu",))
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 class FlatAdamW:

@@ -22,7 +22,7 @@ from playground.engine.model import GPT
 aten = torch.ops.aten
 HAND_STEP = Verified("the hand-written training step", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": {0.0}, "position": {"learned"}}, devices=("cpu",))
+    "dropout": {0.0}, "position": {"learned"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 class _Layer:
@@ -79,8 +79,11 @@ class HandStep:
         self.layers = [_Layer(block) for block in model.h]
         self.wte, self.wpe = model.wte.weight.detach(), model.wpe.weight.detach()
         self.ln_f = _Norm(model.ln_f)
-        self.head_w, self.head_b = model.lm_head.weight.detach(), model.lm_head.bias.detach()
-        self.params = [model.lm_head.weight, model.lm_head.bias, model.ln_f.weight, model.ln_f.bias]
+        head = model.lm_head
+        self.head_w = head.weight.detach()
+        self.head_b = head.bias.detach() if head.bias is not None else None
+        self.params = [head.weight] + ([head.bias] if head.bias is not None else []) + \
+            [model.ln_f.weight, model.ln_f.bias]
         for layer in reversed(self.layers):
             self.params += layer.params
         self.params += [model.wpe.weight, model.wte.weight]
@@ -106,12 +109,13 @@ class HandStep:
             saved.append(x)
             x = self._block_forward(layer, x, B, T, saved)
         h, mean, rstd = self.ln_f.forward(x)
-        logits = torch.addmm(self.head_b, h, self.head_w.t())
+        logits = h @ self.head_w.t() if self.head_b is None else torch.addmm(self.head_b, h, self.head_w.t())
         loss, dlogits = _cross_entropy(logits, targets.reshape(-1), weights, T)
         # ---- backward, last layer first, into each parameter's .grad in self.params order
         grads = _Grads(self.params)
         grads.mm(dlogits.t(), h)
-        grads.sum(dlogits)
+        if self.head_b is not None:
+            grads.sum(dlogits)
         dx = self.ln_f.backward(dlogits @ self.head_w, x, mean, rstd, grads)
         for layer in reversed(self.layers):
             dx = self._block_backward(layer, dx, saved, B, T, grads)

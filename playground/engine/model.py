@@ -1,7 +1,8 @@
 """The GPT, top to bottom: positions -> CausalSelfAttention -> MLP -> Block -> GPT.
 
 Token + position embeddings, pre-layer-norm blocks with residuals, a final layer norm and a
-linear head with bias (the reference 2x64 model on 13 characters has 103,821 parameters).
+linear head with bias (the reference 2x64 model on 13 characters has 103,821 parameters; the
+bias is optional, for exact exports).
 This file is the one statement of the architecture: training, evaluation and generation's
 prefill all run GPT.forward. What goes faster lives beside it and is held to it by tests:
 the hand-written training step (handstep.py) and the caches and lean decoder (decode.py).
@@ -152,7 +153,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.head_bias)
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections so the residual stream's variance stays put
         for name, p in self.named_parameters():
@@ -163,7 +164,8 @@ class GPT(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 

@@ -12,7 +12,7 @@ from playground.engine.fastpath import ANY, Verified
 
 FORMULA = Verified("the parameter-count formula", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}}, devices=("cpu",))
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 def count_params(config) -> int:
@@ -27,10 +27,11 @@ def count_params(config) -> int:
 
 def formula(config) -> int:
     """Token embedding, positions (learned only), per block two layer norms, attention and MLP,
-    a final layer norm and the head with its bias."""
+    a final layer norm and the head (with its bias, when it has one)."""
     C, V, T = config.n_embd, config.vocab_size, config.block_size
     norms = 2 * 2 * C
     attention = (C * 3 * C + 3 * C) + (C * C + C)
     mlp = (C * 4 * C + 4 * C) + (4 * C * C + C)
     positions = T * C if config.position == "learned" else 0
-    return V * C + positions + config.n_layer * (norms + attention + mlp) + 2 * C + (C * V + V)
+    return V * C + positions + config.n_layer * (norms + attention + mlp) + 2 * C + C * V + \
+        (V if config.head_bias else 0)

@@ -1,7 +1,9 @@
-"""Sampling: a generator that yields one character at a time, like nanochat's streaming engine.
+"""Sampling: a generator that yields one token at a time, like nanochat's streaming engine.
 
 Temperature 0 is greedy; top-k and top-p trim the distribution; the context is cropped to the
-block size. The logits come from decode.Decoder (caches and the lean step live there).
+block size. The logits come from decode.Decoder (caches and the lean step live there). Each
+token comes with the text it adds (tokenizer.TextStream: a BPE token may end halfway through
+a character, which then shows with the next one).
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from playground.engine.config import SampleConfig
 from playground.engine.decode import Decoder
 from playground.engine.errors import ModelError, PromptError
 from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer, Encoded
+from playground.engine.tokenizer import Encoded, TextStream, Tokenizer
 
 
 @dataclass(frozen=True)
 class Token:
-    """One sampled character, with the distribution it was drawn from (after filtering)."""
+    """One sampled token, with the distribution it was drawn from (after filtering)."""
 
     id: int
-    char: str
+    text: str            # what it adds to the output: '' while a character is incomplete
     probs: torch.Tensor  # (V,) float32, sums to 1
 
 
@@ -52,10 +54,10 @@ def filter_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: fl
     return probs
 
 
-def prepare_prompt(tokenizer: CharTokenizer, prompt: str) -> Encoded:
+def prepare_prompt(tokenizer: Tokenizer, prompt: str) -> Encoded:
     """The one rule for a prompt's characters, wherever a prompt is typed (CLI, window,
     server): unknown ones are dropped and named in `Encoded.message`; a prompt that had
-    characters but none the model knows raises PromptError."""
+    characters but none the model knows raises PromptError. (A BPE model knows them all.)"""
     encoded = tokenizer.encode_lenient(prompt)
     if not encoded.ids and prompt:
         raise PromptError(f"none of the prompt's characters is in the model's vocabulary "
@@ -63,33 +65,70 @@ def prepare_prompt(tokenizer: CharTokenizer, prompt: str) -> Encoded:
     return encoded
 
 
-def stream_tokens(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
+def start_ids(tokenizer: Tokenizer, start_char: Optional[str]) -> list[int]:
+    """What an empty prompt starts from: the training text's first character (saved with
+    the model), else the first character of the vocabulary, or a newline for subwords."""
+    if start_char:
+        ids = tokenizer.encode_lenient(start_char).ids
+        if ids:
+            return ids
+    return [0] if tokenizer.kind == "char" else tokenizer.encode_lenient("\n").ids
+
+
+class Budget:
+    """When to stop: after max_new_tokens tokens when that is set, else once max_new_chars
+    characters are out (the last token's text is cut to fit)."""
+
+    def __init__(self, config: SampleConfig):
+        self.tokens, self.chars = config.max_new_tokens, config.max_new_chars
+        # an unfinished character waits for at most 3 more bytes: this many tokens always end
+        self.cap = self.tokens or 4 * self.chars
+
+    @property
+    def spent(self) -> bool:
+        return self.cap <= 0 or (not self.tokens and self.chars <= 0)
+
+    def take(self, text: str) -> str:
+        """Count one token with its text; return the part of the text that fits."""
+        self.cap -= 1
+        if self.tokens:
+            self.tokens -= 1
+            return text
+        text = text[: self.chars]
+        self.chars -= len(text)
+        return text
+
+
+def stream_tokens(model: GPT, tokenizer: Tokenizer, prompt: str = "",
                   config: SampleConfig = SampleConfig(), start_char: Optional[str] = None,
                   use_cache: bool = True) -> Iterator[Token]:
-    """Yield sampled tokens one by one. With an empty prompt the first token is start_char
-    (the first character of the training text), yielded as if sampled, with certainty."""
+    """Yield sampled tokens one by one. With an empty prompt the first tokens are those of
+    start_char (the first character of the training text), yielded as if sampled, with
+    certainty."""
     config.check()
     ids = list(prepare_prompt(tokenizer, prompt).ids)
-    if config.max_new_chars == 0:
+    budget = Budget(config)
+    if budget.spent:
         return
-    remaining = config.max_new_chars
+    text = TextStream(tokenizer)
     if not ids:
-        first = start_char if start_char in tokenizer.stoi else tokenizer.chars[0]
-        ids = [tokenizer.stoi[first]]
-        certain = torch.zeros(tokenizer.vocab_size)
-        certain[ids[0]] = 1.0
-        yield Token(ids[0], first, certain)
-        remaining -= 1
+        for first in start_ids(tokenizer, start_char):
+            certain = torch.zeros(tokenizer.vocab_size)
+            certain[first] = 1.0
+            ids.append(first)
+            yield Token(first, budget.take(text.push(first)), certain)
+            if budget.spent:
+                return
     was_training = model.training
     model.eval()
     try:
         decoder = Decoder(model, use_cache)
         generator = torch.Generator().manual_seed(config.seed)
-        for _ in range(remaining):
+        while not budget.spent:
             probs = filter_probs(decoder.next_logits(ids), config.temperature, config.top_k, config.top_p)
             nxt = draw(probs, config.temperature, generator)
             ids.append(nxt)
-            yield Token(nxt, tokenizer.chars[nxt], probs)
+            yield Token(nxt, budget.take(text.push(nxt)), probs)
     finally:
         model.train(was_training)
 
@@ -119,13 +158,15 @@ def draw_from(probs: list[float], temperature: float, generator: torch.Generator
                      "with a lower learning rate")
 
 
-def stream(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
+def stream(model: GPT, tokenizer: Tokenizer, prompt: str = "",
            config: SampleConfig = SampleConfig(), start_char: Optional[str] = None) -> Iterator[str]:
-    """Yield the generated text one character at a time."""
+    """Yield the generated text a token at a time (a character at a time for a character
+    model), never half a character."""
     for token in stream_tokens(model, tokenizer, prompt, config, start_char):
-        yield token.char
+        if token.text:
+            yield token.text
 
 
-def generate(model: GPT, tokenizer: CharTokenizer, prompt: str = "",
+def generate(model: GPT, tokenizer: Tokenizer, prompt: str = "",
              config: SampleConfig = SampleConfig(), start_char: Optional[str] = None) -> str:
     return "".join(stream(model, tokenizer, prompt, config, start_char))

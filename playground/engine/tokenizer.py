@@ -1,13 +1,23 @@
-"""Character-level tokenizer: one id per distinct character of the corpus, saved with the model."""
+"""Tokenizers: text <-> ids, saved with the model.
+
+`CharTokenizer` (the default and the book's): one id per distinct character of the corpus.
+`BPETokenizer` (bpe.py): a byte-level BPE trained on the corpus; any text encodes. Both answer
+the same questions, so the rest of the engine never asks which one it has: every token is
+some bytes (`token_bytes`), shown to people as `label` (a byte fragment as <0xE2>), and a
+stream of ids becomes text through `TextStream`, which never shows half a character.
+"""
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
 import numpy as np
 
 from playground.engine.errors import ConfigError, PromptError
+
+KINDS = ("char", "bpe")
 
 
 @dataclass(frozen=True)
@@ -30,8 +40,97 @@ class Encoded:
         return f"the model never saw {self.unknown_list()}; dropped from the prompt"
 
 
-class CharTokenizer:
+class Tokenizer:
+    """What every tokenizer answers. Subclasses set `kind` and implement the abstract five."""
+
+    kind = ""
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def encode_lenient(self, text: str) -> Encoded:
+        """Encode, dropping what the vocabulary cannot hold and naming it once each."""
+        raise NotImplementedError
+
+    def encode_array(self, text: str, progress: Optional[Callable[[float], None]] = None) -> np.ndarray:
+        """Encode a whole corpus fast into the smallest integer type that holds the ids."""
+        raise NotImplementedError
+
+    def token_bytes(self, i: int) -> bytes:
+        """The UTF-8 bytes a token stands for (a BPE token may hold part of a character)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for `info` and the window: what kind, how many tokens."""
+        raise NotImplementedError
+
+    # -- shared -------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Encode text whose every character is known; raises PromptError naming the unknown."""
+        encoded = self.encode_lenient(text)
+        if encoded.unknown:
+            raise PromptError(f"the model never saw {encoded.unknown_list()}")
+        return encoded.ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of these ids; an incomplete character at the very end is left out."""
+        stream = TextStream(self)
+        return "".join(stream.push(int(i)) for i in ids)
+
+    def label(self, i: int) -> str:
+        """How a person sees token i: its text, with bytes that are not whole characters
+        written as <0xE2>."""
+        return readable(self.token_bytes(int(i)))
+
+    @property
+    def unit(self) -> str:
+        """What one id is called in messages: 'characters' or 'tokens'."""
+        return "characters" if self.kind == "char" else "tokens"
+
+
+def readable(data: bytes) -> str:
+    """Bytes as text, each byte that is not part of a whole UTF-8 character as <0xNN>."""
+    out, i = [], 0
+    while i < len(data):
+        for width in (1, 2, 3, 4):  # the shortest valid character starting here
+            try:
+                out.append(data[i:i + width].decode("utf-8"))
+                i += width
+                break
+            except UnicodeDecodeError:
+                continue
+        else:
+            out.append(f"<0x{data[i]:02X}>")
+            i += 1
+    return "".join(out)
+
+
+class TextStream:
+    """Token ids in, text out, one piece per token: bytes that do not finish a character wait
+    for the next token, so streaming never shows half of one. A byte sequence that can never
+    become a character is shown as U+FFFD once it is known to be broken."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, i: int) -> str:
+        return self._decoder.decode(self.tokenizer.token_bytes(i))
+
+    @property
+    def waiting(self) -> bool:
+        """True while the last tokens hold part of a character."""
+        return bool(self._decoder.getstate()[0])
+
+
+class CharTokenizer(Tokenizer):
     """Maps characters to ids in sorted order, so the same text always gives the same ids."""
+
+    kind = "char"
 
     def __init__(self, chars: Iterable[str]):
         chars = list(chars)
@@ -43,6 +142,7 @@ class CharTokenizer:
             raise ConfigError("vocabulary has repeated characters")
         self.chars: list[str] = chars
         self.stoi = {c: i for i, c in enumerate(chars)}
+        self._bytes = [c.encode("utf-8", errors="surrogatepass") for c in chars]
         # A code-point lookup table makes encoding a 50 MB text one numpy pass.
         self._max_cp = max(ord(c) for c in chars)
 
@@ -54,15 +154,7 @@ class CharTokenizer:
     def vocab_size(self) -> int:
         return len(self.chars)
 
-    def encode(self, text: str) -> list[int]:
-        """Encode text whose every character is known; raises PromptError naming the unknown."""
-        encoded = self.encode_lenient(text)
-        if encoded.unknown:
-            raise PromptError(f"the model never saw {encoded.unknown_list()}")
-        return encoded.ids
-
     def encode_lenient(self, text: str) -> Encoded:
-        """Encode, dropping characters outside the vocabulary and reporting them once each."""
         ids, unknown = [], []
         for c in text:
             i = self.stoi.get(c)
@@ -73,8 +165,9 @@ class CharTokenizer:
                 ids.append(i)
         return Encoded(ids, tuple(unknown))
 
-    def encode_array(self, text: str, chunk: int = 1 << 20) -> np.ndarray:
-        """Encode a whole corpus fast, a chunk at a time so a 50 MB text needs no 4x temporaries."""
+    def encode_array(self, text: str, progress: Optional[Callable[[float], None]] = None,
+                     chunk: int = 1 << 20) -> np.ndarray:
+        """One numpy pass a chunk at a time, so a 50 MB text needs no 4x temporaries."""
         dtype = np.uint8 if self.vocab_size <= 256 else np.int32
         table = np.full(self._max_cp + 1, -1, dtype=np.int32)
         for i, c in enumerate(self.chars):
@@ -89,16 +182,38 @@ class CharTokenizer:
                 missing = sorted({c for c in piece if c not in self.stoi})[:10]
                 raise PromptError(f"characters not in the vocabulary: {missing}")
             out[start:start + len(piece)] = ids
+            if progress:
+                progress(min(start + chunk, len(text)) / max(len(text), 1))
         return out
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def token_bytes(self, i: int) -> bytes:
+        return self._bytes[i]
+
+    def label(self, i: int) -> str:
+        return self.chars[int(i)]
+
     def to_dict(self) -> dict:
         return {"type": "char", "chars": "".join(self.chars)}
+
+    def describe(self) -> str:
+        return f"characters: {self.vocab_size} distinct"
 
     @classmethod
     def from_dict(cls, data: dict) -> "CharTokenizer":
         if not isinstance(data, dict) or data.get("type") != "char" or not isinstance(data.get("chars"), str):
             raise ConfigError("vocabulary must be an object {'type': 'char', 'chars': '...'}")
         return cls(list(data["chars"]))
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """The tokenizer a model file describes, of whichever kind."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "bpe":
+        from playground.engine.bpe import BPETokenizer
+        return BPETokenizer.from_dict(data)
+    if kind == "char":
+        return CharTokenizer.from_dict(data)
+    raise ConfigError(f"tokenizer type {kind!r} is unknown: use one of {', '.join(KINDS)}")

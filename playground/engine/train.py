@@ -39,7 +39,7 @@ def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optiona
     cores = os.cpu_count() or 1
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
-        rows = min(rows, max(distinct_windows(corpus.text[: corpus.n_train], model_cfg.block_size), 1))
+        rows = min(rows, max(distinct_windows(corpus.ids[: corpus.n_train], model_cfg.block_size), 1))
     work = count_params(model_cfg) * rows * model_cfg.block_size
     return 1 if work < 5e6 or cores < 2 else min(cores, 8)
 
@@ -61,7 +61,7 @@ class Trainer:
         model_cfg.check()
         if model_cfg.vocab_size != corpus.tokenizer.vocab_size:
             raise ValueError("model vocabulary does not match the corpus tokenizer")
-        check_fits_text(model_cfg, train_cfg, corpus.n_train)
+        check_fits_text(model_cfg, train_cfg, corpus.n_train, corpus.tokenizer.unit)
         self.model_cfg, self.train_cfg, self.corpus = model_cfg, train_cfg, corpus
         self.device = torch.device(device)
         self.threads = train_cfg.threads or auto_threads(model_cfg, train_cfg, corpus)
@@ -147,7 +147,9 @@ class Trainer:
         self.last_val_loss = self.estimate_loss("val")
         self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
         accuracy, answers = self._task_check()
-        yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step, accuracy)
+        yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step, accuracy,
+                   self.corpus.bits_per_char(train_loss, "train"),
+                   self.corpus.bits_per_char(self.last_val_loss, "val"))
         if self.train_cfg.sample_chars or answers:
             text = self.sample_text() if self.train_cfg.sample_chars else ""
             yield Sample(self.step, text, answers)
@@ -172,7 +174,8 @@ class Trainer:
         message = "" if self.corpus.has_validation else (
             "validation unavailable: the text is too short to hold out a validation window")
         yield Started(self.model.num_params(), self.model_cfg.vocab_size, self.corpus.n_train,
-                      self.corpus.n_val, first, last, self.threads, message)
+                      self.corpus.n_val, first, last, self.threads, message,
+                      self.corpus.tokenizer.kind, self.corpus.chars_per_token())
         data = self.corpus.train_ids()
         # each rank draws its own batches; a continued run does not repeat the first one's
         gen = torch.Generator().manual_seed(cfg.seed + first + 1_000_003 * self.rank)

@@ -14,15 +14,28 @@ import torch
 
 from playground.engine.config import SampleConfig
 from playground.engine.decode import BATCH, BatchRingDecoder, Decoder
-from playground.engine.sample import draw, draw_from, filter_probs
+from playground.engine.sample import draw, draw_from, filter_probs, start_ids
+from playground.engine.tokenizer import TextStream
 from playground.serve.stops import StopFilter
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One generated token's log-probability and its likeliest alternatives, as the client sees
+    them: `token` is its text (a byte that is not a whole character written as <0xE2>),
+    `data` its bytes, `chars` the characters it added to the output."""
+    token: str
+    logprob: float
+    top: tuple                  # (token, logprob, bytes) of the alternatives, likeliest first
+    data: bytes
+    chars: int
 
 
 @dataclass(frozen=True)
 class Piece:
     """Text ready for the client, with the tokens it is made of and their log-probabilities."""
     text: str
-    tokens: tuple = ()          # (token, logprob, {alternative: logprob}) per token
+    tokens: tuple = ()          # TokenInfo per token, when log-probabilities were asked for
 
 
 @dataclass(frozen=True)
@@ -57,12 +70,10 @@ class _Slot:
         self.decoder: Optional[Decoder] = None
         self.row: Optional[int] = None     # its row in the batch, once it joined
         self.last_token_at: Optional[float] = None
-        if not self.ids:  # like generate: an empty prompt starts at the corpus's first character
-            first = start_char if start_char in tokenizer.stoi else tokenizer.chars[0]
-            self.ids = [tokenizer.stoi[first]]
-            self.certain_first = True
-        else:
-            self.certain_first = False
+        self.text = TextStream(tokenizer)  # ids -> text, never half a character
+        # like generate: an empty prompt starts with the corpus's first character, as if sampled
+        self.certain = [] if self.ids else start_ids(tokenizer, start_char)
+        self.ids += self.certain
 
 
 class Engine:
@@ -131,10 +142,12 @@ class Engine:
         new = [s for s in self._active if s.decoder is None and s.row is None]
         for slot in new:  # prefill each new prompt alone, as generate does
             slot.decoder = Decoder(self.model)
-            if slot.certain_first:
-                certain = torch.full((self.tokenizer.vocab_size,), -torch.inf)
-                certain[slot.ids[0]] = 0.0
-                self._emit(slot, slot.ids[0], certain if slot.job.logprobs is not None else None)
+            if slot.certain:
+                for first in slot.certain:
+                    certain = torch.full((self.tokenizer.vocab_size,), -torch.inf)
+                    certain[first] = 0.0
+                    if slot in self._active:  # max_tokens may end it within these
+                        self._emit(slot, first, certain if slot.job.logprobs is not None else None)
             else:
                 self._advance(slot, slot.decoder.next_logits(slot.ids))
         rest = [s for s in self._active if s not in new]
@@ -200,12 +213,16 @@ class Engine:
             m.tokens.inc()
         slot.last_token_at = now
         slot.produced += 1
+        piece = slot.text.push(token)
         info = None
         if slot.job.logprobs is not None:
+            tok = self.tokenizer
             top = torch.topk(logprobs, min(slot.job.logprobs, logprobs.numel()))
-            info = (self.tokenizer.chars[token], float(logprobs[token]),
-                    {self.tokenizer.chars[i]: float(v) for v, i in zip(top.values.tolist(), top.indices.tolist())})
-        text, stopped, held = slot.stops.feed(self.tokenizer.chars[token], info)
+            info = TokenInfo(tok.label(token), float(logprobs[token]),
+                             tuple((tok.label(i), float(v), tok.token_bytes(i))
+                                   for v, i in zip(top.values.tolist(), top.indices.tolist())),
+                             tok.token_bytes(token), len(piece))
+        text, stopped, held = slot.stops.feed(piece, info)
         if text:
             slot.job.on_event(Piece(text, held))
         if stopped:

@@ -108,23 +108,26 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def completion_logprobs(tokens: list[tuple], offset: int) -> dict:
-    """OpenAI's legacy logprobs object for the generated tokens; offsets count from `offset`."""
+def completion_logprobs(tokens: list, offset: int) -> dict:
+    """OpenAI's legacy logprobs object for the generated tokens (engine.TokenInfo); offsets
+    count characters from `offset`."""
     out = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
-    for token, logprob, top in tokens:
-        out["tokens"].append(token)
-        out["token_logprobs"].append(logprob)
-        out["top_logprobs"].append(top)
+    for info in tokens:
+        out["tokens"].append(info.token)
+        out["token_logprobs"].append(info.logprob)
+        out["top_logprobs"].append({t: lp for t, lp, _ in info.top})
         out["text_offset"].append(offset)
-        offset += len(token)
+        offset += info.chars
     return out
 
 
-def chat_logprobs(tokens: list[tuple]) -> dict:
-    return {"content": [{"token": token, "logprob": logprob, "bytes": list(token.encode()),
-                         "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
-                                          for t, lp in top.items()]}
-                        for token, logprob, top in tokens]}
+def chat_logprobs(tokens: list) -> dict:
+    """The chat logprobs object: each token with its UTF-8 bytes (a BPE token may hold part
+    of a character; the bytes let a client put characters back together)."""
+    return {"content": [{"token": info.token, "logprob": info.logprob, "bytes": list(info.data),
+                         "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(data)}
+                                          for t, lp, data in info.top]}
+                        for info in tokens]}
 
 
 def sse(payload: Union[dict, str]) -> str:

@@ -103,12 +103,15 @@ class EvaluateDialog(QDialog):
         lines = [f"Model at step {result['step']:,}"]
         text = result.get("text")
         if text:
-            lines.append(f"Text: {result['label']}, {text['characters']:,} characters predicted")
+            subwords = result.get("unit") == "tokens"
+            counted = f"{text['tokens']:,} tokens ({text['characters']:,} characters)" if subwords \
+                else f"{text['characters']:,} characters"
+            lines.append(f"Text: {result['label']}, {counted} predicted")
             if text["unknown_characters"]:
                 shown = ", ".join(repr(c) for c in text["unknown"])
                 lines.append(f"  {text['unknown_characters']:,} characters the model never saw were "
                              f"left out of the score ({shown})")
-            lines.append(f"  loss {text['loss']:.4f} nats per character, perplexity "
+            lines.append(f"  loss {text['loss']:.4f} nats per {'token' if subwords else 'character'}, perplexity "
                          f"{text['perplexity']:.3f}, {text['bits_per_char']:.4f} bits per character")
         tasks = result.get("tasks")
         if tasks:

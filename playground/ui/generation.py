@@ -126,10 +126,8 @@ class GenerationController(QObject):
             snapshot = model.snapshot()
             result = {"label": label, "step": model.step}
             if text is not None:
-                s = score_text(snapshot, model.tokenizer, text)
-                result["text"] = {"loss": s.loss, "perplexity": s.perplexity, "characters": s.characters,
-                                  "bits_per_char": s.bits_per_char, "unknown_characters": s.unknown_characters,
-                                  "unknown": list(s.unknown[:10])}
+                result["text"] = score_text(snapshot, model.tokenizer, text).to_dict()
+                result["unit"] = model.tokenizer.unit
             if tasks:
                 result["tasks"] = score_tasks(snapshot, model.tokenizer, list(tasks), model.start_char).to_dict()
             yield result
