@@ -95,8 +95,45 @@ def test_autograd_flag_trains_the_same_run(trained, tmp_path):
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
+@pytest.fixture(scope="module")
+def bpe_trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bpe")
+    ckpt, log = tmp / "bpe.safetensors", tmp / "run.jsonl"
+    result = cli("train", "--builtin", "fable", *TINY, "--steps", "20", "--eval-interval", "10",
+                 "--tokenizer", "bpe", "--vocab-size", "300", "--no-head-bias", "--out", ckpt,
+                 "--log-json", log)
+    assert result.returncode == 0, result.stderr
+    return ckpt, log, result
+
+
+def test_a_bpe_model_trains_logs_bits_per_character_and_generates_tokens(bpe_trained):
+    ckpt, log, result = bpe_trained
+    assert "tokens (BPE, 300 in the vocabulary" in result.stderr and "bits/char" in result.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert events[0]["tokenizer"] == "bpe" and events[0]["chars_per_token"] > 1.5
+    evals = [e for e in events if e["event"] == "eval"]
+    assert all(e["val_bpc"] < e["val_loss"] / 0.6931 for e in evals)  # fewer bits per char than per token
+    out = cli("generate", ckpt, "--prompt", "café 🎉", "--tokens", "10", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("café 🎉")  # (20 steps in, it still writes stray bytes: U+FFFD)
+    chars = cli("generate", ckpt, "--prompt", "The", "--chars", "40", "--seed", "1")
+    assert len(chars.stdout.rstrip("\n")) == 3 + 40
+    info = cli("info", ckpt)
+    assert "byte-level BPE: 300 tokens (44 merges)" in info.stdout and "no head bias" in info.stdout
+
+
+def test_continuing_a_bpe_model_keeps_its_tokenizer(bpe_trained, tmp_path):
+    ckpt, _, _ = bpe_trained
+    refused = cli("train", "--resume", ckpt, "--tokenizer", "char", "--steps", "2")
+    assert refused.returncode == 2 and "keeps its tokenizer" in refused.stderr
+    more = cli("train", "--resume", ckpt, "--builtin", "phrase", "--steps", "2", "--out", tmp_path / "m2")
+    assert more.returncode == 0, more.stderr  # any text: a BPE model has no unknown characters
+
+
 @pytest.mark.parametrize("args,words", [
     (["train", "--width", "100", "--heads", "3"], "width 100 must be divisible by heads 3"),
+    (["train", "--tokenizer", "bpe", "--vocab-size", "100"], "BPE vocabulary size 100 is out of range"),
+    (["generate", "pyproject.toml", "--tokens", "5", "--chars", "5"], "not allowed with argument"),
     (["train", "--text", "to be or not to be", "--block", "256"], "block size 256 is longer than the training text"),
     (["train", "--layers", "abc"], "invalid int value"),
     (["train", "--lr", "nan"], "learning rate must be a finite number"),

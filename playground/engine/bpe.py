@@ -13,11 +13,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from playground.engine.config import MAX_BPE_VOCAB as MAX_VOCAB
+from playground.engine.config import MIN_BPE_VOCAB as MIN_VOCAB
 from playground.engine.errors import ConfigError
 from playground.engine.tokenizer import Encoded, Tokenizer
 
-MIN_VOCAB = 256          # the bytes themselves: no merges at all
-MAX_VOCAB = 65_536
 DEFAULT_VOCAB = 512      # about 1 MB of text wants 512-1024
 # A corpus is encoded in pieces (in parallel) cut where the pre-tokenizer always cuts: at a
 # newline between two non-space characters, which is a word of its own either way.

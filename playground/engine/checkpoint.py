@@ -22,9 +22,10 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.corpus import tokenizer_from_dict
 from playground.engine.errors import CheckpointError, ConfigError
 from playground.engine.model import GPT
-from playground.engine.tokenizer import Tokenizer, tokenizer_from_dict
+from playground.engine.tokenizer import Tokenizer
 
 FORMAT = "gpt-playground"
 # 2: the tokenizer may be a byte-level BPE ({"type": "bpe", "json": ...}), the model may have

@@ -21,6 +21,7 @@ MAX_VOCAB = 1_114_112  # every Unicode code point
 MAX_BATCH = 4096
 MAX_STEPS = 10_000_000
 MAX_THREADS = 256
+MIN_BPE_VOCAB, MAX_BPE_VOCAB = 256, 65_536   # the bytes themselves (no merges) .. a large BPE
 MAX_LR = 1.0
 
 
@@ -192,7 +193,7 @@ class TrainConfig(_Checked):
         _int_in(errors, "patience", self.patience, 0, 100_000)
         if self.tokenizer not in ("char", "bpe"):
             errors.append(f"tokenizer {self.tokenizer!r} is unknown: use 'char' or 'bpe'")
-        _int_in(errors, "BPE vocabulary size", self.bpe_vocab, 256, 65_536)
+        _int_in(errors, "BPE vocabulary size", self.bpe_vocab, MIN_BPE_VOCAB, MAX_BPE_VOCAB)
         return errors
 
     def edited(self, **changes: Any) -> "TrainConfig":

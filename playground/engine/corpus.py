@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from playground.engine.errors import CorpusError
-from playground.engine.tokenizer import CharTokenizer, Tokenizer
+from playground.engine.errors import ConfigError, CorpusError
+from playground.engine.tokenizer import KINDS, CharTokenizer, Tokenizer
 
 if TYPE_CHECKING:  # torch loads lazily: the window paints before torch is imported
     import torch
@@ -238,6 +238,17 @@ def make_tokenizer(kind: str, text: str, n_train_chars: Optional[int] = None,
         from playground.engine.bpe import BPETokenizer
         return BPETokenizer.train(text[:n_train_chars or len(text)], vocab_size)
     raise CorpusError(f"tokenizer {kind!r} is unknown: use 'char' or 'bpe'")
+
+
+def tokenizer_from_dict(data: dict) -> Tokenizer:
+    """The tokenizer a model file describes, of whichever kind."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "bpe":
+        from playground.engine.bpe import BPETokenizer
+        return BPETokenizer.from_dict(data)
+    if kind == "char":
+        return CharTokenizer.from_dict(data)
+    raise ConfigError(f"tokenizer type {kind!r} is unknown: use one of {', '.join(KINDS)}")
 
 
 def split_sizes(n: int, val_fraction: float, block_size: int) -> tuple[int, int]:

@@ -206,14 +206,3 @@ class CharTokenizer(Tokenizer):
         if not isinstance(data, dict) or data.get("type") != "char" or not isinstance(data.get("chars"), str):
             raise ConfigError("vocabulary must be an object {'type': 'char', 'chars': '...'}")
         return cls(list(data["chars"]))
-
-
-def tokenizer_from_dict(data: dict) -> Tokenizer:
-    """The tokenizer a model file describes, of whichever kind."""
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "bpe":
-        from playground.engine.bpe import BPETokenizer
-        return BPETokenizer.from_dict(data)
-    if kind == "char":
-        return CharTokenizer.from_dict(data)
-    raise ConfigError(f"tokenizer type {kind!r} is unknown: use one of {', '.join(KINDS)}")
