@@ -63,7 +63,7 @@ class AttentionView(QWidget):
         self.chars, self.maps = chars, maps
         self.layer.setMaximum(maps.shape[0] - 1)
         self.head.setMaximum(maps.shape[1] - 1)
-        self.info.setText(f"{len(chars)} characters, weights of step {step:,}; "
+        self.info.setText(f"{len(chars)} tokens, weights of step {step:,}; "
                           f"{maps.shape[0]} layers x {maps.shape[1]} heads")
         self._draw()
 

@@ -108,6 +108,7 @@ class GeneratePanel(QWidget):
         self.stop.clicked.connect(self.halt)
         self.sweep.clicked.connect(self.start_sweep)
         self.odds.branchRequested.connect(self.branch)
+        self.odds.refused.connect(self._say)
         self.output.cursorPositionChanged.connect(self._clicked)
         self.typewriter.shown.connect(self.odds.show_token)
         self.typewriter.drained.connect(self._drained)
@@ -169,12 +170,16 @@ class GeneratePanel(QWidget):
         tokenizer = self.current.tokenizer
         if tokenizer is not None:
             self.top_k.setMaximum(tokenizer.vocab_size)
+            self.next_char.setText("Next character" if tokenizer.kind == "char" else "Next token")
         self._check_prompt(self.prompt.text())
 
     @Slot(str)
     def _check_prompt(self, text: str) -> None:
         tokenizer = self.current.tokenizer
-        message = tokenizer.encode_lenient(text).message if tokenizer is not None else ""
+        self._say(tokenizer.encode_lenient(text).message if tokenizer is not None else "")
+
+    @Slot(str)
+    def _say(self, message: str) -> None:
         self.notice.setText(message[:1].upper() + message[1:])
         self.notice.setVisible(bool(message))
 
@@ -210,7 +215,7 @@ class GeneratePanel(QWidget):
         self._stepping = True
         self.set_running(True)
         # a seed of its own per position: the same text steps to the same character
-        cfg = self.sample_config().replace(max_new_chars=1, seed=self.seed.value() + len(text))
+        cfg = self.sample_config().replace(max_new_tokens=1, seed=self.seed.value() + len(text))
         self.control.generate(text, cfg, every_candidate=True)
 
     @Slot()
@@ -231,9 +236,9 @@ class GeneratePanel(QWidget):
         self.control.sweep(prompt, TEMPERATURES, self.sample_config())
 
     @Slot(int, str)
-    def branch(self, position: int, char: str) -> None:
-        """Put another character at this position of the output and continue from there."""
-        self.prompt.setText(self.text()[:position] + char)
+    def branch(self, position: int, text: str) -> None:
+        """Put another token's text at this position of the output and continue from there."""
+        self.prompt.setText(self.text()[:position] + text)
         self.start()
 
     @Slot(object)
@@ -294,9 +299,9 @@ class GeneratePanel(QWidget):
 
     def select_position(self, position: int) -> bool:
         """Show the odds the model gave at this position of the output (a generated one)."""
-        index = position - self.typewriter.prompt_length
-        if 0 <= index < len(self.tokens):
-            self.odds.show_token(position, self.tokens[index])
+        index = self.typewriter.index_at(position)
+        if index >= 0:
+            self.odds.show_token(self.typewriter.starts[index], self.tokens[index])
             return True
         return False
 

@@ -16,8 +16,15 @@ TOP_CANDIDATES = 10
 NO_MODEL = "There is no model yet: train one (or open a saved model) first"
 
 
+def candidate(tokenizer, i: int, p: float) -> tuple[str, float, str]:
+    """(label, probability, text) of a candidate token; text '' for a byte fragment, which
+    cannot stand on its own in a prompt."""
+    label = tokenizer.label(i)
+    return label, p, label if label == tokenizer.token_bytes(i).decode("utf-8", "replace") else ""
+
+
 class GenerationController(QObject):
-    tokenGenerated = Signal(object)   # (char, probability, [(char, probability), ...])
+    tokenGenerated = Signal(object)   # (text, probability, [(label, probability, text), ...], label)
     generationEnded = Signal()
     sweepStarted = Signal(str)        # the prompt every temperature continues
     sweepToken = Signal(object)       # (index of the temperature, char)
@@ -51,8 +58,10 @@ class GenerationController(QObject):
             return None
 
     def generate(self, prompt: str, cfg: SampleConfig, every_candidate: bool = False) -> bool:
-        """Stream characters with their odds (the likeliest few, or every candidate); False
-        when there is no model or one is writing."""
+        """Stream tokens with their odds (the likeliest few, or every candidate); False when
+        there is no model or one is writing. Each token is (the text it adds, which is '' while
+        a character is incomplete, its probability, the candidates, its label); a candidate is
+        (label, probability, text), its text '' when it is a byte fragment."""
         model = self.current.value
         if model is None or self._generating:
             return False
@@ -65,9 +74,9 @@ class GenerationController(QObject):
             tokenizer = model.tokenizer
             for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char):
                 top = torch.topk(token.probs, min(shown, token.probs.numel()))
-                candidates = [(tokenizer.chars[i], float(p))
+                candidates = [candidate(tokenizer, i, p)
                               for p, i in zip(top.values.tolist(), top.indices.tolist()) if p > 0]
-                yield token.char, float(token.probs[token.id]), candidates
+                yield token.text, float(token.probs[token.id]), candidates, tokenizer.label(token.id)
 
         self._start(run, "generation", self.tokenGenerated, self.generationEnded)
         return True
@@ -91,7 +100,7 @@ class GenerationController(QObject):
         return True
 
     def attention(self, text: str) -> bool:
-        """Attention maps of the text's known characters (cropped to the block), on a worker."""
+        """Attention maps over the text's tokens (cropped to the block), on a worker."""
         model = self.current.value
         if model is None:
             self.failed.emit(NO_MODEL)
@@ -104,7 +113,7 @@ class GenerationController(QObject):
         def run():
             import torch
             maps = model.snapshot().attention_maps(torch.tensor([ids]))[:, 0].numpy().copy()
-            yield [model.tokenizer.chars[i] for i in ids], maps, model.step
+            yield [model.tokenizer.label(i) for i in ids], maps, model.step
 
         worker = GeneratorWorker(run, "attention")
         worker.yielded.connect(self.attentionReady)

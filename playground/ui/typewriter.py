@@ -1,9 +1,11 @@
-"""Writes generated characters into the output box at a pace a person can follow, each tinted by
-the probability it was drawn with. Characters arrive from the generation worker as fast as the
-model makes them; they wait here and are written on a timer, a few per tick or one per tick."""
+"""Writes generated tokens into the output box at a pace a person can follow, each tinted by the
+probability it was drawn with. Tokens arrive from the generation worker as fast as the model
+makes them; they wait here and are written on a timer, a few per tick or one per tick. A token
+is a character for a character model, a piece of a word (or of a character) for a BPE model."""
 
 from __future__ import annotations
 
+import bisect
 from typing import Optional
 
 from PySide6.QtCore import QElapsedTimer, QObject, QTimer, Signal, Slot
@@ -13,23 +15,25 @@ from PySide6.QtWidgets import QPlainTextEdit
 from playground.ui.odds_view import tint
 
 TICK_MS = 40          # at most 25 repaints a second, however fast the model writes
-READABLE_PACE = 25    # characters per second: the default, readable as it appears
+READABLE_PACE = 25    # tokens per second: the default, readable as it appears
 
 
 class Typewriter(QObject):
-    shown = Signal(int, object)   # (position in the output, token) of the last character written
-    drained = Signal()            # the source has ended and every character is written
+    shown = Signal(int, object)   # (position in the output, token) of the last token written
+    drained = Signal()            # the source has ended and every token is written
 
     def __init__(self, output: QPlainTextEdit, parent: Optional[QObject] = None):
         super().__init__(parent)
         self.output = output
-        self.pace = READABLE_PACE    # characters per second; 0 writes them as fast as they come
-        self.tokens: list[tuple] = []  # (char, probability, candidates) of each written character
+        self.pace = READABLE_PACE    # tokens per second; 0 writes them as fast as they come
+        self.tokens: list[tuple] = []  # (text, probability, candidates, label) of each written token
+        self.starts: list[int] = []    # where each written token's text begins in the output
         self.pending: list[tuple] = []
         self.prompt_length = 0
         self.flushes = 0
         self._ended = False
-        self._budget = 0.0           # characters the pace allows but not yet written
+        self._budget = 0.0           # tokens the pace allows but not yet written
+        self._end = 0                # the output's length
         self._clock = QElapsedTimer()
         self.timer = QTimer(self, interval=TICK_MS)
         self.timer.timeout.connect(self.flush)
@@ -37,7 +41,8 @@ class Typewriter(QObject):
     def begin(self, shown_prompt: str) -> None:
         self.pending.clear()
         self.tokens.clear()
-        self.prompt_length = len(shown_prompt)
+        self.starts.clear()
+        self.prompt_length = self._end = len(shown_prompt)
         self._ended, self._budget = False, 0.0
         self.output.blockSignals(True)
         self.output.setPlainText(shown_prompt)
@@ -47,7 +52,7 @@ class Typewriter(QObject):
 
     @Slot(object)
     def push(self, token: tuple) -> None:
-        """token = (char, probability, candidates), as the generation controller emits it."""
+        """token = (text, probability, candidates, label), as the generation controller emits it."""
         self.pending.append(token)
 
     @Slot()
@@ -79,7 +84,7 @@ class Typewriter(QObject):
             self.drained.emit()
 
     def write(self, tokens: list[tuple]) -> None:
-        """Append these characters at once, runs of one tint in one insert."""
+        """Append these tokens at once, runs of one tint in one insert."""
         self.output.blockSignals(True)
         cursor = self.output.textCursor()
         cursor.movePosition(QTextCursor.End)
@@ -97,6 +102,16 @@ class Typewriter(QObject):
         self.output.setTextCursor(cursor)
         self.output.ensureCursorVisible()
         self.output.blockSignals(False)
+        for token in tokens:
+            self.starts.append(self._end)
+            self._end += len(token[0])
         self.tokens.extend(tokens)
         self.flushes += 1
-        self.shown.emit(self.prompt_length + len(self.tokens) - 1, self.tokens[-1])
+        self.shown.emit(self.starts[-1], self.tokens[-1])
+
+    def index_at(self, position: int) -> int:
+        """The written token whose text covers this position of the output (the one that
+        finished a character split across tokens), or -1 (the prompt, or past the end)."""
+        if not self.tokens or not self.prompt_length <= position < self._end:
+            return -1
+        return bisect.bisect_right(self.starts, position) - 1

@@ -42,16 +42,16 @@ def test_shown_probabilities_equal_the_samplers(trained, qtbot):
     tok = trained.current.tokenizer
     expected = list(stream_tokens(model, tok, "the ", SampleConfig(max_new_chars=60, temperature=1.0, seed=5)))
     assert len(panel.tokens) == 60
-    for (char, p, candidates), token in zip(panel.tokens, expected):
-        assert char == token.char and math.isclose(p, float(token.probs[token.id]), rel_tol=1e-6)
+    for (text, p, candidates, label), token in zip(panel.tokens, expected):
+        assert text == label == token.text and math.isclose(p, float(token.probs[token.id]), rel_tol=1e-6)
         top = torch.topk(token.probs, len(candidates))
-        assert [c for c, _ in candidates] == [tok.chars[i] for i in top.indices.tolist()]
+        assert [c[0] for c in candidates] == [tok.label(i) for i in top.indices.tolist()]
     # the chart shows the clicked position's odds
     assert panel.select_position(4 + 10)
-    char, p, candidates = panel.tokens[10]
+    candidates = panel.tokens[10][2]
     shown = panel.odds.shown_probabilities()
-    assert [c for c, _ in shown] == [c for c, _ in candidates]
-    assert np.allclose([q for _, q in shown], [q for _, q in candidates])
+    assert [c for c, _ in shown] == [c[0] for c in candidates]
+    assert np.allclose([q for _, q in shown], [c[1] for c in candidates])
 
 
 def test_branch_continues_from_the_chosen_character(trained, qtbot):
@@ -60,7 +60,7 @@ def test_branch_continues_from_the_chosen_character(trained, qtbot):
     position = 4 + 5
     panel.select_position(position)
     chosen = panel.tokens[5][0]
-    other = next(c for c, _ in panel.tokens[5][2] if c != chosen)
+    other = next(c[2] for c in panel.tokens[5][2] if c[2] != chosen)
     before = panel.text()
     with qtbot.waitSignal(trained.generationFinished, timeout=60_000):
         panel.odds.branchRequested.emit(position, other)
