@@ -21,6 +21,16 @@ class LossHistory:
         self.smoothing = smoothing       # weight of the past in the moving average
         self._ema, self._ema_weight = 0.0, 0.0
         self._time_offset = 0.0          # seconds of earlier runs of the same model
+        self.to_bpc = 1 / math.log(2)    # nats per token -> bits per character (1 character a token)
+        self.per_char = False            # show bits per character instead of nats per token
+
+    def set_chars_per_token(self, chars_per_token: float) -> None:
+        self.to_bpc = 1 / (math.log(2) * max(chars_per_token, 1e-9))
+
+    @property
+    def scale(self) -> float:
+        """What a loss in nats per token is multiplied by to be shown."""
+        return self.to_bpc if self.per_char else 1.0
 
     def clear(self) -> None:
         for series in (self.raw, self.smooth, self.val, self.times, self.val_times):
@@ -74,12 +84,27 @@ class LossHistory:
         self._ema, self._ema_weight = ema, weight
 
     def xy(self, series: Series, by_time: bool) -> tuple[np.ndarray, np.ndarray]:
-        """A series against steps, or against seconds of training."""
+        """A series against steps, or against seconds of training, in the shown unit."""
         x, y = series.view()
         if by_time:
             times = self.val_times if series is self.val else self.times
             x = times.y[: times.n]
-        return x, y
+        return x, y * self.scale
+
+    def readout(self, x: float, by_time: bool) -> str:
+        """The values at the point nearest x (a step, or seconds), in the shown unit."""
+        steps, losses = self.raw.view()
+        xs = self.xy(self.raw, by_time)[0]
+        i = int(np.clip(np.searchsorted(xs, x), 0, self.raw.n - 1))
+        if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
+            i -= 1
+        k = self.scale
+        text = f"step {int(steps[i]):,}: loss {losses[i] * k:.4f}, smoothed {self.smooth.y[i] * k:.4f}"
+        if self.val.n:
+            vx, vy = self.val.view()
+            j = int(np.argmin(np.abs(vx - steps[i])))
+            text += f"; validation {vy[j] * k:.4f} at step {int(vx[j]):,}"
+        return text
 
     def seconds_at(self, step: int) -> float:
         i = int(np.clip(np.searchsorted(self.raw.x[: self.raw.n], step), 0, self.raw.n - 1))

@@ -1,5 +1,6 @@
 """Live loss plot: raw training loss (faint), a debiased moving average over it, validation
 points, a dashed "random guessing" line at ln(vocabulary), hover read-out, log-y, PNG/CSV export.
+In nats per token, or in bits per character, which compares runs of different tokenizers.
 
 Points go into preallocated float64 arrays; a timer redraws at most every 50 ms, so 100,000
 steps stay smooth (pyqtgraph clips to the view and downsamples by peak).
@@ -17,7 +18,6 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.ui.loss_history import LossHistory
-from playground.ui.widgets import Series, named
+from playground.ui.widgets import Series, ask_path, named
 
 SMOOTHING = 0.9   # default weight of the past in the moving average (debiased like TensorBoard's)
 MAX_RUNS = 8      # earlier runs kept on the plot as faint curves
@@ -55,7 +55,7 @@ class LossPlot(QWidget):
                           "(dots). Lower is better; the dashed line is random guessing")
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "step")
-        item.setLabel("left", "loss (nats per character)")
+        item.setLabel("left", "loss (nats per token)")
         item.showGrid(x=False, y=False)
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
@@ -89,19 +89,25 @@ class LossPlot(QWidget):
         self.export.setText("Export")
         self.export.setPopupMode(QToolButton.InstantPopup)
         menu = QMenu(self.export)
-        menu.addAction("Picture (PNG)…", self._ask_png).setObjectName("exportPngAction")
-        menu.addAction("Data (CSV)…", self._ask_csv).setObjectName("exportCsvAction")
+        for name, title, file, kinds, then in (
+                ("exportPngAction", "Picture (PNG)…", "loss.png", "PNG images (*.png)", self.export_png),
+                ("exportCsvAction", "Data (CSV)…", "loss.csv", "CSV files (*.csv)", self.export_csv)):
+            menu.addAction(title, lambda f=file, k=kinds, t=then: ask_path(self, "Export", f, k, t)).setObjectName(name)
         self.export.setMenu(menu)
         self.smoothing_slider = named(QSlider(Qt.Horizontal), "smoothingSlider", "Smoothing",
                                       "Smoothing of the dark curve: a moving average that weighs the "
                                       "past this much (0 shows every step as it is)")
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(int(SMOOTHING * 100))
-        self.smoothing_slider.setMinimumWidth(90)
+        self.smoothing_slider.setMinimumWidth(60)
         self.smoothing_slider.setMaximumWidth(140)
         self.x_axis = named(QComboBox(), "xAxisPicker", "Horizontal axis",
                             "Plot against steps, or against seconds of training (to compare speed)")
         self.x_axis.addItems(["step", "time (s)"])
+        self.unit = named(QComboBox(), "unitPicker", "Loss unit",
+                          "Nats per token (what training minimises), or bits per character, "
+                          "which compares models of different tokenizers on one chart")
+        self.unit.addItems(["nats/token", "bits/char"])
         self.readout = named(QLabel("Hover over the plot to read values"), "plotReadout",
                              "Plot read-out", "The values under the mouse pointer")
         self.readout.setMinimumWidth(50)
@@ -109,6 +115,7 @@ class LossPlot(QWidget):
         bar.addWidget(QLabel("smoothing"))
         bar.addWidget(self.smoothing_slider)
         bar.addWidget(self.x_axis)
+        bar.addWidget(self.unit)
         bar.addWidget(self.log_y)
         bar.addWidget(self.export)
         bar.addStretch(1)
@@ -123,6 +130,7 @@ class LossPlot(QWidget):
         self.log_y.toggled.connect(self._set_log)
         self.smoothing_slider.valueChanged.connect(self._set_smoothing)
         self.x_axis.currentIndexChanged.connect(self._set_axis)
+        self.unit.currentIndexChanged.connect(self._set_unit)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         self.timer = QTimer(self, interval=REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
@@ -142,6 +150,7 @@ class LossPlot(QWidget):
             self.data.rewind(ev.first_step)  # continuing from the kept best weights
         else:
             self.continue_run()
+        self.data.set_chars_per_token(ev.chars_per_token)
         self.set_vocab_size(ev.vocab_size)
         self.begin_run(ev.first_step, ev.last_step)
 
@@ -164,14 +173,15 @@ class LossPlot(QWidget):
                  entry("#e6550d", "●", "validation")]
         if self.best is not None:
             items.append(entry("#2ca02c", "★", f"best: step {self.best[0]:,}, validation "
-                                               f"{self.best[1]:.4f}"))
+                                               f"{self.best[1] * self.data.scale:.4f}"))
         items += [entry(curve.opts["pen"].color().name(), "━", curve.name()) for curve in self.runs]
         self.legend.setText(" &nbsp; ".join(items))
 
     def archive(self) -> None:
         """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
         if self.raw.n:
-            self.archive_run(f"{self._label} -> {self.raw.y[self.raw.n - 1]:.3f}")
+            last = self.raw.y[self.raw.n - 1]
+            self.archive_run(f"{self._label} -> {last:.3f} nats/token, {last * self.data.to_bpc:.3f} bits/char")
         else:
             self.clear()
 
@@ -198,7 +208,7 @@ class LossPlot(QWidget):
         if not self._fixed or self.log_y.isChecked():
             return
         top = max(self.raw.y[: self.raw.n].max() if self.raw.n else 0.0,
-                  self._reference or 0.0)
+                  self._reference or 0.0) * self.data.scale
         if top > self._y_top:
             self._y_top = top * 1.08
             self.plot.getPlotItem().setYRange(0, self._y_top, padding=0)
@@ -220,6 +230,8 @@ class LossPlot(QWidget):
             curve.setZValue(-10)
             curve.setProperty("steps", self.smooth.x[: self.smooth.n].copy())
             curve.setProperty("times", self.data.times.y[: self.data.times.n].copy())
+            curve.setProperty("nats", self.smooth.y[: self.smooth.n].copy())
+            curve.setProperty("to_bpc", self.data.to_bpc)
             self.runs.append(curve)
             if len(self.runs) > MAX_RUNS:
                 old = self.runs.pop(0)
@@ -251,12 +263,20 @@ class LossPlot(QWidget):
         self.redraw()
 
     @Slot(int)
+    def _set_unit(self, index: int) -> None:
+        self.data.per_char = index == 1
+        self.plot.getPlotItem().setLabel("left", "loss (bits per character)" if index else "loss (nats per token)")
+        self._y_top = 0.0
+        self._place_reference()
+        self._update_legend()
+        self._set_axis(self.x_axis.currentIndex())   # redraws every curve, earlier runs too
+
+    @Slot(int)
     def _set_axis(self, index: int) -> None:
         self.plot.getPlotItem().setLabel("bottom", "step" if index == 0 else "seconds of training")
-        for curve in self.runs:
-            key = "steps" if index == 0 else "times"
-            x = curve.property(key)
-            y = curve.yData
+        for curve in self.runs:  # each earlier run in the shown unit, by its own characters per token
+            x = curve.property("steps" if index == 0 else "times")
+            y = curve.property("nats") * (curve.property("to_bpc") if self.data.per_char else 1.0)
             if x is not None and len(x) == len(y):
                 curve.setData(x, y)
         self._dirty = True
@@ -285,16 +305,17 @@ class LossPlot(QWidget):
             self.best_point.setData([], [])
         else:
             step, loss, seconds = self.best
-            self.best_point.setData([seconds if self.x_axis.currentIndex() == 1 else step], [loss])
+            self.best_point.setData([seconds if self.x_axis.currentIndex() == 1 else step], [loss * self.data.scale])
         self.redraws += 1
 
     def _place_reference(self) -> None:
         if self._reference is None:
             self.guess_line.hide()
             return
-        value = math.log10(self._reference) if self.log_y.isChecked() else self._reference
-        self.guess_line.setPos(value)
-        self.guess_line.label.setFormat(f"random guessing: ln(vocabulary) = {self._reference:.2f}")
+        shown = self._reference * self.data.scale
+        self.guess_line.setPos(math.log10(shown) if self.log_y.isChecked() else shown)
+        unit = "bits/char" if self.data.per_char else "nats/token"
+        self.guess_line.label.setFormat(f"random guessing: ln(vocabulary) = {shown:.2f} {unit}")
         self.guess_line.show()
 
     @Slot(bool)
@@ -311,17 +332,7 @@ class LossPlot(QWidget):
         if self.raw.n == 0 or not self.plot.sceneBoundingRect().contains(pos):
             return
         x = self.plot.getPlotItem().vb.mapSceneToView(pos).x()
-        steps, losses = self.raw.view()
-        xs = self._xy(self.raw)[0]  # steps or seconds, whichever the axis shows
-        i = int(np.clip(np.searchsorted(xs, x), 0, self.raw.n - 1))
-        if i > 0 and abs(xs[i - 1] - x) < abs(xs[i] - x):
-            i -= 1
-        text = f"step {int(steps[i]):,}: loss {losses[i]:.4f}, smoothed {self.smooth.y[i]:.4f}"
-        if self.val.n:
-            vx, vy = self.val.view()
-            j = int(np.argmin(np.abs(vx - steps[i])))
-            text += f"; validation {vy[j]:.4f} at step {int(vx[j]):,}"
-        self.readout.setText(text)
+        self.readout.setText(self.data.readout(x, by_time=self.x_axis.currentIndex() == 1))
 
     # -- export -------------------------------------------------------------------------
     def export_png(self, path: str) -> None:
@@ -331,18 +342,4 @@ class LossPlot(QWidget):
 
     def export_csv(self, path: str) -> None:
         self.data.write_csv(path)
-
-    @Slot()
-    def _ask_png(self) -> None:
-        ask_path(self, "Export plot", "loss.png", "PNG images (*.png)", self.export_png)
-
-    @Slot()
-    def _ask_csv(self) -> None:
-        ask_path(self, "Export data", "loss.csv", "CSV files (*.csv)", self.export_csv)
-
-
-def ask_path(parent: QWidget, title: str, name: str, kinds: str, then) -> None:
-    path, _ = QFileDialog.getSaveFileName(parent, title, name, kinds)
-    if path:
-        then(path)
 

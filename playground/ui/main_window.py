@@ -58,7 +58,7 @@ class MainWindow(QMainWindow):
         self.gen_ctl = GenerationController(self.current, self.workers, self)
         # views, each given what it shows
         self.corpus = CorpusPanel()
-        self.settings = SettingsPanel()
+        self.settings = SettingsPanel(self.workers)
         self.training = TrainingPanel()
         self.plot = LossPlot(self.train_ctl)
         self.task_plot = TaskPlot(self.train_ctl)

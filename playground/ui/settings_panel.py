@@ -1,5 +1,6 @@
-"""Model and training settings: a preset picker, one control per setting, a live parameter
-count with a rough memory and time-per-step estimate, and problems flagged on the field."""
+"""Model and training settings: a preset picker, one control per setting, the tokenizer with the
+corpus's token count (counted on a worker), a live parameter count with a rough memory and
+time-per-step estimate, and problems flagged on the field."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.corpus import distinct_windows
 from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
+from playground.ui.token_count import TokenCounter
 from playground.ui.widgets import named
+from playground.ui.worker import WorkerPool
 
 # The time estimate, from the bench on a 2-core CPU (`python -m playground bench` measures
 # yours): shakespeare-cpu trains at ~110 GFLOP/s, and each step also costs a fixed ~0.5 ms
@@ -62,9 +65,10 @@ INT_FIELDS = [
 class SettingsPanel(QWidget):
     changed = Signal()
 
-    def __init__(self, parent: Optional[QWidget] = None):
+    def __init__(self, workers: Optional[WorkerPool] = None, parent: Optional[QWidget] = None):
         super().__init__(parent)
         self._vocab_size, self._text = 13, ""
+        self.counter = TokenCounter(workers, self)
         self._windows: tuple = (None, 0, 0)  # (text, block size, distinct windows), memoised
         # the preset's (or opened model's) settings: the fields shown here edit them
         self._base_model, self._base_train = ModelConfig(), TrainConfig()
@@ -110,6 +114,24 @@ class SettingsPanel(QWidget):
         self.keep.addItem("last step", "last")
         grid.addWidget(QLabel("Keep"), keep_row, 2)
         grid.addWidget(self.keep, keep_row, 3)
+        self.tokenizer = named(QComboBox(), "tokenizerPicker", "Tokenizer",
+                               "Characters: one token per character (the book's way). Byte-level "
+                               "BPE: pieces of words learned from the corpus, as real LLMs use; "
+                               "each step then sees more text")
+        self.tokenizer.addItem("characters", "char")
+        self.tokenizer.addItem("byte-level BPE", "bpe")
+        self.bpe_vocab = named(QSpinBox(), "bpeVocabSpin", "BPE vocabulary",
+                               "How many tokens the BPE learns (256 are the bytes themselves); "
+                               "about 1 MB of text wants 512 to 1024")
+        self.bpe_vocab.setRange(limits.MIN_BPE_VOCAB, limits.MAX_BPE_VOCAB)
+        self.bpe_vocab.setKeyboardTracking(False)
+        grid.addWidget(QLabel("Tokenizer"), row + 1, 0)
+        grid.addWidget(self.tokenizer, row + 1, 1)
+        grid.addWidget(QLabel("Vocabulary"), row + 1, 2)
+        grid.addWidget(self.bpe_vocab, row + 1, 3)
+        self.token_label = named(QLabel(), "tokenCountLabel", "Token count",
+                                 "How many tokens the corpus becomes, and characters per token")
+        self.token_label.setWordWrap(True)
         self.param_label = named(QLabel(), "paramCountLabel", "Parameter count",
                                  "How many numbers the model learns")
         self.estimate = named(QLabel(), "estimateLabel", "Estimate",
@@ -125,6 +147,7 @@ class SettingsPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addLayout(grid)
+        layout.addWidget(self.token_label)
         layout.addWidget(self.param_label)
         layout.addWidget(self.estimate)
         layout.addWidget(self.problem)
@@ -134,6 +157,11 @@ class SettingsPanel(QWidget):
         for spin in [*self.spins.values(), self.dropout, self.lr]:
             spin.valueChanged.connect(self._refresh)
         self.keep.currentIndexChanged.connect(self._refresh)
+        self.tokenizer.currentIndexChanged.connect(self._refresh)
+        self.bpe_vocab.valueChanged.connect(self._refresh)
+        self.tokensCounted = self.counter.counted
+        self.counter.counted.connect(self._refresh)  # the vocabulary, so the parameter count, is known now
+        self.counter.failed.connect(self.token_label.setText)
         self.spins["steps"].valueChanged.connect(self._steps_edited)
         self.preset.currentIndexChanged.connect(self._preset_chosen)
 
@@ -141,9 +169,17 @@ class SettingsPanel(QWidget):
     def value(self, attr: str) -> int:
         return self.spins[attr].value()
 
+    def tokenizer_kind(self) -> str:
+        return self.tokenizer.currentData()
+
     def model_config(self) -> ModelConfig:
+        """The shown settings; the vocabulary is the corpus's (a BPE's once counted, else the
+        size asked for)."""
+        vocab = self._vocab_size
+        if self.tokenizer_kind() == "bpe":
+            vocab = self.counter.counts.get(self._count_key(), (0, self.bpe_vocab.value()))[1]
         return self._base_model.replace(
-            vocab_size=self._vocab_size, n_layer=self.value("layers"), n_head=self.value("heads"),
+            vocab_size=vocab, n_layer=self.value("layers"), n_head=self.value("heads"),
             n_embd=self.value("width"), block_size=self.value("block"),
             dropout=round(self.dropout.value(), 4))
 
@@ -154,7 +190,8 @@ class SettingsPanel(QWidget):
             learning_rate=self.lr.value(), warmup_steps=self.value("warmup"),
             eval_interval=self.value("eval_interval"), seed=self.value("seed"),
             threads=self.value("threads"), keep=self.keep.currentData(),
-            patience=self.value("patience"))
+            patience=self.value("patience"), tokenizer=self.tokenizer_kind(),
+            bpe_vocab=self.bpe_vocab.value())
 
     def set_corpus(self, text: str) -> None:
         """The corpus's size matters to the estimate: a tiny text repeats windows in a batch."""
@@ -184,6 +221,8 @@ class SettingsPanel(QWidget):
                           threads=train.threads, patience=train.patience)
             self.lr.setValue(train.learning_rate)
             self.keep.setCurrentIndex(max(self.keep.findData(train.keep), 0))
+            self.tokenizer.setCurrentIndex(max(self.tokenizer.findData(train.tokenizer), 0))
+            self.bpe_vocab.setValue(train.bpe_vocab)
         for attr, v in values.items():
             self.spins[attr].setValue(v)
         self.dropout.setValue(model.dropout)
@@ -226,6 +265,8 @@ class SettingsPanel(QWidget):
         self.spins["warmup"].setStyleSheet(BAD if self.value("warmup") > self.value("steps") else "")
         self.problem.setText("; ".join(problems))
         self.problem.setVisible(bool(problems))
+        self.bpe_vocab.setEnabled(self.tokenizer_kind() == "bpe")
+        self._show_tokens()
         if not model.problems():
             n = count_params(model)
             self.param_label.setText(f"{n:,} parameters")
@@ -234,6 +275,24 @@ class SettingsPanel(QWidget):
             self.param_label.setText("parameters: fix the settings first")
             self.estimate.setText("")
         self.changed.emit()
+
+    # -- the corpus in tokens -----------------------------------------------------------
+    def _count_key(self) -> tuple:
+        kind = self.tokenizer_kind()
+        return hash(self._text), kind, self.bpe_vocab.value() if kind == "bpe" else 0
+
+    def _show_tokens(self) -> None:
+        """The corpus's token count and characters per token; a BPE's is counted on a worker
+        (training it on 1 MB takes a second or two) and shown when it arrives."""
+        n, key = len(self._text), self._count_key()
+        if self.tokenizer_kind() == "char" or not n:
+            self.token_label.setText(f"{n:,} tokens, 1 character each ({self._vocab_size} distinct)" if n else "")
+        elif key in self.counter.counts:
+            tokens, vocab = self.counter.counts[key]
+            self.token_label.setText(f"{tokens:,} tokens of {vocab:,} kinds, "
+                                     f"{n / max(tokens, 1):.2f} characters per token")
+        elif self.counter.count(key, self._text, self.bpe_vocab.value(), self._base_train.val_fraction):
+            self.token_label.setText("counting the corpus's BPE tokens…")
 
     def _estimate(self, model: ModelConfig, n: int) -> str:
         B, T, C, L = self.value("batch"), model.block_size, model.n_embd, model.n_layer

@@ -79,10 +79,12 @@ class TrainingController(QObject):
             from playground.engine.corpus import build_corpus
             from playground.engine.tasks import builtin_tasks
             from playground.engine.train import Trainer
-            reuse = previous is not None and same_shape(previous.model_config, model_cfg)
+            reuse = (previous is not None and same_shape(previous.model_config, model_cfg)
+                     and same_tokenizer(previous, train_cfg))
             corpus = build_corpus(corpus_name, text, train_cfg.val_fraction, model_cfg.block_size,
                                   tokenizer=previous.tokenizer if reuse else None,
-                                  tasks=builtin_tasks(corpus_name))
+                                  tasks=builtin_tasks(corpus_name), kind=train_cfg.tokenizer,
+                                  vocab_size=train_cfg.bpe_vocab)
             if reuse:  # a copy: an opened file's model may still be generating
                 trainer = Trainer.resume(copy.deepcopy(previous), corpus, train_cfg)
             else:
@@ -156,3 +158,11 @@ def same_shape(a: ModelConfig, b: ModelConfig) -> bool:
     mine.pop("vocab_size")
     theirs.pop("vocab_size")
     return mine == theirs
+
+
+def same_tokenizer(ckpt, train: TrainConfig) -> bool:
+    """Whether a model's tokenizer is the one these settings ask for (a BPE of the same size)."""
+    if ckpt.tokenizer.kind != train.tokenizer:
+        return False
+    asked = ckpt.train_config.bpe_vocab if ckpt.train_config is not None else ckpt.tokenizer.vocab_size
+    return train.tokenizer == "char" or asked == train.bpe_vocab

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 import numpy as np
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 W = TypeVar("W", bound=QWidget)
 
@@ -38,3 +38,10 @@ class Series:
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         return self.x[: self.n], self.y[: self.n]
+
+
+def ask_path(parent: QWidget, title: str, name: str, kinds: str, then) -> None:
+    """Ask where to save, then call then(path) unless the user cancelled."""
+    path, _ = QFileDialog.getSaveFileName(parent, title, name, kinds)
+    if path:
+        then(path)
