@@ -188,6 +188,11 @@ def bench_generation(quick: bool) -> list[Result]:
     return [Result(**r) for r in measure(quick)]
 
 
+def bench_tokenizers(quick: bool) -> list[Result]:
+    from playground.bench.tokens import rows
+    return [Result(**r) for r in rows(quick)]
+
+
 def bench_serve(quick: bool) -> list[Result]:
     from playground.bench.serve import rows
     return [Result(**r) for r in rows(quick)]
@@ -297,7 +302,7 @@ def bench_threads(quick: bool) -> list[Result]:
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
-    "serve": bench_serve,
+    "serve": bench_serve, "tokenizers": bench_tokenizers,
 }
 
 

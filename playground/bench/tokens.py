@@ -1,0 +1,61 @@
+"""`bench --only tokenizers`: characters against byte-level BPE on Tiny Shakespeare, the same
+model and the same budget of training seconds, scored in bits per character on the held-out
+text (a loss per token cannot be compared across tokenizers; bits per character can).
+
+Each tokenizer's run is first timed for a few steps, then trained for as many steps as the
+budget holds, so every run ends its learning-rate schedule inside the budget. The BPE is
+trained on the training part only, before the clock starts (it takes a few seconds, once).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+RECIPE = "shakespeare-fast"     # the model and optimizer every tokenizer trains with
+KINDS = [("char", 0), ("bpe", 512), ("bpe", 1024)]
+TIMING_STEPS = 12
+
+
+def rows(quick: bool) -> list[dict]:
+    from playground.engine.corpus import find_shakespeare, read_text_file
+    text = read_text_file(find_shakespeare())
+    budget = 8.0 if quick else 30.0
+    runs = [measure(text, kind, vocab, budget) for kind, vocab in KINDS]
+    char_bpc = runs[0]["val_bpc"]
+    text_out = "; ".join(f"{r['label']}: {r['val_bpc']:.3f} bits/char ({r['steps']} steps, "
+                         f"{r['chars_per_token']:.2f} chars/token)" for r in runs)
+    best = min(runs, key=lambda r: r["val_bpc"])
+    return [{"name": "tokenizers", "target": f"info: bits/char on held-out text, {budget:.0f} s of training each",
+             "measured": text_out, "reference": f"best: {best['label']} ({char_bpc - best['val_bpc']:+.3f} "
+                                                 "bits/char against characters)",
+             "passed": None, "details": {"runs": runs, "budget_s": budget, "recipe": RECIPE}}]
+
+
+def measure(text: str, kind: str, vocab: int, budget_s: float) -> dict:
+    """Train one tokenizer's model for budget_s seconds; its held-out bits per character,
+    every validation window scored (not a sample of batches)."""
+    import torch
+
+    from playground.engine.corpus import build_corpus
+    from playground.engine.evaluate import full_loss
+    from playground.engine.presets import PRESETS
+    from playground.engine.train import Trainer
+    preset = PRESETS[RECIPE]
+    t0 = time.perf_counter()
+    corpus = build_corpus("shakespeare", text, preset.train.val_fraction, preset.model.block_size,
+                          kind=kind, vocab_size=vocab or 512)
+    prepare_s = time.perf_counter() - t0
+    model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
+    train = preset.train.replace(sample_chars=0, tokenizer=kind, bpe_vocab=vocab or 512)
+    timing = list(Trainer(model, train.replace(max_steps=TIMING_STEPS, eval_interval=10**6), corpus).run())[-1]
+    steps = max(int(budget_s * TIMING_STEPS / timing.train_seconds), 20)
+    trainer = Trainer(model, train.replace(max_steps=steps, eval_interval=steps, keep="last"), corpus)
+    done = list(trainer.run())[-1]
+    torch.set_num_threads(os.cpu_count() or 1)
+    loss = full_loss(trainer.model, corpus.val_ids(), model.block_size)
+    return {"label": "characters" if kind == "char" else f"BPE {vocab}", "vocab": corpus.tokenizer.vocab_size,
+            "steps": steps, "train_s": round(done.train_seconds, 2), "prepare_s": round(prepare_s, 2),
+            "chars_per_token": corpus.chars_per_token("val"), "val_loss_per_token": loss,
+            "val_bpc": loss / math.log(2) / corpus.chars_per_token("val")}
