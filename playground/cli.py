@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     from playground.serve.cli import add_arguments
     add_arguments(sub.add_parser("serve", help="serve a model behind an OpenAI-compatible HTTP API"))
 
+    from playground.export.cli import add_arguments as add_export_arguments
+    add_export_arguments(sub.add_parser("export", help="write a model as a Hugging Face transformers "
+                                                       "folder or an ONNX file, and verify it"))
+
     b = sub.add_parser("bench", help="run the performance benchmarks")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument("--only", metavar="NAMES", help="comma-separated subset of targets")
@@ -146,6 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "evaluate":
             from playground.evaluate_cli import run_evaluate
             return run_evaluate(args)
+        if args.command == "export":
+            from playground.export.cli import run_export
+            return run_export(args)
         if args.command == "bench":
             from playground.bench.run import run_bench
             return run_bench(args)

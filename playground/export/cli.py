@@ -1,0 +1,41 @@
+"""`python -m playground export CKPT --format hf|onnx --out DIR`: write, verify, and say how to
+open what was written. The report goes to stdout, stages and warnings to stderr."""
+
+from __future__ import annotations
+
+import sys
+
+from playground.export.report import FORMATS, load_snippet
+
+
+def add_arguments(e) -> None:
+    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("--format", required=True, choices=sorted(FORMATS),
+                   help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    e.add_argument("--out", required=True, metavar="DIR",
+                   help="the folder to write (for onnx: DIR/model.onnx and DIR/tokenizer.json)")
+    e.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    e.add_argument("--quiet", action="store_true", help="no stage lines on stderr")
+
+
+def run_export(args) -> int:
+    from playground.export.run import export_model
+
+    def stage(fraction: float, words: str) -> None:
+        if not args.quiet:
+            print(f"[{fraction:4.0%}] {words}", file=sys.stderr, flush=True)
+
+    report = export_model(args.checkpoint, args.format, args.out, progress=stage, force=args.force)
+    print(f"wrote {report.out} ({report.seconds:.1f} s): {', '.join(report.files)}")
+    print(f"architecture: {report.architecture}")
+    for note in report.notes:
+        print(f"  {note}")
+    print(f"verified: max |Δ log-probability| {report.max_logprob_error:.2g} on random ids "
+          f"({'exact' if report.exact else 'NOT exact'}); greedy decoding "
+          f"{'matches' if report.greedy_match else 'differs'}: {report.greedy_text!r}")
+    print("open it in Python:")
+    for line in load_snippet(report):
+        print(f"    {line}")
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0

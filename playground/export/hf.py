@@ -1,0 +1,158 @@
+"""Our GPT as a transformers model: learned positions become GPT-2 (GPT2LMHeadModel), rotary
+positions Starcoder2 (Starcoder2ForCausalLM, whose sliding window is our attention window).
+
+Both are the same computation as ours: pre-norm blocks, exact GELU, the same rotary pairing
+(channel i with i + hs/2, base 10000). Their heads have no bias, so ours is folded into the
+final layer norm's bias (`fold_head_bias`), which is exact while the vocabulary is at most the
+width + 1 and a least-squares approximation beyond that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from playground.engine.config import ModelConfig
+from playground.engine.model import GPT
+from playground.export.report import ExportError
+
+# the ModelConfig fields this mapping knows: a new one away from its default is refused
+KNOWN = frozenset({"vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout",
+                   "position", "head_bias"})
+ROPE_THETA = 10000.0
+FOLD_EXACT = 1e-6  # a fold residual below this moves no log-probability by more than 2e-6
+
+
+@dataclass
+class Converted:
+    model: nn.Module     # the transformers model, weights in
+    architecture: str
+    notes: list[str]
+    fold_residual: float  # largest |W δ + c - b| of the head-bias fold (0 without a bias)
+
+
+def check_mappable(model: GPT) -> float:
+    """Refuse what transformers' GPT-2 and Starcoder2 cannot express; return the layer norms'
+    epsilon."""
+    config = model.config
+    for f in dataclasses.fields(ModelConfig):
+        value = getattr(config, f.name)
+        if f.name not in KNOWN and value != f.default:
+            raise ExportError(f"the model's setting {f.name} = {value!r} is new to the exporter, "
+                              "which cannot map it onto a transformers architecture yet")
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    eps = {m.eps for m in norms}
+    if len(eps) != 1 or any(m.weight is None or m.bias is None for m in norms):
+        raise ExportError("the layer norms differ from one another or lack a scale or a bias")
+    for block in model.h:
+        if block.mlp.gelu.approximate != "none":
+            raise ExportError("the MLP uses the tanh GELU; the export maps the exact one")
+        rotary = block.attn.rotary
+        if rotary is not None:
+            hs = config.head_size
+            expected = 1.0 / (ROPE_THETA ** (torch.arange(0, hs, 2).float() / hs))
+            if not torch.allclose(rotary.inv_freq, expected):
+                raise ExportError("the rotary frequencies differ from base 10000")
+    return eps.pop()
+
+
+def fold_head_bias(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """δ (C,) and the residual: adding δ to the final norm's bias moves the logits by W δ, and
+    a constant c moves them all alike, which softmax ignores; so δ and c solve W δ + c = b by
+    least squares over [W | 1] (V, C + 1), exactly when V <= C + 1 and [W | 1] has full rank."""
+    A = torch.cat([weight.double(), torch.ones(weight.size(0), 1, dtype=torch.float64)], dim=1)
+    b = bias.double()[:, None]
+    solution = torch.linalg.lstsq(A, b, driver="gelsd").solution  # least norm when V < C + 1
+    residual = float((A @ solution - b).abs().max())
+    return solution[:-1, 0].float(), residual
+
+
+def convert(model: GPT) -> Converted:
+    """The transformers model that computes what ours does, weights copied in."""
+    eps = check_mappable(model)
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    notes, residual = [], 0.0
+    if model.config.head_bias:
+        delta, residual = fold_head_bias(sd["lm_head.weight"], sd.pop("lm_head.bias"))
+        sd["ln_f.bias"] = sd["ln_f.bias"] + delta
+        V, C = model.config.vocab_size, model.config.n_embd
+        notes.append(f"head bias folded into the final layer norm's bias ({V} tokens, width {C}: "
+                     + ("exact)" if residual <= FOLD_EXACT else f"least squares, residual {residual:.2g})"))
+    if model.config.position == "learned":
+        hf_model, architecture = _gpt2(model.config, eps, sd), "GPT2LMHeadModel"
+        notes.append("learned positions -> GPT-2: attention and MLP weights transposed for Conv1D")
+    else:
+        hf_model, architecture = _starcoder2(model.config, eps, sd), "Starcoder2ForCausalLM"
+        notes.append(f"rotary positions -> Starcoder2 with sliding window {model.config.block_size}: "
+                     "queries, keys and values split out of the fused projection")
+    return Converted(hf_model.eval(), architecture, notes, residual)
+
+
+def _build(cls, hf_config, weights: dict[str, torch.Tensor]) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):  # its random init must not move the caller's seed
+        hf_model = cls(hf_config)
+    hf_model.load_state_dict(weights, strict=True)
+    return hf_model
+
+
+def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+    hf_config = GPT2Config(
+        vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
+        activation_function="gelu",  # exact erf GELU, as ours ("gelu_new" is GPT-2's tanh)
+        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        layer_norm_epsilon=eps, bos_token_id=None, eos_token_id=None, tie_word_embeddings=False)
+    weights = {"transformer.wte.weight": sd["wte.weight"], "transformer.wpe.weight": sd["wpe.weight"],
+               "transformer.ln_f.weight": sd["ln_f.weight"], "transformer.ln_f.bias": sd["ln_f.bias"],
+               "lm_head.weight": sd["lm_head.weight"]}
+    for i in range(config.n_layer):
+        for name in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            weight, bias = sd[f"h.{i}.{name}.weight"], sd[f"h.{i}.{name}.bias"]
+            # GPT-2's Conv1D holds (in, out), nn.Linear (out, in)
+            weights[f"transformer.h.{i}.{name}.weight"] = weight if name.startswith("ln") else weight.t().contiguous()
+            weights[f"transformer.h.{i}.{name}.bias"] = bias
+    return _build(GPT2LMHeadModel, hf_config, weights)
+
+
+def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> nn.Module:
+    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+    C = config.n_embd
+    hf_config = Starcoder2Config(
+        vocab_size=config.vocab_size, hidden_size=C, intermediate_size=4 * C,
+        num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
+        num_key_value_heads=config.n_head, hidden_act="gelu",  # exact erf GELU
+        max_position_embeddings=config.block_size, norm_epsilon=eps, use_bias=True,
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
+        # ours: a query sees keys at most block_size - 1 positions back; so does theirs
+        sliding_window=config.block_size,
+        attention_dropout=config.dropout, residual_dropout=config.dropout,
+        embedding_dropout=config.dropout, initializer_range=0.02, bos_token_id=None,
+        eos_token_id=None, tie_word_embeddings=False)
+    weights = {"model.embed_tokens.weight": sd["wte.weight"], "model.norm.weight": sd["ln_f.weight"],
+               "model.norm.bias": sd["ln_f.bias"], "lm_head.weight": sd["lm_head.weight"]}
+    for i in range(config.n_layer):
+        ours, theirs = f"h.{i}.", f"model.layers.{i}."
+        for a, b in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm"),
+                     ("attn.c_proj", "self_attn.o_proj"), ("mlp.c_fc", "mlp.c_fc"),
+                     ("mlp.c_proj", "mlp.c_proj")):
+            for part in ("weight", "bias"):
+                weights[f"{theirs}{b}.{part}"] = sd[f"{ours}{a}.{part}"]
+        for part in ("weight", "bias"):
+            q, k, v = sd[f"{ours}attn.c_attn.{part}"].split(C, dim=0)  # rows: [q | k | v]
+            for name, t in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                weights[f"{theirs}self_attn.{name}.{part}"] = t.contiguous()
+    return _build(Starcoder2ForCausalLM, hf_config, weights)
+
+
+def write(converted: Converted, config: ModelConfig, folder: Path) -> None:
+    """config.json, generation_config.json and model.safetensors (no pickle)."""
+    from transformers import GenerationConfig
+    limits = {"max_length": config.block_size} if config.position == "learned" else {}
+    # plain sampling from the whole distribution, as the app samples by default
+    converted.model.generation_config = GenerationConfig(do_sample=True, top_k=0, temperature=1.0, **limits)
+    converted.model.save_pretrained(folder)

@@ -1,0 +1,47 @@
+"""What an export says about itself: ExportReport (plain fields, for the CLI and the window),
+ExportError, and the lines of Python that open what was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playground.engine.errors import PlaygroundError
+
+# the largest |difference of log-probabilities| that still counts as the same model: float32
+# arithmetic in another order lands near 1e-6
+TOLERANCE = 1e-4
+INSTALL = "pip install 'gpt-playground[export]'"
+FORMATS = {"hf": "a Hugging Face transformers folder", "onnx": "an ONNX file with its tokenizer"}
+
+
+class ExportError(PlaygroundError):
+    """A model cannot be exported as asked: unknown format, a folder in the way, a setting that
+    the target architecture cannot express, a missing package, or a failed verification."""
+
+
+@dataclass
+class ExportReport:
+    format: str                 # "hf" or "onnx"
+    out: str                    # the folder written
+    architecture: str           # "GPT2LMHeadModel", "Starcoder2ForCausalLM" or "ONNX"
+    max_logprob_error: float    # largest |log-softmax difference| against our model, random ids
+    exact: bool                 # max_logprob_error < TOLERANCE
+    greedy_match: bool          # greedy decoding picked the same tokens as ours
+    greedy_text: str = ""       # the exported model's greedy continuation, decoded by its tokenizer
+    files: list[str] = field(default_factory=list)     # names inside `out`
+    notes: list[str] = field(default_factory=list)     # how the mapping was done
+    warnings: list[str] = field(default_factory=list)  # what a user should know (inexact fold)
+    seconds: float = 0.0
+
+
+def load_snippet(report: ExportReport) -> list[str]:
+    """Three lines of Python that open the export."""
+    out = report.out
+    if report.format == "onnx":
+        return ["import onnxruntime, tokenizers",
+                f"session = onnxruntime.InferenceSession({str(Path(out) / 'model.onnx')!r})",
+                f"tokenizer = tokenizers.Tokenizer.from_file({str(Path(out) / 'tokenizer.json')!r})"]
+    return ["from transformers import AutoModelForCausalLM, AutoTokenizer",
+            f"model = AutoModelForCausalLM.from_pretrained({out!r})",
+            f"tokenizer = AutoTokenizer.from_pretrained({out!r})"]
