@@ -70,7 +70,7 @@ class MainWindow(QMainWindow):
         self.serve = ServePanel(self.current)
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
-        self.evaluate_dialog = None
+        self.dialogs: dict = {}   # File > Evaluate…, Export…: made on first use
         self._build_layout()
         self._build_menu()
         self._wire()
@@ -132,7 +132,8 @@ class MainWindow(QMainWindow):
                 ("&Open model…", QKeySequence.Open, self.ask_open_model, "openModelAction"),
                 ("&Save model…", QKeySequence.Save, self.ask_save_model, "saveModelAction"),
                 ("Open &corpus file…", None, self.corpus.choose_file, "openCorpusAction"),
-                ("&Evaluate…", None, self.show_evaluate, "evaluateAction"),
+                ("&Evaluate…", None, lambda: self.show_dialog("evaluate"), "evaluateAction"),
+                ("E&xport…", None, lambda: self.show_dialog("export"), "exportAction"),
                 ("&Quit", QKeySequence.Quit, self.close, "quitAction")]:
             action = QAction(text, self)
             action.setObjectName(name)
@@ -309,14 +310,16 @@ class MainWindow(QMainWindow):
                             f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")
         return True
 
-    @Slot()
-    def show_evaluate(self) -> None:
-        """File > Evaluate…: score the model in hand on a text and on task prompts."""
+    def show_dialog(self, name: str):
+        """File > Evaluate… (score the model in hand) or Export… (to transformers or ONNX)."""
         from playground.ui.evaluate_dialog import EvaluateDialog
-        if self.evaluate_dialog is None:
-            self.evaluate_dialog = EvaluateDialog(self.gen_ctl, self.corpus, self)
-        self.evaluate_dialog.show()
-        self.evaluate_dialog.raise_()
+        from playground.ui.export_dialog import ExportDialog
+        if name not in self.dialogs:
+            self.dialogs[name] = (EvaluateDialog(self.gen_ctl, self.corpus, self) if name == "evaluate"
+                                  else ExportDialog(self.current, self.workers, self))
+        self.dialogs[name].show()
+        self.dialogs[name].raise_()
+        return self.dialogs[name]
 
     # -- errors, settings, closing ------------------------------------------------------
     @Slot(str)

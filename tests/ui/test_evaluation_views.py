@@ -15,8 +15,7 @@ def test_task_accuracy_and_answers_during_training_then_evaluate(window, qtbot, 
     assert window.task_plot.isVisible()
     assert window.samples.samples[-1][1].count("held-out: ⏎") == 4  # four problems, each answered
 
-    window.show_evaluate()
-    dialog = window.evaluate_dialog
+    dialog = window.show_dialog("evaluate")
     tasks = tmp_path / "tasks.tsv"
     tasks.write_text("\\n1+1=\t2\\n\n\\n2+2=\t4\\n\n")
     dialog.task_source.setCurrentIndex(dialog.task_source.findData("file"))
@@ -27,3 +26,26 @@ def test_task_accuracy_and_answers_during_training_then_evaluate(window, qtbot, 
     tasks.write_text("no tab in this line\n")
     assert not dialog.evaluate(task_file=str(tasks))
     assert "line 1: no tab" in dialog.result.toPlainText()
+
+
+def test_file_export_writes_a_verified_transformers_folder_and_refuses_a_full_one(window, qtbot, tmp_path):
+    dialog = window.show_dialog("export")
+    out = tmp_path / "hf"
+    dialog.out.setText(str(out))
+    assert not dialog.start() and "no model yet" in dialog.result.toPlainText()
+    use_tiny_settings(window, steps=10)
+    window.settings.spins["width"].setValue(32)  # 28 characters <= width + 1: the head bias folds exactly
+    with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
+        window.training.train.click()
+    assert dialog.start()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=120_000)
+    report = dialog.report
+    assert report["exact"] and report["max_logprob_error"] < 1e-4 and report["greedy_match"], dialog.result.toPlainText()
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert dialog.progress.value() == 100 and "AutoModelForCausalLM.from_pretrained" in dialog.result.toPlainText()
+    # a folder in the way: refused in words, and what is there is kept
+    before = sorted(p.name for p in out.iterdir())
+    assert dialog.start()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=60_000)
+    assert dialog.report == {} and "not exported" in dialog.result.toPlainText()
+    assert sorted(p.name for p in out.iterdir()) == before
