@@ -8,6 +8,7 @@ from typing import Optional
 
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -129,6 +130,10 @@ class SettingsPanel(QWidget):
         grid.addWidget(self.tokenizer, row + 1, 1)
         grid.addWidget(QLabel("Vocabulary"), row + 1, 2)
         grid.addWidget(self.bpe_vocab, row + 1, 3)
+        self.no_head_bias = named(QCheckBox("no head bias"), "noHeadBiasCheck", "No head bias",
+                                  "Train without a bias on the output layer: exports to transformers "
+                                  "(GPT-2, Starcoder2 have none) are then exact for any vocabulary")
+        grid.addWidget(self.no_head_bias, row + 2, 0, 1, 2)
         self.token_label = named(QLabel(), "tokenCountLabel", "Token count",
                                  "How many tokens the corpus becomes, and characters per token")
         self.token_label.setWordWrap(True)
@@ -158,6 +163,7 @@ class SettingsPanel(QWidget):
             spin.valueChanged.connect(self._refresh)
         self.keep.currentIndexChanged.connect(self._refresh)
         self.tokenizer.currentIndexChanged.connect(self._refresh)
+        self.no_head_bias.toggled.connect(self._refresh)
         self.bpe_vocab.valueChanged.connect(self._refresh)
         self.tokensCounted = self.counter.counted
         self.counter.counted.connect(self._refresh)  # the vocabulary, so the parameter count, is known now
@@ -180,7 +186,7 @@ class SettingsPanel(QWidget):
             vocab = self.counter.counts.get(self._count_key(), (0, self.bpe_vocab.value()))[1]
         return self._base_model.replace(
             vocab_size=vocab, n_layer=self.value("layers"), n_head=self.value("heads"),
-            n_embd=self.value("width"), block_size=self.value("block"),
+            n_embd=self.value("width"), block_size=self.value("block"), head_bias=not self.no_head_bias.isChecked(),
             dropout=round(self.dropout.value(), 4))
 
     def train_config(self) -> TrainConfig:
@@ -226,6 +232,7 @@ class SettingsPanel(QWidget):
         for attr, v in values.items():
             self.spins[attr].setValue(v)
         self.dropout.setValue(model.dropout)
+        self.no_head_bias.setChecked(not model.head_bias)
         self._quiet = False
         self._refresh()
 

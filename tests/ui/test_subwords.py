@@ -39,10 +39,12 @@ def test_settings_count_the_corpus_in_bpe_tokens(window, qtbot):
 
 def test_a_bpe_run_trains_and_writes_per_token(window, qtbot):
     _bpe_settings(window, qtbot, vocab=300, steps=40)
+    window.settings.no_head_bias.setChecked(True)
     with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
         window.training.train.click()
     model = window.current.value
     assert model.tokenizer.kind == "bpe" and model.config.vocab_size == model.tokenizer.vocab_size
+    assert not model.config.head_bias and model.snapshot().lm_head.bias is None
     assert window.generation.next_char.text() == "Next token"
 
     # the plot in bits per character: the same points, scaled by the run's characters per token
