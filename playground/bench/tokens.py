@@ -15,7 +15,7 @@ import time
 
 RECIPE = "shakespeare-fast"     # the model and optimizer every tokenizer trains with
 KINDS = [("char", 0), ("bpe", 512), ("bpe", 1024)]
-TIMING_STEPS = 12
+TIMING_STEPS, SETTLE = 30, 10
 
 
 def rows(quick: bool) -> list[dict]:
@@ -24,7 +24,7 @@ def rows(quick: bool) -> list[dict]:
     budget = 8.0 if quick else 30.0
     runs = [measure(text, kind, vocab, budget) for kind, vocab in KINDS]
     char_bpc = runs[0]["val_bpc"]
-    text_out = "; ".join(f"{r['label']}: {r['val_bpc']:.3f} bits/char ({r['steps']} steps, "
+    text_out = "; ".join(f"{r['label']}: {r['val_bpc']:.3f} bits/char ({r['steps']} steps in {r['train_s']:.0f} s, "
                          f"{r['chars_per_token']:.2f} chars/token)" for r in runs)
     best = min(runs, key=lambda r: r["val_bpc"])
     return [{"name": "tokenizers", "target": f"info: held-out bits/char after {budget:.0f} s of training each",
@@ -40,6 +40,7 @@ def measure(text: str, kind: str, vocab: int, budget_s: float) -> dict:
 
     from playground.engine.corpus import build_corpus
     from playground.engine.evaluate import full_loss
+    from playground.engine.events import Step
     from playground.engine.presets import PRESETS
     from playground.engine.train import Trainer
     preset = PRESETS[RECIPE]
@@ -49,9 +50,12 @@ def measure(text: str, kind: str, vocab: int, budget_s: float) -> dict:
     prepare_s = time.perf_counter() - t0
     model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
     train = preset.train.replace(sample_chars=0, tokenizer=kind, bpe_vocab=vocab or 512)
-    timing = list(Trainer(model, train.replace(max_steps=TIMING_STEPS, warmup_steps=0, eval_interval=10**6),
-                          corpus).run())[-1]
-    steps = max(int(budget_s * TIMING_STEPS / timing.train_seconds), 20)
+    timing = [e for e in Trainer(model, train.replace(max_steps=TIMING_STEPS, warmup_steps=0,
+                                                      eval_interval=10**6), corpus).run()
+              if isinstance(e, Step)]
+    # the steady pace, after the first steps' one-time costs
+    step_s = (timing[-1].elapsed_s - timing[SETTLE].elapsed_s) / (len(timing) - 1 - SETTLE)
+    steps = max(int(budget_s / step_s), 20)
     trainer = Trainer(model, train.replace(max_steps=steps, eval_interval=steps, keep="last"), corpus)
     done = list(trainer.run())[-1]
     torch.set_num_threads(os.cpu_count() or 1)
