@@ -68,6 +68,8 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
+    from playground.ui.collector import collect_on_gui_thread
+    collect_on_gui_thread(app)  # as the app does
     from playground.ui.main_window import MainWindow
     window = MainWindow()
     window.show()
@@ -146,6 +148,8 @@ def soak(steps: int) -> list[dict]:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
     _app = QApplication.instance() or QApplication([])  # kept alive for the run
+    from playground.ui.collector import collect_on_gui_thread
+    collect_on_gui_thread(_app)
     from playground.ui.loss_plot import REDRAW_MS
     from playground.ui.main_window import MainWindow
     window = MainWindow()

@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication(sys.argv if argv is None else argv)
     app.setOrganizationName("GPT Playground")
     app.setApplicationName("GPT Playground")
+    from playground.ui.collector import collect_on_gui_thread
+    collect_on_gui_thread(app)  # cycles are collected on this thread only, never in a worker
     from playground.ui.main_window import MainWindow
     window = MainWindow()
     window.show()

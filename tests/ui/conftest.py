@@ -7,6 +7,13 @@ from playground.ui.main_window import SETTINGS_ENV
 CORPUS = "the quick brown fox jumps over the lazy dog. " * 20
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _collect_on_the_gui_thread(qapp):
+    """As the app does: Python's cycle collector runs on the GUI thread only (ui/collector.py)."""
+    from playground.ui.collector import collect_on_gui_thread
+    collect_on_gui_thread(qapp)
+
+
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings.ini"))

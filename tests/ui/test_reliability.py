@@ -126,3 +126,30 @@ def test_a_bad_file_leaves_the_corpus_as_it_was(window, qtbot, tmp_path):
     qtbot.waitUntil(lambda: notice.isVisible(), timeout=10_000)
     assert "binary" in notice.text() and window.corpus.text() == before
     assert window.training.train.isEnabled()
+
+
+def test_cycles_are_collected_on_the_gui_thread_never_in_a_worker(qtbot):
+    import gc
+    import threading
+
+    assert not gc.isenabled()  # the conftest installs the app's collector
+    freed_on_main: list[bool] = []
+
+    class Probe:
+        def __del__(self):
+            freed_on_main.append(threading.current_thread() is threading.main_thread())
+
+    def churn():  # a cycle, then far more garbage cycles than a collection's threshold
+        probe = Probe()
+        probe.self = probe
+        del probe
+        for _ in range(20_000):
+            node: dict = {}
+            node["self"] = node
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    worker.join()
+    assert freed_on_main == []  # nothing collected in the worker
+    qtbot.waitUntil(lambda: bool(freed_on_main), timeout=5_000)
+    assert freed_on_main == [True]
