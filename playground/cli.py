@@ -1,4 +1,4 @@
-"""Command line: train, generate, info and bench, over the same engine iterators as the GUI.
+"""Command line: train, generate, info, scale and bench, over the same engine iterators as the GUI.
 
 Human-readable lines and the progress bar go to stderr; generated text goes to stdout.
 """
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_arguments(sub.add_parser("export", help="write a model as a Hugging Face transformers "
                                                        "folder or an ONNX file, and verify it"))
 
+    from playground.scale_cli import add_arguments as add_scale_arguments
+    add_scale_arguments(sub.add_parser("scale", help="train a ladder of model sizes and fit a "
+                                                     "scaling law L(N) = E + A·N^-α"))
+
     b = sub.add_parser("bench", help="run the performance benchmarks")
     b.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     b.add_argument("--only", metavar="NAMES", help="comma-separated subset of targets")
@@ -153,6 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "export":
             from playground.export.cli import run_export
             return run_export(args)
+        if args.command == "scale":
+            from playground.scale_cli import run_scale
+            return run_scale(args)
         if args.command == "bench":
             from playground.bench.run import run_bench
             return run_bench(args)
