@@ -66,3 +66,17 @@ class Dock(QDockWidget):
 
 DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
               "bottom": Qt.BottomDockWidgetArea}
+
+
+def add_view_menu(window, docks, reset) -> None:
+    """View: a toggle for every panel, then Reset layout."""
+    from PySide6.QtGui import QAction
+    view = window.menuBar().addMenu("&View")
+    view.setObjectName("viewMenu")
+    for dock in docks:
+        view.addAction(dock.toggleViewAction())
+    view.addSeparator()
+    action = QAction("&Reset layout", window)
+    action.setObjectName("resetLayoutAction")
+    action.triggered.connect(reset)
+    view.addAction(action)

@@ -42,6 +42,15 @@ EXPLANATIONS = {
     "Temperature sweep": "The same prompt and random seed at several temperatures: low "
                          "temperatures repeat the safest patterns, high ones take more chances and "
                          "make more mistakes. It shows what temperature does to this model.",
+    "Scaling": "Bigger models reach lower loss: the scaling-law papers (Kaplan et al. 2020, Hoffmann et "
+               "al. 2022) found validation loss falls as a power of the parameter count, L(N) = E + "
+               "A·N^-α, where E is what no model can do better (the text's own randomness). The ladder "
+               "trains your own models of growing size and fits that curve. Two limits show on small "
+               "corpora: a run whose validation loss was still falling at the end is undertrained (give it "
+               "more tokens), and a run whose validation loss turned up has memorised its text: it is "
+               "limited by data, not size. That is the other half of 'scale is the gap': more parameters "
+               "help only with more text to learn from. Equal compute trains each size on the same FLOPs "
+               "(6 x parameters x tokens); the best size per budget is your compute-optimal frontier.",
 }
 
 

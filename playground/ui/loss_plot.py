@@ -135,17 +135,20 @@ class LossPlot(QWidget):
         self.timer = QTimer(self, interval=REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
-        control.started.connect(self._started)
+        self.follow(control)
+
+    def follow(self, control) -> None:
+        """Draw the runs of this controller (training, or a scaling ladder) as they train."""
+        control.started.connect(lambda ev: self._started(ev, control.run_label))
         control.stepped.connect(self._stepped)
         control.evaluated.connect(self._evaluated)
         control.ended.connect(self.end_run)
 
     # -- runs -------------------------------------------------------------------------
-    @Slot(object)
-    def _started(self, ev) -> None:
+    def _started(self, ev, label: str) -> None:
         if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
             self.archive()
-            self._label = self.control.run_label
+            self._label = label
         elif self.raw.n and self.raw.x[self.raw.n - 1] > ev.first_step:
             self.data.rewind(ev.first_step)  # continuing from the kept best weights
         else:

@@ -8,7 +8,7 @@ import logging
 import os
 from typing import Optional
 
-from PySide6.QtCore import QSettings, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
@@ -18,13 +18,16 @@ from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.attention_view import AttentionView
 from playground.ui.corpus_panel import CorpusPanel
 from playground.ui.current import CurrentModel, OpenedModel
-from playground.ui.docks import DOCK_AREAS, Dock
+from playground.ui.docks import DOCK_AREAS, Dock, add_view_menu
 from playground.ui.explain import explained
 from playground.ui.generate_panel import GeneratePanel
 from playground.ui.generation import GenerationController
 from playground.ui.health_panel import HealthPanel
 from playground.ui.loss_plot import LossPlot
+from playground.ui.persist import SETTINGS_ENV, app_settings  # noqa: F401 (tests set SETTINGS_ENV here)
 from playground.ui.samples_panel import SamplesPanel
+from playground.ui.scaling import ScalingController
+from playground.ui.scaling_panel import ScalingPanel
 from playground.ui.serve_panel import ServePanel
 from playground.ui.settings_panel import SettingsPanel
 from playground.ui.status import StatusTracker
@@ -35,12 +38,6 @@ from playground.ui.training_panel import TrainingPanel
 from playground.ui.worker import WorkerPool
 
 log = logging.getLogger(__name__)
-SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
-
-
-def app_settings() -> QSettings:
-    path = os.environ.get(SETTINGS_ENV)
-    return QSettings(path, QSettings.IniFormat) if path else QSettings("GPT Playground", "GPT Playground")
 
 
 class MainWindow(QMainWindow):
@@ -51,12 +48,11 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("GPT Playground")
         self.setObjectName("mainWindow")
-        # models
-        self.current = CurrentModel(self)
+        self.current = CurrentModel(self)  # the models, then the views, each given what it shows
         self.workers = WorkerPool(self)
         self.train_ctl = TrainingController(self.current, self.workers, self)
         self.gen_ctl = GenerationController(self.current, self.workers, self)
-        # views, each given what it shows
+        self.scale_ctl = ScalingController(self.workers, self)
         self.corpus = CorpusPanel()
         self.settings = SettingsPanel(self.workers)
         self.training = TrainingPanel()
@@ -68,6 +64,7 @@ class MainWindow(QMainWindow):
         self.attention = AttentionView(self.gen_ctl)
         self.sweep = SweepView(self.gen_ctl)
         self.serve = ServePanel(self.current)
+        self.scaling = ScalingPanel(self.scale_ctl)
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
         self.dialogs: dict = {}   # File > Evaluate…, Export…: made on first use
@@ -99,6 +96,7 @@ class MainWindow(QMainWindow):
                 ("attention", "Attention", self.attention, "right"),
                 ("sweep", "Temperature sweep", self.sweep, "right"),
                 ("serve", "Serve", self.serve, "right"),
+                ("scaling", "Scaling", self.scaling, "right"),
                 ("samples", "Samples", self.samples, "bottom"),
                 ("health", "Health", self.health, "bottom")]:
             dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self)
@@ -107,6 +105,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["generate"], d["attention"])
         self.tabifyDockWidget(d["attention"], d["sweep"])
         self.tabifyDockWidget(d["sweep"], d["serve"])
+        self.tabifyDockWidget(d["serve"], d["scaling"])
         self.tabifyDockWidget(d["samples"], d["health"])
         d["generate"].raise_()
         d["samples"].raise_()
@@ -142,15 +141,7 @@ class MainWindow(QMainWindow):
             action.triggered.connect(slot)
             menu.addAction(action)
             self.addAction(action)
-        view = self.menuBar().addMenu("&View")
-        view.setObjectName("viewMenu")
-        for dock in self.docks.values():
-            view.addAction(dock.toggleViewAction())
-        view.addSeparator()
-        reset = QAction("&Reset layout", self)
-        reset.setObjectName("resetLayoutAction")
-        reset.triggered.connect(self.reset_layout)
-        view.addAction(reset)
+        add_view_menu(self, self.docks.values(), self.reset_layout)
 
     @Slot()
     def reset_layout(self) -> None:
@@ -166,6 +157,9 @@ class MainWindow(QMainWindow):
         t.pause.clicked.connect(self.toggle_pause)
         t.stop.clicked.connect(train.stop)
         t.reset.clicked.connect(self.reset_model)
+        self.scaling.source = self._scaling_source
+        self.scaling.openRequested.connect(self.open_model)
+        self.plot.follow(self.scale_ctl)  # each run of a ladder draws as it trains
         self.corpus.changed.connect(self._validate)
         self.settings.changed.connect(self._validate)
         self.settings.changed.connect(self._preview_schedule)
@@ -214,14 +208,21 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_training(self) -> None:
         problem = self.train_problem()
-        if problem or self.train_ctl.running:
-            if problem:
-                self.show_error(f"Cannot train yet: {problem}")
+        if problem or self.train_ctl.running or self.scale_ctl.running:
+            if problem or self.scale_ctl.running:
+                self.show_error(f"Cannot train yet: {problem or 'a scaling ladder is training'}")
             return
         self.train_ctl.start(self.corpus.name(), self.corpus.text(),
                              self.settings.model_config(), self.settings.train_config())
         self.training.set_running(True)
         self.status.begin()
+
+    def _scaling_source(self) -> tuple:
+        """The corpus and settings a ladder trains with; ValueError says why it cannot start."""
+        problem = self.train_problem() or ("a model is training: stop it first" if self.train_ctl.running else "")
+        if problem:
+            raise ValueError(f"Cannot run the ladder yet: {problem}")
+        return self.corpus.name(), self.corpus.text(), self.settings.model_config(), self.settings.train_config()
 
     @Slot()
     def toggle_pause(self) -> None:
@@ -342,6 +343,7 @@ class MainWindow(QMainWindow):
         self.corpus.shutdown()
         self.serve.stop()
         self.train_ctl.stop()
+        self.scale_ctl.stop()
         self.gen_ctl.stop()
         if not self.workers.stop_all(3000):
             log.error("a worker did not stop within 3 s")

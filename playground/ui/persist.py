@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QByteArray, QSettings
 
+SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
 MAX_SAVED_TEXT = 1_000_000  # a pasted corpus above this is not written to the settings file
 LAYOUT_VERSION = 2          # the dock layout; 1 was the fixed three-column splitter
+
+
+def app_settings() -> QSettings:
+    path = os.environ.get(SETTINGS_ENV)
+    return QSettings(path, QSettings.IniFormat) if path else QSettings("GPT Playground", "GPT Playground")
 
 
 def save_window(window, settings: QSettings) -> None:
@@ -17,6 +25,9 @@ def save_window(window, settings: QSettings) -> None:
     settings.setValue("settings/lr", window.settings.lr.value())
     settings.setValue("settings/dropout", window.settings.dropout.value())
     settings.setValue("settings/keep", window.settings.keep.currentData())
+    settings.setValue("settings/tokenizer", window.settings.tokenizer.currentData())
+    settings.setValue("settings/bpe_vocab", window.settings.bpe_vocab.value())
+    settings.setValue("settings/no_head_bias", int(window.settings.no_head_bias.isChecked()))
     settings.setValue("corpus/choice", window.corpus.choice())
     if window.corpus.choice() == "custom" and len(window.corpus.text()) <= MAX_SAVED_TEXT:
         settings.setValue("corpus/text", window.corpus.text())
@@ -46,9 +57,13 @@ def restore_window(window, settings: QSettings) -> None:
         _set(spin, settings.value(f"settings/{attr}"), int)
     _set(window.settings.lr, settings.value("settings/lr"), float)
     _set(window.settings.dropout, settings.value("settings/dropout"), float)
-    keep = window.settings.keep.findData(settings.value("settings/keep"))
-    if keep >= 0:
-        window.settings.keep.setCurrentIndex(keep)
+    for combo, key in ((window.settings.keep, "keep"), (window.settings.tokenizer, "tokenizer")):
+        index = combo.findData(settings.value(f"settings/{key}"))
+        if index >= 0:
+            combo.setCurrentIndex(index)
+    _set(window.settings.bpe_vocab, settings.value("settings/bpe_vocab"), int)
+    if settings.value("settings/no_head_bias") is not None:
+        window.settings.no_head_bias.setChecked(str(settings.value("settings/no_head_bias")) == "1")
     _set(window.generation.temperature, settings.value("generate/temperature"), int)
     _set(window.generation.length, settings.value("generate/length"), int)
 
