@@ -80,12 +80,13 @@ def test_a_full_queue_answers_503_with_retry_after(seed_model):
     with running(Served(Settings(model_name="seed")), model, tok, max_concurrent=1, max_queue=1) as url:
         host, port = url.removeprefix("http://").split(":")
         streams = []
-        for _ in range(2):  # one runs, one waits
+        for i in range(2):  # one runs, then one waits (sent after the first runs: never the other way round)
             conn = http.client.HTTPConnection(host, int(port), timeout=30)
             conn.request("POST", "/v1/completions", json.dumps({"model": "seed", "prompt": "to", "max_tokens": 4000,
                                                                 "stream": True}), {"Content-Type": "application/json"})
             streams.append(conn)
-        streams[0].getresponse().readline()
+            if i == 0:
+                conn.getresponse().readline()
         deadline = time.monotonic() + 15  # the second request is queued once the server has read it
         while metric(url, "playground_requests_waiting") < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
