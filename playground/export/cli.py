@@ -1,5 +1,5 @@
-"""`python -m playground export CKPT --format hf|onnx --out DIR`: write, verify, and say how to
-open what was written. The report goes to stdout, stages and warnings to stderr."""
+"""`python -m playground export CKPT --format hf --out DIR` or `--format onnx --out FILE.onnx`:
+write, verify, and say how to open what was written. The report goes to stdout, stages and warnings to stderr."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ def add_arguments(e) -> None:
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("--format", required=True, choices=sorted(FORMATS),
                    help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
-    e.add_argument("--out", required=True, metavar="DIR",
-                   help="the folder to write (for onnx: DIR/model.onnx and DIR/tokenizer.json)")
-    e.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    e.add_argument("--out", required=True, metavar="DIR|FILE.onnx",
+                   help="hf: the folder to write; onnx: the .onnx file (its tokenizer goes beside it "
+                        "as FILE.tokenizer.json)")
+    e.add_argument("--force", action="store_true", help="replace --out if it exists (a folder that is not empty)")
     e.add_argument("--quiet", action="store_true", help="no stage lines on stderr")
 
 
@@ -30,9 +31,12 @@ def run_export(args) -> int:
     print(f"architecture: {report.architecture}")
     for note in report.notes:
         print(f"  {note}")
-    print(f"verified: max |Δ log-probability| {report.max_logprob_error:.2g} on random ids "
-          f"({'exact' if report.exact else 'NOT exact'}); greedy decoding "
-          f"{'matches' if report.greedy_match else 'differs'}: {report.greedy_text!r}")
+    if report.verified:
+        print(f"verified: max |Δ log-probability| {report.max_logprob_error:.2g} on random ids and the "
+              f"model's own text ({'exact' if report.exact else 'NOT exact'}); greedy decoding "
+              f"{'matches' if report.greedy_match else 'differs'}: {report.greedy_text!r}")
+    else:
+        print("NOT verified (see the warning below)")
     print("open it in Python:")
     for line in load_snippet(report):
         print(f"    {line}")

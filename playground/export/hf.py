@@ -10,6 +10,7 @@ width + 1 and a least-squares approximation beyond that.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,8 @@ FOLD_EXACT = 1e-6  # a fold residual below this moves no log-probability by more
 
 @dataclass
 class Converted:
-    model: nn.Module     # the transformers model, weights in
+    weights: dict[str, torch.Tensor]   # transformers' names and layouts
+    config: dict                       # config.json
     architecture: str
     notes: list[str]
     fold_residual: float  # largest |W δ + c - b| of the head-bias fold (0 without a bias)
@@ -72,7 +74,8 @@ def fold_head_bias(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tens
 
 
 def convert(model: GPT) -> Converted:
-    """The transformers model that computes what ours does, weights copied in."""
+    """The weights and config.json of the transformers model that computes what ours does.
+    Plain tensors and a dict: writing them needs no transformers (only verifying does)."""
     eps = check_mappable(model)
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     notes, residual = [], 0.0
@@ -83,30 +86,27 @@ def convert(model: GPT) -> Converted:
         notes.append(f"head bias folded into the final layer norm's bias ({V} tokens, width {C}: "
                      + ("exact)" if residual <= FOLD_EXACT else f"least squares, residual {residual:.2g})"))
     if model.config.position == "learned":
-        hf_model, architecture = _gpt2(model.config, eps, sd), "GPT2LMHeadModel"
+        (weights, config), architecture = _gpt2(model.config, eps, sd), "GPT2LMHeadModel"
         notes.append("learned positions -> GPT-2: attention and MLP weights transposed for Conv1D")
     else:
-        hf_model, architecture = _starcoder2(model.config, eps, sd), "Starcoder2ForCausalLM"
+        (weights, config), architecture = _starcoder2(model.config, eps, sd), "Starcoder2ForCausalLM"
         notes.append(f"rotary positions -> Starcoder2 with sliding window {model.config.block_size}: "
                      "queries, keys and values split out of the fused projection")
-    return Converted(hf_model.eval(), architecture, notes, residual)
+    weights = {k: v.float().contiguous() for k, v in weights.items()}
+    config.update(architectures=[architecture], dtype="float32", torch_dtype="float32",
+                  bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=False,
+                  use_cache=True, initializer_range=0.02)
+    return Converted(weights, config, architecture, notes, residual)
 
 
-def _build(cls, hf_config, weights: dict[str, torch.Tensor]) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):  # its random init must not move the caller's seed
-        hf_model = cls(hf_config)
-    hf_model.load_state_dict(weights, strict=True)
-    return hf_model
-
-
-def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> nn.Module:
-    from transformers import GPT2Config, GPT2LMHeadModel
-    hf_config = GPT2Config(
-        vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
-        n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
+def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    hf_config = dict(
+        model_type="gpt2", vocab_size=config.vocab_size, n_positions=config.block_size,
+        n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
         activation_function="gelu",  # exact erf GELU, as ours ("gelu_new" is GPT-2's tanh)
         resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
-        layer_norm_epsilon=eps, bos_token_id=None, eos_token_id=None, tie_word_embeddings=False)
+        layer_norm_epsilon=eps, scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
+        reorder_and_upcast_attn=False)
     weights = {"transformer.wte.weight": sd["wte.weight"], "transformer.wpe.weight": sd["wpe.weight"],
                "transformer.ln_f.weight": sd["ln_f.weight"], "transformer.ln_f.bias": sd["ln_f.bias"],
                "lm_head.weight": sd["lm_head.weight"]}
@@ -114,25 +114,23 @@ def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> nn.Mo
         for name in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
             weight, bias = sd[f"h.{i}.{name}.weight"], sd[f"h.{i}.{name}.bias"]
             # GPT-2's Conv1D holds (in, out), nn.Linear (out, in)
-            weights[f"transformer.h.{i}.{name}.weight"] = weight if name.startswith("ln") else weight.t().contiguous()
+            weights[f"transformer.h.{i}.{name}.weight"] = weight if name.startswith("ln") else weight.t()
             weights[f"transformer.h.{i}.{name}.bias"] = bias
-    return _build(GPT2LMHeadModel, hf_config, weights)
+    return weights, hf_config
 
 
-def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> nn.Module:
-    from transformers import Starcoder2Config, Starcoder2ForCausalLM
+def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     C = config.n_embd
-    hf_config = Starcoder2Config(
-        vocab_size=config.vocab_size, hidden_size=C, intermediate_size=4 * C,
+    hf_config = dict(
+        model_type="starcoder2", vocab_size=config.vocab_size, hidden_size=C, intermediate_size=4 * C,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
         num_key_value_heads=config.n_head, hidden_act="gelu",  # exact erf GELU
         max_position_embeddings=config.block_size, norm_epsilon=eps, use_bias=True,
-        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA},
+        # transformers 5 reads rope_parameters, 4.x rope_theta: the same base either way
+        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA}, rope_theta=ROPE_THETA,
         # ours: a query sees keys at most block_size - 1 positions back; so does theirs
-        sliding_window=config.block_size,
-        attention_dropout=config.dropout, residual_dropout=config.dropout,
-        embedding_dropout=config.dropout, initializer_range=0.02, bos_token_id=None,
-        eos_token_id=None, tie_word_embeddings=False)
+        sliding_window=config.block_size, attention_dropout=config.dropout,
+        residual_dropout=config.dropout, embedding_dropout=config.dropout)
     weights = {"model.embed_tokens.weight": sd["wte.weight"], "model.norm.weight": sd["ln_f.weight"],
                "model.norm.bias": sd["ln_f.bias"], "lm_head.weight": sd["lm_head.weight"]}
     for i in range(config.n_layer):
@@ -145,14 +143,17 @@ def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) ->
         for part in ("weight", "bias"):
             q, k, v = sd[f"{ours}attn.c_attn.{part}"].split(C, dim=0)  # rows: [q | k | v]
             for name, t in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
-                weights[f"{theirs}self_attn.{name}.{part}"] = t.contiguous()
-    return _build(Starcoder2ForCausalLM, hf_config, weights)
+                weights[f"{theirs}self_attn.{name}.{part}"] = t
+    return weights, hf_config
 
 
 def write(converted: Converted, config: ModelConfig, folder: Path) -> None:
-    """config.json, generation_config.json and model.safetensors (no pickle)."""
-    from transformers import GenerationConfig
-    limits = {"max_length": config.block_size} if config.position == "learned" else {}
-    # plain sampling from the whole distribution, as the app samples by default
-    converted.model.generation_config = GenerationConfig(do_sample=True, top_k=0, temperature=1.0, **limits)
-    converted.model.save_pretrained(folder)
+    """config.json, generation_config.json and model.safetensors (no pickle, no transformers)."""
+    from safetensors.torch import save_file
+    # plain sampling from the whole distribution, as the app samples by default (no hidden top-k)
+    generation = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
+    if config.position == "learned":
+        generation["max_length"] = config.block_size
+    for name, data in (("config.json", converted.config), ("generation_config.json", generation)):
+        (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    save_file(converted.weights, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -12,7 +12,7 @@ from playground.engine.errors import PlaygroundError
 # arithmetic in another order lands near 1e-6
 TOLERANCE = 1e-4
 INSTALL = "pip install 'gpt-playground[export]'"
-FORMATS = {"hf": "a Hugging Face transformers folder", "onnx": "an ONNX file with its tokenizer"}
+FORMATS = {"hf": "a Hugging Face transformers folder", "onnx": "an ONNX file (FILE.onnx) with its tokenizer beside it"}
 
 
 class ExportError(PlaygroundError):
@@ -23,11 +23,12 @@ class ExportError(PlaygroundError):
 @dataclass
 class ExportReport:
     format: str                 # "hf" or "onnx"
-    out: str                    # the folder written
+    out: str                    # the folder (hf) or the .onnx file written
     architecture: str           # "GPT2LMHeadModel", "Starcoder2ForCausalLM" or "ONNX"
     max_logprob_error: float    # largest |log-softmax difference| against our model, random ids
     exact: bool                 # max_logprob_error < TOLERANCE
     greedy_match: bool          # greedy decoding picked the same tokens as ours
+    verified: bool = True       # False: written, but the verifying library was not installed
     greedy_text: str = ""       # the exported model's greedy continuation, decoded by its tokenizer
     files: list[str] = field(default_factory=list)     # names inside `out`
     notes: list[str] = field(default_factory=list)     # how the mapping was done
@@ -39,9 +40,10 @@ def load_snippet(report: ExportReport) -> list[str]:
     """Three lines of Python that open the export."""
     out = report.out
     if report.format == "onnx":
+        tokenizer = Path(out).with_name(Path(out).stem + ".tokenizer.json")
         return ["import onnxruntime, tokenizers",
-                f"session = onnxruntime.InferenceSession({str(Path(out) / 'model.onnx')!r})",
-                f"tokenizer = tokenizers.Tokenizer.from_file({str(Path(out) / 'tokenizer.json')!r})"]
+                f"session = onnxruntime.InferenceSession({out!r})",
+                f"tokenizer = tokenizers.Tokenizer.from_file({str(tokenizer)!r})"]
     return ["from transformers import AutoModelForCausalLM, AutoTokenizer",
             f"model = AutoModelForCausalLM.from_pretrained({out!r})",
             f"tokenizer = AutoTokenizer.from_pretrained({out!r})"]

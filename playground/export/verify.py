@@ -1,5 +1,6 @@
-"""Hold an export to our model: log-probabilities on seeded random ids, greedy decoding from
-the same prompt, and the tokenizer's ids and text on the same strings."""
+"""Hold an export to our model: log-probabilities on seeded random ids and on windows of the
+model's own text, greedy decoding from the same prompt, and the tokenizer's ids and text on the
+same strings."""
 
 from __future__ import annotations
 
@@ -27,16 +28,31 @@ def shapes(model: GPT) -> list[tuple[int, int]]:
     return out
 
 
+def own_text(model: GPT, tokenizer: Tokenizer, start_char, seeds: tuple = (0, 1)) -> torch.Tensor:
+    """Real windows: a block of the model's own writing per seed (temperature 1, from the
+    training text's first character), ids (len(seeds), block)."""
+    prompt = start_ids(tokenizer, start_char)[: model.config.block_size]
+    n = model.config.block_size - len(prompt)
+    rows = []
+    for seed in seeds:
+        config = SampleConfig(max_new_tokens=max(n, 1), temperature=1.0, seed=seed)
+        ids = prompt + [t.id for t in stream_tokens(model, tokenizer, tokenizer.decode(prompt), config)]
+        rows.append(ids[: model.config.block_size])
+    return torch.tensor(rows)
+
+
 @torch.no_grad()
-def max_logprob_error(model: GPT, theirs: Logits, seed: int = 0) -> float:
-    """The largest |log-softmax(ours) - log-softmax(theirs)| over seeded random batches."""
+def max_logprob_error(model: GPT, theirs: Logits, seed: int = 0, own: torch.Tensor | None = None) -> float:
+    """The largest |log-softmax(ours) - log-softmax(theirs)| over seeded random batches and,
+    when given, windows of real text (`own`: ids (B, T))."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
         worst = 0.0
-        for B, T in shapes(model):
-            ids = torch.randint(0, model.config.vocab_size, (B, T), generator=generator)
+        batches = [torch.randint(0, model.config.vocab_size, (B, T), generator=generator)
+                   for B, T in shapes(model)]
+        for ids in batches + ([own] if own is not None else []):
             ours = model(ids)[0].double().log_softmax(-1)
             other = theirs(ids).double().log_softmax(-1)
             if other.shape != ours.shape:

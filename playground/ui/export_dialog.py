@@ -42,16 +42,18 @@ class ExportDialog(QDialog):
                             "open, or an ONNX file (with its tokenizer) for ONNX Runtime")
         self.format.addItem("Hugging Face transformers folder", "hf")
         self.format.addItem("ONNX file", "onnx")
-        self.out = named(QLineEdit(), "exportOutEdit", "Export folder",
-                         "The folder to write; it must not exist yet, or be empty, unless you replace it")
+        self.out = named(QLineEdit(), "exportOutEdit", "Export to",
+                         "Hugging Face: the folder to write (new or empty, unless you replace it). "
+                         "ONNX: the .onnx file; its tokenizer goes beside it as NAME.tokenizer.json")
         self.out.setText(str(Path.home() / "gpt-playground-export"))
-        browse = named(QPushButton("Browse…"), "exportBrowseButton", "Browse", "Choose the folder")
+        browse = named(QPushButton("Browse…"), "exportBrowseButton", "Browse", "Choose where to write")
         browse.clicked.connect(self._browse)
         self.force = named(QCheckBox("replace what is there"), "exportForceCheck", "Replace",
-                           "Overwrite a folder that is in the way (only once the new one is verified)")
+                           "Overwrite what is in the way (only once the new export is verified)")
         self.run = named(QPushButton("Export"), "exportButton", "Export",
                          "Write, reload and verify the export, then move it into place")
         self.run.clicked.connect(self.start)
+        self.format.currentIndexChanged.connect(self._format_changed)
         self.report: dict = {}
         self.progressed.connect(self._progressed)
         self.progress = named(QProgressBar(), "exportProgress", "Export progress", "How far the export is")
@@ -60,13 +62,13 @@ class ExportDialog(QDialog):
                             "What was written and how closely it matches the model")
         self.result.setReadOnly(True)
         self.result.setFont(QFont("monospace"))
-        self.result.setPlaceholderText("Pick a format and a folder, then Export")
+        self.result.setPlaceholderText("Pick a format and where to write, then Export")
         where = QHBoxLayout()
         where.addWidget(self.out, 1)
         where.addWidget(browse)
         form = QFormLayout()
         form.addRow("Format", self.format)
-        form.addRow("Folder", where)
+        form.addRow("Export to", where)
         form.addRow("", self.force)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -77,9 +79,19 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Export into", str(Path(self.out.text()).parent))
+        if self.format.currentData() == "onnx":
+            path, _ = QFileDialog.getSaveFileName(self, "Export to", self.out.text(), "ONNX models (*.onnx)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Export into", str(Path(self.out.text()).parent))
         if path:
             self.out.setText(path)
+
+    @Slot()
+    def _format_changed(self) -> None:
+        """An ONNX export is a file: the name follows the format (folder <-> FOLDER.onnx)."""
+        path = Path(self.out.text().strip() or Path.home() / "gpt-playground-export")
+        onnx = self.format.currentData() == "onnx"
+        self.out.setText(str(path.with_suffix(".onnx") if onnx else path.with_suffix("")))
 
     @property
     def busy(self) -> bool:
@@ -95,7 +107,7 @@ class ExportDialog(QDialog):
             self.result.setPlainText("There is no model yet: train one (or open a saved model) first.")
             return False
         if not self.out.text().strip():
-            self.result.setPlainText("Choose a folder to export into.")
+            self.result.setPlainText("Choose where to export to.")
             return False
         fmt, out, force = self.format.currentData(), self.out.text().strip(), self.force.isChecked()
 
@@ -151,6 +163,8 @@ def describe(report: dict) -> str:
     """The report as a person reads it (the CLI prints the same figures)."""
     from playground.export.report import ExportReport, load_snippet
     match = ("exact" if report["exact"] else "NOT exact") + f": max |Δ log-probability| {report['max_logprob_error']:.2e}"
+    if not report["verified"]:
+        match = "NOT verified (see the warning)"
     lines = [f"Wrote {report['out']} ({report['architecture']}) in {report['seconds']:.1f} s",
              f"files: {', '.join(report['files'])}", f"verified against the model: {match}",
              "greedy decoding: " + ("the same tokens" if report["greedy_match"] else "DIFFERENT tokens")]

@@ -118,3 +118,21 @@ def test_a_setting_the_mapping_does_not_know_is_refused(monkeypatch):
                                                                  "head_bias"}))
     with pytest.raises(ExportError, match="dropout = 0.1 is new to the exporter"):
         check_mappable(model)
+
+
+def test_a_shakespeare_size_model_exports_exactly_to_both_formats(tmp_path):
+    """shakespeare-fast's shape: 3 layers x 128, 4 heads, block 64, 65 characters (<= 129: the
+    head bias folds exactly), with the conftest's push away from the initialisation."""
+    import string
+    tokenizer = CharTokenizer.from_text(string.ascii_letters + string.digits + " \n.")
+    assert tokenizer.vocab_size == 65
+    model = random_model(tokenizer, seed=3, n_layer=3, n_head=4, n_embd=128, block_size=64)
+    path = save(tmp_path, "big", model, tokenizer)
+    for fmt, out in (("hf", tmp_path / "big-hf"), ("onnx", tmp_path / "big.onnx")):
+        report = export_model(path, fmt, out)
+        assert report.exact and report.max_logprob_error < 1e-4 and report.greedy_match, (fmt, report)
+    theirs, hf_tokenizer = reload(tmp_path / "big-hf")
+    ids = torch.randint(0, 65, (2, 64), generator=torch.Generator().manual_seed(1))
+    assert logprob_gap(model, theirs, ids) < 1e-4
+    ours, text = greedy_pair(model, tokenizer, theirs, hf_tokenizer, "to be", 30)
+    assert ours == text and len(ours) == 30
