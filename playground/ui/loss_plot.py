@@ -184,7 +184,7 @@ class LossPlot(QWidget):
         """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
         if self.raw.n:
             last = self.raw.y[self.raw.n - 1]
-            self.archive_run(f"{self._label} -> {last:.3f} nats/token, {last * self.data.to_bpc:.3f} bits/char")
+            self.archive_run(f"{self._label} -> {last:.3f} ({last * self.data.to_bpc:.2f} bits/char)")
         else:
             self.clear()
 

@@ -14,7 +14,7 @@ from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.control import TrainControl
 from playground.ui.worker import GeneratorWorker, WorkerPool
 
-MODES = {"tokens": "equal training tokens", "flops": "equal compute", "frontier": "compute-optimal frontier"}
+MODES = {"tokens": "equal tokens", "flops": "equal compute", "frontier": "frontier (best size per budget)"}
 
 
 class ScalingController(QObject):
@@ -53,7 +53,8 @@ class ScalingController(QObject):
         if self.running:
             return False
         from playground.engine.download import data_dir
-        self.out_dir = out_dir or str(data_dir() / "scaling" / time.strftime("%Y%m%d-%H%M%S"))
+        # beside the downloaded corpora, in the user's data folder
+        self.out_dir = out_dir or str(data_dir().parent / "scaling" / time.strftime("%Y%m%d-%H%M%S"))
         control = self._control = TrainControl()
         out = self.out_dir
 

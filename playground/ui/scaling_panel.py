@@ -218,7 +218,11 @@ class ScalingPanel(QWidget):
         self.set_running(False)
         self.eta.setText(("Stopped: " if event.stopped else "Done: ")
                          + f"{len(event.runs)} runs kept in {self.control.out_dir}")
-        if event.fit is None:
+        if event.frontier:
+            self.fit_label.setText("The best size for each budget (green star): "
+                                   + "; ".join(f"{budget:.1e} FLOPs: {params:,} parameters (loss {loss:.3f})"
+                                               for budget, params, loss in event.frontier))
+        elif event.fit is None:
             self.fit_label.setText("Too few finished runs to fit a power law (it needs at least three)")
         else:
             f = event.fit
@@ -227,9 +231,6 @@ class ScalingPanel(QWidget):
                 text += f"; the next size up, {f.next_params:,} parameters, would reach {f.predicted_loss:.3f}"
             self.fit_label.setText(text)
             self.warning.setText(f.warning)
-        for budget, params, loss in event.frontier:
-            self.fit_label.setText(self.fit_label.text() + f"\nbest at {budget:.1e} FLOPs: {params:,} "
-                                   f"parameters (loss {loss:.3f})")
         self.redraw()
 
     @Slot(str)

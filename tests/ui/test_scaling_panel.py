@@ -73,3 +73,24 @@ def test_training_and_a_ladder_never_run_at_once(window, qtbot):
     assert "model is training" in panel.warning.text()
     with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
         window.training.stop.click()
+
+
+def test_the_frontier_marks_the_best_size_for_each_budget(window, qtbot, tmp_path, monkeypatch):
+    from playground.engine.download import DATA_ENV
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
+    panel = _ladder(window, 0.01)
+    panel.mode.setCurrentIndex(panel.mode.findData("frontier"))
+    panel.flops.setText("2e8, 5e8")
+    with qtbot.waitSignal(window.scale_ctl.ladderDone, timeout=120_000) as done:
+        assert panel.start()
+    event = done.args[0]
+    assert len(event.frontier) == 2 and event.fit is None
+    for budget_index, (budget, params, loss) in enumerate(event.frontier):
+        runs = [r for r in panel.results if r.budget_index == budget_index]
+        assert all(abs(r.flops - budget) / budget < 0.2 for r in runs)  # each run spent its budget
+        assert loss == min(r.val_loss for r in runs) and params in [r.params for r in runs]
+    assert "best size for each budget" in panel.fit_label.text()
+    stars = [i for i in panel.plot.getPlotItem().listDataItems() if i.opts.get("symbol") == "star"]
+    assert len(stars) == 2
+    panel.flops.setText("3e12, lots")
+    assert not panel.start() and "numbers like 3e12" in panel.warning.text()
