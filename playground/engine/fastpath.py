@@ -50,3 +50,9 @@ def check_same_parameters(name: str, held: list, model: Any) -> None:
     if len(mine) != len(set(mine)) or set(mine) != set(theirs):
         raise ValueError(f"{name} does not hold exactly the model's parameters "
                          f"({len(set(mine))} of its own, {len(theirs)} in the model)")
+
+
+# stated here, beside the rule, so the window's estimate can ask it without loading torch
+HAND_STEP = Verified("the hand-written training step", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": {0.0}, "position": {"learned"}, "head_bias": {True, False}}, devices=("cpu",))

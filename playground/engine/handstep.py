@@ -16,13 +16,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from playground.engine.fastpath import ANY, Verified, check_same_parameters
+from playground.engine.fastpath import HAND_STEP, check_same_parameters
 from playground.engine.model import GPT
 
 aten = torch.ops.aten
-HAND_STEP = Verified("the hand-written training step", {
-    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": {0.0}, "position": {"learned"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
 class _Layer:

@@ -22,17 +22,13 @@ from PySide6.QtWidgets import (
 from playground.engine import config as limits
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.corpus import distinct_windows
+from playground.engine.estimate import estimate
 from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
 from playground.ui.token_count import TokenCounter
 from playground.ui.widgets import named
 from playground.ui.worker import WorkerPool
 
-# The time estimate, from the bench on a 2-core CPU (`python -m playground bench` measures
-# yours): shakespeare-cpu trains at ~110 GFLOP/s, and each step also costs a fixed ~0.5 ms
-# plus ~0.3 ms a layer in per-operation overhead, which is what dominates a tiny model.
-ASSUMED_FLOPS = 100e9
-STEP_OVERHEAD_S, LAYER_OVERHEAD_S = 0.5e-3, 0.3e-3
 BAD = "background: #ffe0e0;"
 
 # (attribute, objectName, label, minimum, maximum, tooltip)
@@ -77,6 +73,8 @@ class SettingsPanel(QWidget):
         self.preset = named(QComboBox(), "presetPicker", "Preset",
                             "Presets fill in every setting, and pick a corpus, for a known-good run")
         for name, preset in PRESETS.items():
+            if preset.device != "cpu":
+                continue  # the window trains on the CPU
             self.preset.addItem(name, name)
             self.preset.setItemData(self.preset.count() - 1, preset.description, 3)  # ToolTipRole
         self.spins: dict[str, QSpinBox] = {}
@@ -277,7 +275,7 @@ class SettingsPanel(QWidget):
         if not model.problems():
             n = count_params(model)
             self.param_label.setText(f"{n:,} parameters")
-            self.estimate.setText(self._estimate(model, n))
+            self.estimate.setText(self._estimate(model))
         else:
             self.param_label.setText("parameters: fix the settings first")
             self.estimate.setText("")
@@ -301,42 +299,6 @@ class SettingsPanel(QWidget):
         elif self.counter.count(key, self._text, self.bpe_vocab.value(), self._base_train.val_fraction):
             self.token_label.setText("counting the corpus's BPE tokens…")
 
-    def _estimate(self, model: ModelConfig, n: int) -> str:
-        B, T, C, L = self.value("batch"), model.block_size, model.n_embd, model.n_layer
-        rows = _distinct_rows(B, self.distinct_windows(T), model.dropout)
-        flops = 6 * n * rows * T + 12 * L * rows * T * T * C
-        # weights, gradients and two AdamW moments, plus activations kept for the backward pass
-        memory = 16 * n + 4 * B * T * (L * (16 * C + 2 * model.n_head * T) + 2 * model.vocab_size)
-        seconds = flops / ASSUMED_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
-        total = seconds * self.value("steps")
-        return (f"about {_size(memory)} of memory, ~{seconds * 1000:.0f} ms per step, "
-                f"~{_duration(total)} for {self.value('steps'):,} steps")
-
-
-def _distinct_rows(batch: int, windows: int, dropout: float) -> float:
-    """Rows a step computes: repeated windows are merged (corpus.get_weighted_batch) when
-    there is no dropout and at most 3/4 of the batch is distinct."""
-    if dropout > 0 or windows <= 0:
-        return batch
-    expected = windows * (1 - (1 - 1 / windows) ** batch)  # distinct among batch draws
-    return expected if expected <= 0.75 * batch else batch
-
-
-def _size(n_bytes: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n_bytes < 1024 or unit == "GB":
-            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
-        n_bytes /= 1024
-    return ""
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under 1 s"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    def _estimate(self, model: ModelConfig) -> str:
+        est = estimate(model, self.train_config(), self.distinct_windows(model.block_size))
+        return est.describe(self.value("steps"))

@@ -1,0 +1,105 @@
+"""The window's time and memory estimates against measured runs of every preset.
+
+Each preset trains in its own process (`python -m playground.bench.estimates --preset NAME`),
+as the window would train it: whole runs, evaluations and samples included. Measured memory is
+the growth of the process's peak resident set from just before the trainer is built to the
+end of the run (the app and torch are already in memory when a user clicks Train).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+GOAL = 0.30   # within 30% of the measured figure
+
+
+def corpus_text(name: str) -> str:
+    from playground.engine.corpus import builtin_text, find_shakespeare, read_text_file
+    return read_text_file(find_shakespeare()) if name == "shakespeare" else builtin_text(name)
+
+
+def measure(preset_name: str, steps: int = 0) -> dict:
+    """Train the preset (or its first `steps` steps, evaluations kept in proportion)."""
+    from playground.engine.corpus import build_corpus
+    from playground.engine.events import Done, Step, proc_status_mb
+    from playground.engine.presets import PRESETS
+    from playground.engine.train import Trainer
+    preset = PRESETS[preset_name]
+    train = preset.train.replace(max_steps=steps) if steps else preset.train
+    corpus = build_corpus(preset.corpus, corpus_text(preset.corpus), train.val_fraction,
+                          preset.model.block_size, kind=train.tokenizer, vocab_size=train.bpe_vocab)
+    model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
+    try:  # restart the high-water mark here (Linux)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    before = proc_status_mb("VmRSS") or 0.0
+    trainer = Trainer(model, train, corpus)
+    times, done = [], None
+    for event in trainer.run():
+        if isinstance(event, Step):
+            times.append(event.elapsed_s)
+        elif isinstance(event, Done):
+            done = event
+    gaps = [b - a for a, b in zip(times[5:], times[6:])]
+    return {"preset": preset_name, "steps": train.max_steps, "run_s": done.train_seconds,
+            "step_s": statistics.median(gaps) if gaps else done.train_seconds / max(len(times), 1),
+            "memory_mb": (proc_status_mb("VmHWM") or 0.0) - before}
+
+
+def predicted(preset_name: str, steps: int = 0) -> dict:
+    from playground.engine.corpus import distinct_windows
+    from playground.engine.estimate import estimate
+    from playground.engine.presets import PRESETS
+    preset = PRESETS[preset_name]
+    train = preset.train.replace(max_steps=steps) if steps else preset.train
+    text = corpus_text(preset.corpus)
+    n_train = len(text) - int(len(text) * train.val_fraction)
+    vocab = train.bpe_vocab if train.tokenizer == "bpe" else len(set(text))
+    est = estimate(preset.model.replace(vocab_size=vocab), train,
+                   distinct_windows(text[:n_train], preset.model.block_size))
+    return {"step_s": est.step_s, "run_s": est.run_s, "memory_mb": est.memory_bytes / 2**20}
+
+
+def rows(quick: bool, env: dict) -> list[dict]:
+    from playground.engine.presets import PRESETS
+    table, ok = {}, True
+    for name, preset in PRESETS.items():
+        if preset.corpus == "shakespeare" and name.endswith("gpu"):
+            continue  # a GPU preset: its estimate is for a GPU
+        steps = min(preset.train.max_steps, 100) if quick else 0
+        out = subprocess.run([sys.executable, "-m", "playground.bench.estimates", "--preset", name,
+                              "--steps", str(steps)], env=env, capture_output=True, text=True, timeout=900)
+        if out.returncode != 0:
+            raise RuntimeError(f"{name} failed: {out.stderr[-1500:]}")
+        got, want = json.loads(out.stdout.strip().splitlines()[-1]), predicted(name, steps)
+        errors = {k: want[k] / got[k] - 1 for k in ("step_s", "run_s", "memory_mb") if got[k] > 0}
+        table[name] = {"measured": got, "estimated": want, "errors": errors}
+        ok = ok and all(abs(e) <= GOAL for e in errors.values())
+    worst = {k: max(table, key=lambda n: abs(table[n]["errors"].get(k, 0))) for k in ("run_s", "memory_mb")}
+    text = "; ".join(f"{n}: run {t['estimated']['run_s']:.1f}/{t['measured']['run_s']:.1f} s, "
+                     f"memory {t['estimated']['memory_mb']:.0f}/{t['measured']['memory_mb']:.0f} MB"
+                     for n, t in table.items())
+    return [{"name": "estimates", "target": "window's time and memory estimates within 30% for every preset",
+             "measured": f"worst run time {table[worst['run_s']]['errors']['run_s']:+.0%} ({worst['run_s']}), "
+                         f"worst memory {table[worst['memory_mb']]['errors'].get('memory_mb', 0):+.0%} "
+                         f"({worst['memory_mb']})",
+             "reference": f"estimated/measured: {text}", "passed": ok, "details": table}]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="measure one preset's run for the estimates row")
+    parser.add_argument("--preset", required=True)
+    parser.add_argument("--steps", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.preset, args.steps)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
