@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or of the last step")
     t.add_argument("--patience", type=int, metavar="N",
                    help="stop after N evaluations without a better validation loss (0: never)")
-    t.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
-                   help="where to train (default cpu)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train (default: the preset's, cpu for all but shakespeare-gpu)")
     t.add_argument("--compile", action="store_true",
                    help="torch.compile the model (slow to start; off by default)")
     t.add_argument("--autograd", action="store_true",

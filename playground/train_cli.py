@@ -117,7 +117,15 @@ class Progress:
 def run_train(args) -> int:
     from playground.engine.device import check_device
     from playground.engine.distributed import init_from_env, shutdown
-    device = check_device(args.device)
+    from playground.engine.errors import ConfigError
+    preset = get_preset(args.preset or "seed")
+    try:
+        device = check_device(args.device or preset.device)
+    except ConfigError as exc:
+        if args.device:
+            raise
+        raise ConfigError(f"{exc}. The preset {preset.name} is meant for a {preset.device} GPU: "
+                          "pass --device cpu to train it here anyway (slowly)") from None
     rank, world, device = init_from_env(device)
     clean = False
     try:
