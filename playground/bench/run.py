@@ -11,35 +11,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[2]
-NANOGPT_TOKENS_PER_S = 11_800   # nanoGPT, shakespeare-cpu recipe, measured on this machine (issue 4)
-NANOGPT_VAL_LOSS = 1.886
-NANOGPT_SECONDS = 155.0
-NANOGPT_CHARS_PER_S = 220
-
-
-@dataclass
-class Result:
-    name: str
-    target: str
-    measured: str
-    reference: str
-    passed: Optional[bool]          # None: informational
-    details: dict = field(default_factory=dict)
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+from playground.bench.common import ROOT, Result, _env, _median
 
 
 # -- 1. same work, less time ---------------------------------------------------------------
@@ -77,112 +54,17 @@ def bench_seed(quick: bool) -> list[Result]:
                     "reference_losses": ref_losses, "threads": trainer.threads})]
 
 
-# -- 2, 3, 7. Shakespeare runs in subprocesses ---------------------------------------------
-def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
-    log = workdir / f"{label}.jsonl"
-    ckpt = workdir / f"{label}.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "playground", "train", *args, "--quiet",
-                             "--log-json", str(log), "--out", str(ckpt)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, _ = os.wait4(proc.pid, 0)
-    stderr = proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{label} training failed: {stderr[-2000:]}")
-    events = [json.loads(line) for line in log.read_text().splitlines()]
-    done = events[-1]
-    steps = [e for e in events if e["event"] == "step"]
-    curve = [(e["step"], e["elapsed_s"], e["val_loss"]) for e in events if e["event"] == "eval"]
-    # throughput after warm-up: the median step from step 20 on, so evaluation pauses drop out
-    prev = None
-    rates = []
-    for e in steps[20:]:
-        if prev is not None:
-            rates.append(e["elapsed_s"] - prev)
-        prev = e["elapsed_s"]
-    step_s = _median(rates) if rates else float("nan")
-    tokens_per_step = done["tokens"] / max(len(steps), 1)
-    # the child's own high-water mark (ru_maxrss from wait4 would include this process's,
-    # which Linux carries over the child's exec)
-    return {"done": done, "curve": curve, "ckpt": ckpt, "max_rss_mb": done["peak_rss_mb"],
-            "tokens_per_s": tokens_per_step / step_s if rates else float("nan")}
-
-
-def _full_val_loss(ckpt: Path) -> float:
-    import torch
-
-    from playground.engine import checkpoint
-    from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
-    from playground.engine.evaluate import full_loss
-    model = checkpoint.load(ckpt, with_optimizer=False)
-    corpus = build_corpus("shakespeare", read_text_file(find_shakespeare()), 0.1,
-                          model.model_config.block_size, tokenizer=model.tokenizer)
-    torch.set_num_threads(os.cpu_count() or 1)
-    return full_loss(model.model, corpus.val_ids(), model.model_config.block_size)
-
-
+# -- 2, 3, 7. Shakespeare runs in subprocesses (bench/shakespeare.py) -----------------------
 def bench_shakespeare(quick: bool) -> list[Result]:
-    from playground.engine.presets import PRESETS
-    work = Path(tempfile.mkdtemp(prefix="playground-bench-"))
-    extra = ["--steps", "300"] if quick else []
-    cpu = _train_subprocess(["--preset", "shakespeare-cpu", *extra], work, "shakespeare-cpu")
-    fast = _train_subprocess(["--preset", "shakespeare-fast", *extra], work, "shakespeare-fast")
-    cpu_val, fast_val = _full_val_loss(cpu["ckpt"]), _full_val_loss(fast["ckpt"])
-    fast_s = fast["done"]["train_seconds"]
-    results = [
-        Result("time_to_quality", "shakespeare-fast: val loss <= 1.88 in <= 40 s of training",
-               f"{fast_val:.4f} in {fast_s:.1f} s",
-               f"shakespeare-cpu here: {cpu_val:.4f} in {cpu['done']['train_seconds']:.1f} s; "
-               f"nanoGPT {NANOGPT_VAL_LOSS} in {NANOGPT_SECONDS:.0f} s",
-               fast_val <= 1.88 and fast_s <= 40 and not quick,
-               {"fast_curve": fast["curve"], "cpu_curve": cpu["curve"],
-                "fast_val_full_tail": fast_val, "cpu_val_full_tail": cpu_val,
-                "fast_val_logged": fast["done"]["final_val_loss"],
-                "cpu_val_logged": cpu["done"]["final_val_loss"],
-                "fast_preset": {"model": PRESETS["shakespeare-fast"].model.to_dict(),
-                                "train": PRESETS["shakespeare-fast"].train.to_dict()}}),
-    ]
-    peak = _matmul_peak()
-    tps = cpu["tokens_per_s"]
-    flops_per_token = 6 * cpu["done"]["params"]
-    results.append(Result("throughput", ">= 1.3x nanoGPT's tokens/s on shakespeare-cpu",
-                          f"{tps:,.0f} tok/s ({tps / NANOGPT_TOKENS_PER_S:.2f}x), "
-                          f"{tps * flops_per_token / 1e9:.1f} GFLOP/s = "
-                          f"{tps * flops_per_token / peak:.0%} of matmul peak",
-                          f"nanoGPT {NANOGPT_TOKENS_PER_S:,} tok/s; matmul peak {peak / 1e9:.0f} GFLOP/s",
-                          tps >= 1.3 * NANOGPT_TOKENS_PER_S, {"tokens_per_s": tps, "peak_flops": peak}))
-    results.append(Result("memory", "peak RSS of shakespeare-cpu training <= 400 MB",
-                          f"{cpu['max_rss_mb']:.0f} MB", "nanoGPT 376 MB",
-                          cpu["max_rss_mb"] <= 400, {"max_rss_mb": cpu["max_rss_mb"],
-                                                     "fast_max_rss_mb": fast["max_rss_mb"]}))
-    _print_curves(cpu["curve"], fast["curve"])
-    return results
+    from playground.bench.shakespeare import shakespeare_rows
+    return shakespeare_rows(quick)
 
 
-def _print_curves(cpu: list, fast: list) -> None:
-    print("\nvalidation loss against training time (s):", file=sys.stderr)
-    print(f"{'shakespeare-cpu':>34} | {'shakespeare-fast':>34}", file=sys.stderr)
-    for i in range(max(len(cpu), len(fast))):
-        a = f"step {cpu[i][0]:>5} {cpu[i][1]:>7.1f} s {cpu[i][2]:.4f}" if i < len(cpu) else ""
-        b = f"step {fast[i][0]:>5} {fast[i][1]:>7.1f} s {fast[i][2]:.4f}" if i < len(fast) else ""
-        print(f"{a:>34} | {b:>34}", file=sys.stderr)
+def bench_gpu(quick: bool) -> list[Result]:
+    from playground.bench.shakespeare import gpu_rows
+    return gpu_rows(quick)
 
 
-def _matmul_peak() -> float:
-    import torch
-    torch.set_num_threads(os.cpu_count() or 1)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * 1024**3 / min(times)
-
-
-# -- 4. generation --------------------------------------------------------------------------
 def bench_generation(quick: bool) -> list[Result]:
     from playground.bench.generation import measure
     return [Result(**r) for r in measure(quick)]
@@ -191,6 +73,11 @@ def bench_generation(quick: bool) -> list[Result]:
 def bench_tokenizers(quick: bool) -> list[Result]:
     from playground.bench.tokens import rows
     return [Result(**r) for r in rows(quick)]
+
+
+def bench_estimates(quick: bool) -> list[Result]:
+    from playground.bench.estimates import rows
+    return [Result(**r) for r in rows(quick, _env())]
 
 
 def bench_serve(quick: bool) -> list[Result]:
@@ -302,7 +189,8 @@ def bench_threads(quick: bool) -> list[Result]:
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
-    "serve": bench_serve, "tokenizers": bench_tokenizers,
+    "serve": bench_serve, "tokenizers": bench_tokenizers, "estimates": bench_estimates,
+    "gpu": bench_gpu,
 }
 
 

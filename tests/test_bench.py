@@ -1,0 +1,100 @@
+"""The bench's own parts: nanoGPT's restated recipe, the time-to-goal reading, the curves PNG,
+and the estimates the window shows."""
+
+import math
+
+import pytest
+
+from playground.bench import nanogpt
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.estimate import estimate, rows_per_step
+from playground.engine.presets import PRESETS
+
+
+def test_time_to_goal_interpolates_between_scorings_and_says_never():
+    evals = [{"seconds": 0.0, "val_full": 4.2}, {"seconds": 10.0, "val_full": 2.0},
+             {"seconds": 20.0, "val_full": 1.8}, {"seconds": 30.0, "val_full": 1.7}]
+    assert nanogpt.time_to(evals, 1.9) == pytest.approx(15.0)
+    assert nanogpt.time_to(evals, 2.0) == pytest.approx(10.0)
+    assert nanogpt.time_to(evals, 5.0) == 0.0
+    assert nanogpt.time_to(evals, 1.5) is None
+    # evaluations without a score are skipped, not read as zero
+    assert nanogpt.time_to([{"seconds": 1.0, "val_full": None}, *evals], 1.9) == pytest.approx(15.0)
+
+
+def test_the_restated_cpu_recipe_has_nanogpts_parameter_count():
+    r = nanogpt.RECIPES["cpu"]
+    C, V, T, L = r.n_embd, 65, r.block_size, r.n_layer
+    # no biases, LayerNorm weights only, head tied to the token embedding
+    expected = V * C + T * C + L * (2 * C + 3 * C * C + C * C + 8 * C * C) + C
+    assert sum(p.numel() for p in nanogpt.NanoGPT(r, V).parameters()) == expected == 804_096
+
+
+def test_the_restated_recipe_trains_and_scores_on_the_clock_it_reports():
+    text = "to be or not to be that is the question. " * 60
+    r = nanogpt.Recipe(1, 2, 16, 16, 4, 20, 0.0, 2, False, warmup_iters=2, eval_interval=10,
+                       score_interval=5)
+    out = nanogpt.train(r, text)
+    steps = [e["step"] for e in out["evals"]]
+    assert steps == [0, 5, 10, 15, 20]
+    seconds = [e["seconds"] for e in out["evals"]]
+    assert seconds == sorted(seconds) and seconds[-1] <= out["train_seconds"]
+    assert out["evals"][-1]["val_full"] < out["evals"][0]["val_full"] < math.log(len(set(text))) + 0.5
+    assert [e["val_estimate"] is not None for e in out["evals"]] == [True, False, True, False, True]
+
+
+def test_the_curves_png_is_drawn(tmp_path):
+    from PySide6.QtGui import QImage
+
+    from playground.bench.curves import draw
+    out = tmp_path / "curves.png"
+    draw({"title": "t", "goals": [1.88], "runs": {"a": [[0, 4.0], [10, 2.0]], "b": [[5, 3.0], [8, 1.9]],
+                                                   "empty": []}}, str(out), size=(640, 400))
+    image = QImage(str(out))
+    assert not image.isNull() and image.width() >= 600
+    # the first run's colour is in the picture: its line was drawn
+    colours = {image.pixelColor(x, y).name() for x in range(0, image.width(), 2)
+               for y in range(0, image.height(), 2)}
+    assert "#1f77b4" in colours
+
+
+# -- the window's estimates ---------------------------------------------------------------
+def test_the_estimate_counts_evaluations_the_optimizer_and_the_training_path():
+    model, train = PRESETS["shakespeare-cpu"].model, PRESETS["shakespeare-cpu"].train
+    base = estimate(model, train, 10**6)
+    assert base.run_s > base.step_s * train.max_steps  # evaluations cost time too
+    assert estimate(model, train.replace(eval_interval=train.eval_interval // 2), 10**6).run_s > base.run_s
+    assert estimate(model, train.replace(optimizer="muon"), 10**6).step_s > base.step_s
+    # rotary positions train through autograd, which costs more per layer than the hand step
+    assert estimate(model.replace(position="rope"), train, 10**6).step_s > base.step_s
+    assert estimate(model, train.replace(batch_size=2 * train.batch_size), 10**6).memory_bytes > \
+        base.memory_bytes
+
+
+def test_a_repetitive_text_merges_windows_and_costs_less():
+    assert rows_per_step(32, 7, 0.0) == pytest.approx(7 * (1 - (6 / 7) ** 32))  # ~6.95 of 7
+    assert rows_per_step(32, 7, 0.1) == 32      # dropout: no merging
+    assert rows_per_step(32, 10**6, 0.0) == 32  # nothing repeats
+    model, train = ModelConfig(n_layer=2, n_embd=64, block_size=32), TrainConfig(batch_size=32)
+    assert estimate(model, train, 7).step_s < estimate(model, train, 10**6).step_s
+
+
+def test_the_lean_windowed_forward_the_generation_bench_measures_is_the_model():
+    import torch
+
+    from playground.bench.generation import lean_window_logits
+    from playground.engine.model import GPT
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=11, n_layer=3, n_head=2, n_embd=16, block_size=8)).eval()
+    lean = lean_window_logits(model)
+    ids = torch.randint(0, 11, (8,))
+    for n in (1, 5, 8):  # a short text and a full window
+        with torch.no_grad():
+            plain, _ = model(ids[None, :n])
+        assert torch.allclose(lean(ids[:n]), plain[0, -1], atol=1e-5)
+
+
+def test_a_recipe_that_never_reaches_the_goal_is_read_as_a_lower_bound():
+    evals = [{"seconds": 0.0, "val_full": 4.2}, {"seconds": 80.0, "val_full": 1.91}]
+    assert nanogpt.time_or_bound(evals, 1.88, 84.0) == (84.0, False)
+    assert nanogpt.time_or_bound(evals, 1.95, 84.0) == (pytest.approx(80 * (4.2 - 1.95) / (4.2 - 1.91)), True)
