@@ -98,3 +98,11 @@ def test_a_recipe_that_never_reaches_the_goal_is_read_as_a_lower_bound():
     evals = [{"seconds": 0.0, "val_full": 4.2}, {"seconds": 80.0, "val_full": 1.91}]
     assert nanogpt.time_or_bound(evals, 1.88, 84.0) == (84.0, False)
     assert nanogpt.time_or_bound(evals, 1.95, 84.0) == (pytest.approx(80 * (4.2 - 1.95) / (4.2 - 1.91)), True)
+
+
+def test_the_estimate_reads_as_a_sentence():
+    from playground.engine.estimate import Estimate
+    assert Estimate(0.001, 0.0, 0.5, 92 * 2**20).describe(10) == \
+        "about 92.0 MB of memory, ~1 ms per step, under 1 s for 10 steps"
+    assert Estimate(0.157, 0.5, 98.3, 3e8).describe(600).endswith("~1.6 min for 600 steps")
+    assert Estimate(0.157, 0.5, 5400, 3e8).describe(600).endswith("~1.5 h for 600 steps")

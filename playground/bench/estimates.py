@@ -73,11 +73,14 @@ def rows(quick: bool, env: dict) -> list[dict]:
         if preset.corpus == "shakespeare" and name.endswith("gpu"):
             continue  # a GPU preset: its estimate is for a GPU
         steps = min(preset.train.max_steps, 100) if quick else 0
-        out = subprocess.run([sys.executable, "-m", "playground.bench.estimates", "--preset", name,
-                              "--steps", str(steps)], env=env, capture_output=True, text=True, timeout=900)
-        if out.returncode != 0:
-            raise RuntimeError(f"{name} failed: {out.stderr[-1500:]}")
-        got, want = json.loads(out.stdout.strip().splitlines()[-1]), predicted(name, steps)
+        want = predicted(name, steps)
+        # this machine's speed varies by up to 30% between processes: short runs are measured
+        # three times, in fresh processes, and the median of each figure compared
+        runs = [_measure_in_child(name, steps, env)
+                for _ in range(3 if want["run_s"] < 30 and not quick else 1)]
+        got = {k: statistics.median(r[k] for r in runs) if isinstance(runs[0][k], float) else runs[0][k]
+               for k in runs[0]}
+        got["runs"] = len(runs)
         errors = {k: want[k] / got[k] - 1 for k in ("step_s", "run_s", "memory_mb") if got[k] > 0}
         table[name] = {"measured": got, "estimated": want, "errors": errors}
         ok = ok and all(abs(e) <= GOAL for e in errors.values())
@@ -90,6 +93,14 @@ def rows(quick: bool, env: dict) -> list[dict]:
                          f"worst memory {table[worst['memory_mb']]['errors'].get('memory_mb', 0):+.0%} "
                          f"({worst['memory_mb']})",
              "reference": f"estimated/measured: {text}", "passed": ok, "details": table}]
+
+
+def _measure_in_child(name: str, steps: int, env: dict) -> dict:
+    out = subprocess.run([sys.executable, "-m", "playground.bench.estimates", "--preset", name,
+                          "--steps", str(steps)], env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} failed: {out.stderr[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:

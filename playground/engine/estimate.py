@@ -16,12 +16,13 @@ from playground.engine.params import count_params
 MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
 STEP_OVERHEAD_S = 0.5e-3   # fixed per-step cost: batch, clipping, optimizer launch
 # per layer per step: dispatch and small element-wise operations, which dominate tiny models
-LAYER_OVERHEAD_S = {"hand": 0.5e-3, "autograd": 0.6e-3}
+LAYER_OVERHEAD_S = {"hand": 0.8e-3, "autograd": 1.0e-3}
 SAMPLE_CHAR_S = 0.25e-3    # per layer per generated character, besides its arithmetic
 START_S = 0.2              # a run's first steps: thread pools, first allocations
-# Memory, fitted to `bench --only estimates` (2026-12-04, every CPU preset within 15%): a run
-# first pages in torch's kernels, thread pools and allocator caches (~92 MB, the tiny preset's
-# whole growth), and the backward pass keeps ~1.75x the main activations counted below.
+# Fitted to the runs of `bench --only estimates` (2026-12-04): every CPU preset's run time
+# within 13% of the median of five measurements, memory within 14%. A run first pages in torch's
+# kernels, thread pools and allocator caches (~92 MB, the tiny preset's whole growth), and the
+# backward pass keeps ~1.75x the main activations counted below.
 RUNTIME_BYTES = 92 * 2**20
 ACTIVATION_FACTOR = 1.75
 
@@ -34,8 +35,9 @@ class Estimate:
     memory_bytes: float    # weights, gradients, optimizer state and activations
 
     def describe(self, steps: int) -> str:
+        run = duration(self.run_s)
         return (f"about {size(self.memory_bytes)} of memory, ~{self.step_s * 1000:.0f} ms per step, "
-                f"~{duration(self.run_s)} for {steps:,} steps")
+                f"{run if run.startswith('under') else '~' + run} for {steps:,} steps")
 
 
 def rows_per_step(batch: int, windows: int, dropout: float) -> float:
@@ -72,7 +74,10 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
     # an evaluation: eval_batches forward passes on each split (a third of a step's work
     # each), then sample_chars characters, each a forward over at most the block
     forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3
-    sample_s = train.sample_chars * (2 * n * min(T, 16) / MATMUL_FLOPS + L * SAMPLE_CHAR_S)
+    # a sample: learned positions recompute the window for every character past the block,
+    # the rotary cache computes one row
+    rows_per_char = 1 if model.position == "rope" else min(T, train.sample_chars)
+    sample_s = train.sample_chars * (2 * n * rows_per_char / MATMUL_FLOPS + L * SAMPLE_CHAR_S)
     eval_s = 2 * train.eval_batches * forward_s + sample_s
     evals = train.max_steps // train.eval_interval + (train.max_steps % train.eval_interval > 0)
     # weights, gradients and two AdamW moments, activations kept for the backward pass, and
@@ -97,6 +102,8 @@ def duration(seconds: float) -> str:
         return f"{seconds:.1f} s"
     if seconds < 60:
         return f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
