@@ -63,6 +63,7 @@ class CorpusPanel(QWidget):
                                  "Load a UTF-8 text file as the corpus")
         self.stats = named(QLabel(), "corpusStats", "Corpus statistics",
                            "Characters, distinct characters and the train/validation split")
+        self.stats.setWordWrap(True)  # a big file's line would widen the dock past a 1280 px screen
         self.problem = named(QLabel(), "corpusProblem", "Corpus problem",
                              "What must be fixed before training can start")
         self.problem.setWordWrap(True)
