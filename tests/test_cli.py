@@ -149,3 +149,18 @@ def test_bad_arguments_exit_non_zero_with_one_line(args, words):
     assert re.search(words, result.stderr), result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_gpu_preset_without_a_gpu_says_how_to_train_it_here(monkeypatch):
+    import torch
+
+    from playground.cli import build_parser
+    from playground.engine.errors import ConfigError
+    from playground.train_cli import run_train
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = build_parser().parse_args(["train", "--preset", "shakespeare-gpu", "--steps", "1"])
+    with pytest.raises(ConfigError, match="meant for a cuda GPU: pass --device cpu"):
+        run_train(args)
+    asked = build_parser().parse_args(["train", "--preset", "shakespeare-gpu", "--device", "cuda"])
+    with pytest.raises(ConfigError, match="sees no CUDA GPU$"):  # asked for: no hint to drop it
+        run_train(asked)
