@@ -25,5 +25,12 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def median_step(elapsed: list[float], settle: int) -> float:
+    """The median gap between consecutive steps' elapsed times after the first `settle` steps
+    (their one-time costs), so evaluation pauses drop out; nan when too few steps."""
+    gaps = [b - a for a, b in zip(elapsed[settle:], elapsed[settle + 1:])]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
 def _env() -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}

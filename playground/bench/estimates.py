@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -18,12 +19,13 @@ GOAL = 0.30   # within 30% of the measured figure
 
 
 def corpus_text(name: str) -> str:
-    from playground.engine.corpus import builtin_text, find_shakespeare, read_text_file
-    return read_text_file(find_shakespeare()) if name == "shakespeare" else builtin_text(name)
+    from playground.engine.corpus import resolve_source
+    return resolve_source(builtin=name, allow_download=False)[1]
 
 
 def measure(preset_name: str, steps: int = 0) -> dict:
     """Train the preset (or its first `steps` steps, evaluations kept in proportion)."""
+    from playground.bench.common import median_step
     from playground.engine.corpus import build_corpus
     from playground.engine.events import Done, Step, proc_status_mb
     from playground.engine.presets import PRESETS
@@ -46,9 +48,9 @@ def measure(preset_name: str, steps: int = 0) -> dict:
             times.append(event.elapsed_s)
         elif isinstance(event, Done):
             done = event
-    gaps = [b - a for a, b in zip(times[5:], times[6:])]
+    step_s = median_step(times, 5)
     return {"preset": preset_name, "steps": train.max_steps, "run_s": done.train_seconds,
-            "step_s": statistics.median(gaps) if gaps else done.train_seconds / max(len(times), 1),
+            "step_s": done.train_seconds / max(len(times), 1) if math.isnan(step_s) else step_s,
             "memory_mb": (proc_status_mb("VmHWM") or 0.0) - before}
 
 
@@ -70,8 +72,8 @@ def rows(quick: bool, env: dict) -> list[dict]:
     from playground.engine.presets import PRESETS
     table, ok = {}, True
     for name, preset in PRESETS.items():
-        if preset.corpus == "shakespeare" and name.endswith("gpu"):
-            continue  # a GPU preset: its estimate is for a GPU
+        if preset.device != "cpu":
+            continue  # the window lists CPU presets only, and its estimate is for this CPU
         steps = min(preset.train.max_steps, 100) if quick else 0
         want = predicted(name, steps)
         # this machine's speed varies by up to 30% between processes: short runs are measured

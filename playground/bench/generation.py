@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from playground.engine.config import ModelConfig, SampleConfig
-from playground.engine.decode import Decoder
+from playground.engine.decode import Decoder, block_params
 from playground.engine.model import GPT
 from playground.engine.sample import stream_tokens
 from playground.engine.tokenizer import CharTokenizer
@@ -37,10 +37,7 @@ def lean_window_logits(model: GPT):
     cfg = model.config
     C, nh = cfg.n_embd, cfg.n_head
     hs = C // nh
-    layers = [[p.detach() for p in (b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
-                                     b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
-                                     b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight,
-                                     b.mlp.c_proj.bias)] for b in model.h]
+    layers = [[p.detach() for p in block_params(b)] for b in model.h]
     wte, wpe = model.wte.weight.detach(), model.wpe.weight.detach()
     lnf = (model.ln_f.weight.detach(), model.ln_f.bias.detach())
     head_b = model.lm_head.bias.detach() if model.lm_head.bias is not None else None

@@ -15,6 +15,7 @@ also scored, with the clock stopped, so both programs are judged by the same fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -126,20 +127,10 @@ def train(r: Recipe, text: str, device: str = "cpu", seed: int = 1337) -> dict:
     corpus = build_corpus("shakespeare", text, 0.1, r.block_size)
     train_ids, val_ids = corpus.train_ids().long().to(device), corpus.val_ids().long()
     model = NanoGPT(r, corpus.tokenizer.vocab_size).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=r.learning_rate,
-                            betas=(r.beta1, r.beta2), fused=device.startswith("cuda"))
+    opt = _optimizer(model, r, fused=device.startswith("cuda"))
     train_model = torch.compile(model) if r.compile else model
     cast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda")
             else torch.autocast("cpu", enabled=False))
-
-    def batch(data):
-        ix = torch.randint(len(data) - r.block_size, (r.batch_size,), device=data.device)
-        offsets = torch.arange(r.block_size, device=data.device)
-        return data[ix[:, None] + offsets], data[ix[:, None] + offsets + 1]
 
     @torch.no_grad()
     def estimate() -> dict:
@@ -148,7 +139,7 @@ def train(r: Recipe, text: str, device: str = "cpu", seed: int = 1337) -> dict:
         for split, data in (("train", train_ids), ("val", val_ids.to(device))):
             losses = []
             for _ in range(r.eval_iters):
-                x, y = batch(data)
+                x, y = _batch(data, r)
                 with cast:
                     losses.append(train_model(x, y)[1].item())
             out[split] = sum(losses) / len(losses)
@@ -158,7 +149,7 @@ def train(r: Recipe, text: str, device: str = "cpu", seed: int = 1337) -> dict:
     compile_s = 0.0
     if r.compile:  # one-time compilation, kept off the clock (as the goal states for both)
         t = time.perf_counter()
-        x, y = batch(train_ids)
+        x, y = _batch(train_ids, r)
         with cast:
             train_model(x, y)[1].backward()
         opt.zero_grad(set_to_none=True)
@@ -176,16 +167,7 @@ def train(r: Recipe, text: str, device: str = "cpu", seed: int = 1337) -> dict:
             evals.append({"step": it, "seconds": t - clock - paused, "val_estimate": est["val"],
                           "val_full": full})
             paused += time.perf_counter() - t
-        t = time.perf_counter()
-        x, y = batch(train_ids)
-        with cast:
-            _, loss = train_model(x, y)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()  # nanoGPT logs every step on the CPU recipe (--log_interval=1)
-        step_times.append(time.perf_counter() - t)
+        step_times.append(_timed_step(model, train_model, opt, train_ids, r, cast))
     seconds = time.perf_counter() - clock - paused
     # the steady pace, as the bench reads ours: the median step after the first 20
     step_s = statistics.median(step_times[20:] or step_times)
@@ -201,20 +183,38 @@ def step_seconds(r: Recipe, train_ids: torch.Tensor, vocab_size: int, steps: int
     speed varies between processes."""
     torch.manual_seed(seed)
     model = NanoGPT(r, vocab_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=r.learning_rate, betas=(r.beta1, r.beta2),
-                            weight_decay=r.weight_decay)
-    data, offsets, times = train_ids.long(), torch.arange(r.block_size), []
-    for _ in range(steps):
-        t = time.perf_counter()
-        ix = torch.randint(len(data) - r.block_size, (r.batch_size,))
-        _, loss = model(data[ix[:, None] + offsets], data[ix[:, None] + offsets + 1])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss.item()
-        times.append(time.perf_counter() - t)
+    opt, data = _optimizer(model, r), train_ids.long()
+    times = [_timed_step(model, model, opt, data, r, contextlib.nullcontext()) for _ in range(steps)]
     return statistics.median(times[10:])
+
+
+def _optimizer(model: NanoGPT, r: Recipe, fused: bool = False) -> torch.optim.AdamW:
+    """nanoGPT's AdamW: weight decay on the matrices only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": r.weight_decay},
+                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                             lr=r.learning_rate, betas=(r.beta1, r.beta2), fused=fused)
+
+
+def _batch(data: torch.Tensor, r: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random windows and their next characters, as nanoGPT draws them."""
+    ix = torch.randint(len(data) - r.block_size, (r.batch_size,), device=data.device)
+    offsets = torch.arange(r.block_size, device=data.device)
+    return data[ix[:, None] + offsets], data[ix[:, None] + offsets + 1]
+
+
+def _timed_step(model: NanoGPT, train_model, opt, data: torch.Tensor, r: Recipe, cast) -> float:
+    """One training step (the batch drawn, forward, backward, clipping, AdamW); its seconds."""
+    t = time.perf_counter()
+    x, y = _batch(data, r)
+    with cast:
+        _, loss = train_model(x, y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    loss.item()  # nanoGPT logs every step on the CPU recipe (--log_interval=1)
+    return time.perf_counter() - t
 
 
 def time_to(evals: list[dict], goal: float, key: str = "val_full") -> float | None:

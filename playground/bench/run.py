@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from playground.bench.common import ROOT, Result, _env, _median
+from playground.bench.common import ROOT, Result, _env, _median, median_step
 
 
 # -- 1. same work, less time ---------------------------------------------------------------
@@ -65,6 +64,7 @@ def bench_gpu(quick: bool) -> list[Result]:
     return gpu_rows(quick)
 
 
+# -- 4. generation --------------------------------------------------------------------------
 def bench_generation(quick: bool) -> list[Result]:
     from playground.bench.generation import measure
     return [Result(**r) for r in measure(quick)]
@@ -171,9 +171,8 @@ def bench_threads(quick: bool) -> list[Result]:
         for threads in (1, 2, 1, 2):  # interleaved: this machine's load drifts
             trainer = Trainer(model, preset.train.replace(threads=threads, max_steps=80 if quick else 160,
                                                           sample_chars=0, eval_interval=10**6), corpus)
-            steps = [e for e in trainer.run() if isinstance(e, Step)]
-            gaps = [b.elapsed_s - a.elapsed_s for a, b in zip(steps[20:], steps[21:])]
-            runs[threads].append(statistics.median(gaps) * 1000)
+            elapsed = [e.elapsed_s for e in trainer.run() if isinstance(e, Step)]
+            runs[threads].append(median_step(elapsed, 20) * 1000)
         timing = {t: min(v) for t, v in runs.items()}
         picked = auto_threads(model, preset.train, corpus)
         best = min(timing, key=timing.get)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from playground.bench.common import Result, _env, _median
+from playground.bench.common import Result, _env, _median, median_step
 
 NANOGPT_TOKENS_PER_S = 11_800   # nanoGPT itself, its CPU recipe, as measured for issue 4 (older torch)
 FAST_GOAL, TWO_MIN_GOAL = 1.88, 1.55   # issue 15's goals, validation nats per character
@@ -40,19 +40,13 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
     # validation in nats per character (a BPE model's loss per token is not comparable)
     curve = [(e["step"], e["elapsed_s"], e["val_bpc"] * math.log(2) if e.get("val_bpc") else e["val_loss"])
              for e in events if e["event"] == "eval"]
-    # throughput after warm-up: the median step from step 20 on, so evaluation pauses drop out
-    prev = None
-    rates = []
-    for e in steps[20:]:
-        if prev is not None:
-            rates.append(e["elapsed_s"] - prev)
-        prev = e["elapsed_s"]
-    step_s = _median(rates) if rates else float("nan")
+    # throughput after warm-up: the median step from step 20 on
+    step_s = median_step([e["elapsed_s"] for e in steps], 20)
     tokens_per_step = done["tokens"] / max(len(steps), 1)
     # the child's own high-water mark (ru_maxrss from wait4 would include this process's,
     # which Linux carries over the child's exec)
     return {"done": done, "curve": curve, "ckpt": ckpt, "max_rss_mb": done["peak_rss_mb"],
-            "tokens_per_s": tokens_per_step / step_s if rates else float("nan")}
+            "tokens_per_s": tokens_per_step / step_s}
 
 
 def _full_val_loss(ckpt: Path) -> float:
@@ -198,8 +192,7 @@ def _alternated_steps(quick: bool) -> tuple[list[float], list[float]]:
         theirs.append(step_seconds(RECIPES["cpu"], corpus.train_ids(), corpus.tokenizer.vocab_size, 150))
         trainer = Trainer(preset.model, preset.train.replace(max_steps=150, eval_interval=10**6,
                                                               sample_chars=0), corpus)
-        times = [e.elapsed_s for e in trainer.run() if isinstance(e, Step)]
-        ours.append(_median([b - a for a, b in zip(times[10:], times[11:])]))
+        ours.append(median_step([e.elapsed_s for e in trainer.run() if isinstance(e, Step)], 10))
     return ours, theirs
 
 
@@ -241,6 +234,3 @@ def _matmul_peak() -> float:
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * 1024**3 / min(times)
-
-
-# -- 4. generation --------------------------------------------------------------------------

@@ -88,6 +88,14 @@ LEAN = Verified("the lean decoder", {
     "dropout": ANY, "position": {"rope"}, "head_bias": {True, False}}, devices=("cpu",))
 
 
+def block_params(b) -> list[torch.Tensor]:
+    """A block's weights in the order the lean steps unpack them: ln_1, c_attn, c_proj, ln_2,
+    c_fc, mlp c_proj, each weight then bias."""
+    return [b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
+            b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
+            b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias]
+
+
 class LeanDecoder:
     """Logits (V,) for one new token with a RingCache: forward()'s arithmetic with bare
     functional calls on (1, C) rows of detached weights, because at batch 1 the cost is per
@@ -103,9 +111,7 @@ class LeanDecoder:
         head = model.lm_head
         held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias, head.weight]
         for b in model.h:
-            params = [b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
-                      b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
-                      b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias]
+            params = block_params(b)
             held += params
             self.layers.append(([d(p) for p in params], b.ln_1.eps, b.ln_2.eps))
         check_same_parameters(LEAN.name, held + ([head.bias] if head.bias is not None else []), model)
