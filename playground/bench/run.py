@@ -169,7 +169,7 @@ def bench_threads(quick: bool) -> list[Result]:
         model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
         runs: dict[int, list[float]] = {1: [], 2: []}
         for threads in (1, 2, 1, 2):  # interleaved: this machine's load drifts
-            trainer = Trainer(model, preset.train.replace(threads=threads, max_steps=80 if quick else 160,
+            trainer = Trainer(model, preset.train.replace(threads=threads, max_steps=80 if quick else 160, warmup_steps=0,
                                                           sample_chars=0, eval_interval=10**6), corpus)
             elapsed = [e.elapsed_s for e in trainer.run() if isinstance(e, Step)]
             runs[threads].append(median_step(elapsed, 20) * 1000)
