@@ -20,6 +20,11 @@ def _warm_up_torch() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from playground.ui.platform_check import window_problem
+    problem = window_problem()
+    if problem:  # Qt would abort with a message about plugins: say it in words, exit 1
+        print(problem, file=sys.stderr)
+        return 1
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication(sys.argv if argv is None else argv)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Optional, TypeVar
 
 import numpy as np
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QFontMetrics, QTextLayout, QTextOption
+from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
 
 W = TypeVar("W", bound=QWidget)
 
@@ -16,6 +18,93 @@ def named(widget: W, object_name: str, accessible_name: str, tooltip: str) -> W:
     widget.setAccessibleName(accessible_name)
     widget.setToolTip(tooltip)
     return widget
+
+
+def plural(count: int, noun: str, many: Optional[str] = None) -> str:
+    """'1 run', '2 runs', '1,024 characters'."""
+    return f"{count:,} {noun if count == 1 else (many or noun + 's')}"
+
+
+class Message(QLabel):
+    """A message that never widens the window: it wraps within the width the layout gives it
+    (at spaces, or anywhere inside a long word or path), shows at most `lines` lines and ends the
+    last with "…" when there is more; the whole text is then in its tooltip. With reserve, its
+    height is always `lines` lines, so a message that grows never pushes the layout about.
+    text() is the whole message. Plain text only."""
+
+    def __init__(self, text: str = "", lines: int = 2, reserve: bool = False,
+                 parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self._full, self._lines, self._reserve, self._tip, self._cut = "", max(lines, 1), reserve, "", False
+        self.setTextFormat(Qt.PlainText)
+        self.setWordWrap(False)  # the lines are broken here, to the width given
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed if reserve else QSizePolicy.Preferred)
+        self.setText(text)
+
+    def text(self) -> str:  # noqa: D102 (the whole message, not what fits)
+        return self._full
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        self._full = text or ""
+        self._relayout()
+
+    def setToolTip(self, tip: str) -> None:  # noqa: N802
+        self._tip = tip
+        super().setToolTip(tip)
+
+    def shown_lines(self) -> list[str]:
+        """The lines on screen now (the last may end in '…')."""
+        return super().text().split("\n") if super().text() else []
+
+    def elided(self) -> bool:
+        """Whether part of the message is left out (it is then in the tooltip)."""
+        return self._cut
+
+    def _relayout(self) -> None:
+        width = self.contentsRect().width()
+        lines, self._cut = wrap_lines(self._full, self.font(), width if width > 20 else 10_000, self._lines)
+        super().setText("\n".join(lines))
+        super().setToolTip(self._full if self._cut else self._tip)
+        self.updateGeometry()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._relayout()
+
+    def sizeHint(self) -> QSize:
+        fm = QFontMetrics(self.font())
+        m = self.contentsMargins()
+        count = self._lines if self._reserve else max(len(self.shown_lines()), 1)
+        return QSize(fm.averageCharWidth() * 20, count * fm.lineSpacing() + m.top() + m.bottom() + 2)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, self.sizeHint().height())
+
+
+def wrap_lines(text: str, font, width: int, max_lines: int) -> tuple[list[str], bool]:
+    """The text broken into lines of at most `width` pixels (at spaces where it can, anywhere
+    where it must), at most max_lines of them, the last ending in '…' when text was left out;
+    and whether some was."""
+    fm = QFontMetrics(font)
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        layout = QTextLayout(paragraph, font)
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapAtWordBoundaryOrAnywhere)
+        layout.setTextOption(option)
+        layout.beginLayout()
+        while True:
+            line = layout.createLine()
+            if not line.isValid():
+                break
+            line.setLineWidth(width)
+            lines.append(paragraph[line.textStart(): line.textStart() + line.textLength()].rstrip())
+        layout.endLayout()
+    if len(lines) <= max_lines:
+        return lines, False
+    rest = " ".join(lines[max_lines - 1:])
+    return lines[: max_lines - 1] + [fm.elidedText(rest, Qt.ElideRight, width)], True
 
 
 class Series:
