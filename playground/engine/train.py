@@ -26,6 +26,7 @@ from playground.engine.params import count_params
 from playground.engine.schedule import lr_at
 from playground.engine.steps import autocast, choose_path
 from playground.engine.tasks import answer
+from playground.engine.tokenizer import readable
 
 log = logging.getLogger(__name__)
 TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluate command: all)
@@ -133,9 +134,17 @@ class Trainer:
         return x.to(self.device), y.to(self.device), None if w is None else w.to(self.device)
 
     def sample_text(self) -> str:
+        """A short sample from the corpus's first character, the same seed each time. Bytes that
+        never became a character (an early BPE model writes such) show as <0xE2>, as the
+        window's odds do, not as U+FFFD."""
         cfg = SampleConfig(max_new_chars=self.train_cfg.sample_chars, temperature=1.0,
                            seed=self.train_cfg.seed)
-        return sampling.generate(self.model, self.corpus.tokenizer, "", cfg, self.start_char)
+        tokenizer = self.corpus.tokenizer
+        tokens = list(sampling.stream_tokens(self.model, tokenizer, "", cfg, self.start_char))
+        text = "".join(t.text for t in tokens)
+        if "\ufffd" not in text:
+            return text
+        return readable(b"".join(tokenizer.token_bytes(t.id) for t in tokens))
 
     def _evaluate(self, elapsed: float) -> Generator[Event, None, str]:
         """Eval (and Sample) events; returns why training must stop when the last update left
@@ -183,6 +192,10 @@ class Trainer:
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
         self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
         self.best = BestKeeper()
+        if first > 0 and cfg.keep == "best":
+            # a continued run keeps the weights it started from unless it beats them: more
+            # steps at a bad learning rate must never replace a good model with a worse one
+            self.best.observe(first, self.estimate_loss("val"), self.last_loss, self._params, self.optimizers)
         self.model.train()
         status, note, tokens, paused_for = "completed", "", 0, 0.0
         t0 = t_step = time.perf_counter()
@@ -228,13 +241,13 @@ class Trainer:
         if status == "diverged":
             log.warning(note)
         last_step = self.last_step = self.step
-        kept = self._keep_best()
+        kept = self._keep_best(first)
         note = "; ".join(n for n in (note, kept) if n)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
                    run_seconds, tokens * self.world, note, peak_rss_mb(), self.best.step,
                    None if self.best.step is None else self.best.val_loss, last_step)
 
-    def _keep_best(self) -> str:
+    def _keep_best(self, first_step: int) -> str:
         """With keep="best", end on the weights of the lowest validation loss; says so."""
         best = self.best
         if self.train_cfg.keep != "best" or best.step is None or best.step == self.step:
@@ -242,6 +255,9 @@ class Trainer:
         with self.lock:
             best.restore(self._params, self.optimizers)
             self.step, self.last_loss, self.last_val_loss = best.step, best.train_loss, best.val_loss
+        if best.step == first_step:
+            return (f"no step of this run beat the weights it started from (validation "
+                    f"{best.val_loss:.4f} at step {best.step}), so those were kept")
         return f"kept the best weights: step {best.step}, validation {best.val_loss:.4f}"
 
     def _restore_good(self, loss_value: float, at_step: int) -> str:
@@ -296,6 +312,10 @@ class Trainer:
         trainer = cls(ckpt.model_config, train_cfg, corpus, model=ckpt.model,
                       step=int(ckpt.state.get("step", 0)), **options)
         trainer.train_seconds = float(ckpt.state.get("train_seconds") or 0.0)
+        for key, attr in (("loss", "last_loss"), ("val_loss", "last_val_loss")):
+            value = ckpt.state.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                setattr(trainer, attr, float(value))
         saved = ckpt.optimizer_state
         if saved is not None and len(saved) == len(trainer.optimizers) and \
                 (ckpt.train_config is None or ckpt.train_config.optimizer == train_cfg.optimizer):

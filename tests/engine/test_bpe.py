@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -104,7 +105,9 @@ def test_a_bpe_model_trains_reports_bits_per_character_and_saves(tmp_path):
     assert evals and all(e.val_bpc == pytest.approx(e.val_loss / math.log(2) / started.chars_per_token)
                          for e in evals)
     samples = [e for e in events if type(e).__name__ == "Sample"]
-    assert all(len(s.text) == 30 for s in samples)  # characters, even though tokens are longer
+    for s in samples:  # characters, even though tokens are longer; broken bytes show as <0xE2>
+        whole = re.sub(r"<0x[0-9A-F]{2}>", "", s.text)
+        assert "\ufffd" not in s.text and (len(s.text) == 30 if whole == s.text else len(whole) <= 30)
     path = checkpoint.save(tmp_path / "bpe.safetensors", trainer.checkpoint())
     loaded = checkpoint.load(path)
     assert loaded.tokenizer.kind == "bpe" and loaded.tokenizer.to_dict() == corpus.tokenizer.to_dict()

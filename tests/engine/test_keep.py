@@ -64,3 +64,30 @@ def test_info_json_names_the_step_and_validation_loss_of_the_weights_held(tmp_pa
     state = info["state"]
     assert state["trained_to"] == 120 and state["step"] < 120 and state["val_loss"] > 0
     assert info["train_config"]["keep"] == "best" and info["params"] > 0
+
+
+def test_a_continued_run_never_replaces_its_start_with_worse_weights():
+    """More steps at a learning rate that wrecks the model: the run ends on the weights it
+    started from, and says so, instead of on the least bad of the wrecked ones."""
+    corpus = build_corpus("abc", TEXT, 0.1, MODEL.block_size)
+    trainer = Trainer(MODEL, TRAIN.replace(max_steps=40), corpus)
+    list(trainer.run())
+    start_step, start_val = trainer.step, trainer.estimate_loss("val")
+    resumed = Trainer.resume(trainer.checkpoint(), corpus, TRAIN.replace(max_steps=30, learning_rate=1.0, min_lr=1.0))
+    events = list(resumed.run())
+    evals, done = [e for e in events if isinstance(e, Eval)], events[-1]
+    assert evals and min(e.val_loss for e in evals) > start_val  # every evaluation was worse
+    assert done.step == resumed.step == start_step and done.best_step == start_step
+    assert resumed.estimate_loss("val") == pytest.approx(start_val, abs=1e-6)
+    assert f"beat the weights it started from (validation {start_val:.4f} at step {start_step})" in done.message
+
+
+def test_a_continued_run_that_improves_keeps_its_own_best(phrase_corpus):
+    model = MODEL.replace(vocab_size=phrase_corpus.tokenizer.vocab_size)
+    trainer = Trainer(model, TRAIN.replace(max_steps=10, learning_rate=1e-3, min_lr=1e-3), phrase_corpus)
+    list(trainer.run())
+    start_val = trainer.estimate_loss("val")
+    resumed = Trainer.resume(trainer.checkpoint(), phrase_corpus, TRAIN.replace(max_steps=20))
+    done = list(resumed.run())[-1]
+    assert done.best_step > 10 and done.best_val_loss < start_val and done.step == done.best_step
+    assert "started from" not in done.message

@@ -1,0 +1,64 @@
+"""Is training healthy? Plain-words hints from the losses of a run, one per kind of trouble:
+the loss blew up (far above random guessing, or not a number), it is stuck at random guessing,
+it is rising, or validation turned up while training loss still falls (overfitting). Each hint
+names what to try. Pure functions of the numbers: the window shows them, the CLI could too."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+
+STALL_STEPS = 200     # a run this long that is still at random guessing is stuck
+BLOWN_UP = 1.5        # a loss this many times random guessing's is worse than not learning at all
+RECENT = 20           # steps the blow-up check averages: a single noisy step is not a blow-up
+
+
+def diagnose(losses: Sequence[float], vocab_size: int, status: Optional[str] = None) -> str:
+    """A hint in plain words, or '' when the run looks healthy. losses: each step's training
+    loss (nats per token) since the model was new; status: the run's end, if it has ended."""
+    losses = np.asarray(losses, dtype=float)
+    guess = math.log(vocab_size) if vocab_size > 1 else None
+    if status == "diverged" or (len(losses) and not np.isfinite(losses[-1])):
+        return ("The loss blew up (it stopped being a number): the learning rate is too high. "
+                "Lower it (say 3 to 10 times) and Train a new model.")
+    if guess is not None and len(losses) >= RECENT:
+        recent = float(np.mean(losses[-RECENT:]))
+        if recent > BLOWN_UP * guess:
+            return (f"The loss blew up: at {recent:,.1f} it is far above random guessing "
+                    f"(ln({vocab_size}) = {guess:.2f}), so every update makes the model worse. "
+                    "The learning rate is too high: lower it (say 10 times) and Train a new model.")
+    if guess is not None and len(losses) >= STALL_STEPS:
+        recent = float(np.mean(losses[-50:]))
+        if 0.95 * guess <= recent <= 1.1 * guess:
+            return (f"The loss is stuck near random guessing (ln({vocab_size}) = {guess:.2f}) after "
+                    f"{len(losses):,} steps: the model is not learning. Try a higher learning rate "
+                    "(say 3 to 10 times), or a shorter warm-up.")
+    if len(losses) >= 100:
+        early, late = float(np.mean(losses[-100:-50])), float(np.mean(losses[-50:]))
+        if late > early * 1.25:
+            return ("The loss is rising: the learning rate may be too high for this model. "
+                    "Lower it, or train fewer steps.")
+    return ""
+
+
+def overfitting(evals: Sequence[tuple[int, float, Optional[float]]], keep: str = "best") -> str:
+    """Words when the validation loss has turned up while the training loss still falls;
+    evals are (step, training loss, validation loss) of each evaluation."""
+    points = [(s, t, v) for s, t, v in evals
+              if v is not None and t is not None and math.isfinite(v) and math.isfinite(t)]
+    if len(points) < 3:
+        return ""
+    best = min(points, key=lambda p: p[2])
+    step, train, val = points[-1]
+    if step == best[0] or val < best[2] * 1.02 or train >= best[1]:
+        return ""
+    kept = (f"the best weights (step {best[0]:,}) are what the run keeps" if keep == "best" else
+            f"set Keep to best to end on the best weights (step {best[0]:,})")
+    return (f"Overfitting: validation loss rose from {best[2]:.3f} (step {best[0]:,}) to {val:.3f} "
+            f"while training loss fell to {train:.3f}: the model is memorising its text instead of "
+            f"learning what generalises. Try more text, dropout, a smaller model or fewer steps; {kept}.")
+
+
+__all__ = ["diagnose", "overfitting", "STALL_STEPS"]
