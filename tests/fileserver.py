@@ -1,14 +1,19 @@
 """What the test HTTP server serves (the `server` fixture in conftest.py runs it on 127.0.0.1):
-a text served well, corrupted, missing, slowly, or cut off halfway; every response is bounded."""
+a text served well, corrupted, missing, slowly, cut off halfway, or stalled (headers, then
+nothing); every response is bounded."""
 
 import hashlib
 import http.server
+import select
+import threading
 import time
 
 from playground.engine.download import Source
 
 BODY = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(4000)).encode()
 SLOW_CHUNK, SLOW_PAUSE_S = 4096, 0.05
+STALL_S = 10                 # /stall sends nothing for this long at most, then ends
+STALLING = threading.Event()  # set once a /stall response has sent its headers
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -26,6 +31,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             if self.path == "/drop":
                 self.wfile.write(body[: len(body) // 2])  # then the connection closes
+            elif self.path == "/stall":
+                self.wfile.flush()
+                STALLING.set()
+                self._wait_for_hang_up(STALL_S)
             elif self.path == "/slow":  # bounded: the whole body at most, then it ends
                 for start in range(0, len(body), SLOW_CHUNK):
                     self.wfile.write(body[start:start + SLOW_CHUNK])
@@ -35,6 +44,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client hung up (a cancelled download)
+
+    def _wait_for_hang_up(self, seconds: float) -> None:
+        """Send nothing for `seconds`, in short waits, ending early once the client hangs up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and not self.connection.recv(1, 0):
+                return
 
 
 def source(url: str, name: str = "fixture") -> Source:

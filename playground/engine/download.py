@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import queue
 import socket
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from playground.engine.errors import CorpusError
 
 DATA_ENV = "PLAYGROUND_DATA_DIR"  # where downloads go instead of the user's data folder
 CHUNK = 64 * 1024
-TIMEOUT_S = 30
+TIMEOUT_S = 30  # seconds without any data before a download gives up
+POLL_S = 0.25   # how soon a download waiting on the network notices it was cancelled
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def download(source: Source, progress: Optional[Callable[[int, int], None]] = No
              cancelled: Optional[Callable[[], bool]] = None, timeout: float = TIMEOUT_S) -> Path:
     """Fetch the source into the data folder and return the checked copy; progress(bytes,
     total) as it arrives. CorpusError (DownloadCancelled when cancelled()) says why not."""
-    chunks = fetch(source, timeout)
+    chunks = fetch(source, timeout, cancelled)
     try:
         for done, total in chunks:
             if cancelled is not None and cancelled():
@@ -111,10 +114,12 @@ def download(source: Source, progress: Optional[Callable[[int, int], None]] = No
     return cached_path(source)
 
 
-def fetch(source: Source, timeout: float = TIMEOUT_S) -> Iterator[tuple[int, int]]:
+def fetch(source: Source, timeout: float = TIMEOUT_S,
+          cancelled: Optional[Callable[[], bool]] = None) -> Iterator[tuple[int, int]]:
     """Download the source, yielding (bytes so far, total) as they arrive. When the iteration
-    ends, the checked copy is at cached_path(source); stopping it early (a cancel) or any error
-    leaves nothing half-written behind."""
+    ends, the checked copy is at cached_path(source); stopping it early, cancelled() turning
+    true (DownloadCancelled, within POLL_S even while the server sends nothing) or any error
+    leaves nothing half-written behind. `timeout`: seconds without data before giving up."""
     dest = cached_path(source)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,7 @@ def fetch(source: Source, timeout: float = TIMEOUT_S) -> Iterator[tuple[int, int
         with os.fdopen(fd, "wb") as out:
             digest = hashlib.sha256()
             done = 0
-            for block in _blocks(source, timeout):
+            for block in _blocks(source, timeout, cancelled):
                 done += len(block)
                 if done > source.size:
                     raise CorpusError(f"{source.title}: the server sent more than the expected "
@@ -147,22 +152,94 @@ def fetch(source: Source, timeout: float = TIMEOUT_S) -> Iterator[tuple[int, int
             os.unlink(tmp)
 
 
-def _blocks(source: Source, timeout: float) -> Iterator[bytes]:
-    """The response body in blocks; network failures become CorpusError in words."""
-    request = urllib.request.Request(source.url, headers={"User-Agent": "gpt-playground"})
-    received = 0
+def _blocks(source: Source, timeout: float,
+            cancelled: Optional[Callable[[], bool]] = None) -> Iterator[bytes]:
+    """The response body in blocks. A helper thread does the reading, so that no wait for the
+    server (to connect, for the headers, for the next block) holds up a cancel: cancelled() is
+    asked every POLL_S. (A short socket timeout cannot do this: after one timed-out read, a
+    response refuses every later read.) The helper gives up after `timeout` s without data."""
+    inbox: queue.Queue = queue.Queue(maxsize=16)  # a slow consumer holds the helper back
+    helper = _Receiver(source, timeout, inbox)
+    threading.Thread(target=helper.run, name=f"download-{source.name}", daemon=True).start()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            while block := response.read1(CHUNK):  # what has arrived, without waiting for more
-                received += len(block)
-                yield block
-    except urllib.error.HTTPError as exc:
-        raise CorpusError(f"{source.title}: {source.url} answered HTTP {exc.code} "
-                          f"({exc.reason})") from None
-    except http.client.IncompleteRead as exc:
-        raise CorpusError(f"{source.title}: the connection closed after "
-                          f"{received + len(exc.partial):,} of {source.size:,} bytes; try again") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise CorpusError(f"could not download {source.title} ({reason}): is this computer "
-                          f"offline? The file is {source.url}") from None
+        while True:
+            if cancelled is not None and cancelled():
+                raise DownloadCancelled(f"the download of {source.title} was cancelled")
+            try:
+                item = inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        helper.hang_up()
+
+
+class _Receiver:
+    """Reads the response on its own thread into a queue: blocks, then None at the end, or the
+    exception that ended it. hang_up() makes it stop soon, even in the middle of a read."""
+
+    def __init__(self, source: Source, timeout: float, inbox: queue.Queue):
+        self.source, self.timeout, self.inbox = source, timeout, inbox
+        self.stop = threading.Event()
+        self.response = None
+
+    def run(self) -> None:
+        try:
+            for block in self._read():
+                if not self._put(block):
+                    return
+            self._put(None)
+        except Exception as exc:  # the consumer raises it on its own thread
+            self._put(exc)
+
+    def _put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.inbox.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def hang_up(self) -> None:
+        self.stop.set()
+        # wake a read that may otherwise wait up to `timeout` for a stalled server; the socket
+        # is reached through http.client's reader, and when it is not there the read simply
+        # ends at its timeout (the thread is a daemon and its data goes nowhere)
+        sock = getattr(getattr(getattr(self.response, "fp", None), "raw", None), "_sock", None)
+        try:
+            if sock is not None:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # below TLS: safe from here
+        except (OSError, TypeError):
+            pass
+
+    def _read(self) -> Iterator[bytes]:
+        """The body in blocks; network failures become CorpusError in words."""
+        source = self.source
+        request = urllib.request.Request(source.url, headers={"User-Agent": "gpt-playground"})
+        received = 0
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                self.response = response
+                if self.stop.is_set():  # cancelled while connecting
+                    return
+                while block := response.read1(CHUNK):  # what has arrived, without waiting for more
+                    received += len(block)
+                    yield block
+        except urllib.error.HTTPError as exc:
+            raise CorpusError(f"{source.title}: {source.url} answered HTTP {exc.code} "
+                              f"({exc.reason})") from None
+        except http.client.IncompleteRead as exc:
+            raise CorpusError(f"{source.title}: the connection closed after "
+                              f"{received + len(exc.partial):,} of {source.size:,} bytes; try again") from None
+        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, socket.timeout):
+                raise CorpusError(f"{source.title}: the server sent nothing for {self.timeout:g} s, "
+                                  f"so the download stopped; try again later ({source.url})") from None
+            raise CorpusError(f"could not download {source.title} ({reason}): is this computer "
+                              f"offline? The file is {source.url}") from None

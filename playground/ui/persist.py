@@ -1,10 +1,11 @@
-"""Remember the window between sessions: geometry, preset, settings and the corpus choice."""
+"""Remember the window between sessions: geometry, preset, settings, the corpus in use, the
+user's own text and the folder corpus files were last opened from."""
 
 from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QDir, QSettings, QStandardPaths
 
 SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
 MAX_SAVED_TEXT = 1_000_000  # a pasted corpus above this is not written to the settings file
@@ -28,9 +29,11 @@ def save_window(window, settings: QSettings) -> None:
     settings.setValue("settings/tokenizer", window.settings.tokenizer.currentData())
     settings.setValue("settings/bpe_vocab", window.settings.bpe_vocab.value())
     settings.setValue("settings/no_head_bias", int(window.settings.no_head_bias.isChecked()))
-    settings.setValue("corpus/choice", window.corpus.choice())
-    if window.corpus.choice() == "custom" and len(window.corpus.text()) <= MAX_SAVED_TEXT:
-        settings.setValue("corpus/text", window.corpus.text())
+    # the corpus in use, not the picker's entry: that may be a download still under way
+    settings.setValue("corpus/choice", window.corpus.in_use())
+    own = window.corpus.custom_text()  # kept even while a built-in text is in use
+    if len(own) <= MAX_SAVED_TEXT:
+        settings.setValue("corpus/text", own)
     settings.setValue("generate/temperature", window.generation.temperature.value())
     settings.setValue("generate/length", window.generation.length.value())
     settings.sync()
@@ -47,12 +50,12 @@ def restore_window(window, settings: QSettings) -> None:
     preset = settings.value("preset")
     if isinstance(preset, str) and window.settings.preset.findData(preset) >= 0:
         window.settings.apply_preset(preset)
+    text = settings.value("corpus/text")
+    if isinstance(text, str):
+        window.corpus.keep_custom_text(text)
     choice = settings.value("corpus/choice")
     if isinstance(choice, str):
-        window.corpus.select(choice)
-        text = settings.value("corpus/text")
-        if choice == "custom" and isinstance(text, str):
-            window.corpus.set_custom_text(text)
+        window.corpus.reopen(choice)  # never starts a download by itself
     for attr, spin in window.settings.spins.items():
         _set(spin, settings.value(f"settings/{attr}"), int)
     _set(window.settings.lr, settings.value("settings/lr"), float)
@@ -66,6 +69,24 @@ def restore_window(window, settings: QSettings) -> None:
         window.settings.no_head_bias.setChecked(str(settings.value("settings/no_head_bias")) == "1")
     _set(window.generation.temperature, settings.value("generate/temperature"), int)
     _set(window.generation.length, settings.value("generate/length"), int)
+
+
+def last_folder(kind: str) -> str:
+    """Where a file dialog for this kind of file ("corpora", ...) starts: the folder one was last
+    opened from, else the user's documents folder (or home), never the folder the app happened
+    to be started in."""
+    saved = app_settings().value(f"paths/{kind}")
+    if isinstance(saved, str) and os.path.isdir(saved):
+        return saved
+    documents = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+    return documents if documents and os.path.isdir(documents) else QDir.homePath()
+
+
+def remember_folder(kind: str, path: str) -> None:
+    """Remember the folder of a file just opened, for the next dialog of its kind."""
+    settings = app_settings()
+    settings.setValue(f"paths/{kind}", os.path.dirname(os.path.abspath(path)))
+    settings.sync()
 
 
 def _set(widget, value, kind) -> None:

@@ -1,8 +1,10 @@
 """Downloading a corpus, against a real HTTP server on 127.0.0.1 (a free port per test run):
-a good file, a corrupted one, a 404, a slow one that is cancelled, a connection that drops
-halfway, and no server at all. Nothing half-written is ever used."""
+a good file, a corrupted one, a 404, a slow one that is cancelled, a stalled one that is
+cancelled or times out, a connection that drops halfway, and no server at all. Nothing
+half-written is ever used."""
 
 import socket
+import time
 
 import pytest
 
@@ -10,7 +12,7 @@ from playground.engine import download
 from playground.engine.corpus import resolve_source
 from playground.engine.download import DownloadCancelled
 from playground.engine.errors import CorpusError
-from tests.fileserver import BODY, source
+from tests.fileserver import BODY, STALL_S, STALLING, source
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +59,24 @@ def test_cancelling_a_slow_download_stops_it_and_leaves_nothing(server, data_dir
                           cancelled=lambda: len(received) >= 3)  # after three blocks
     assert len(received) == 3 and received[-1] < len(BODY) / 4  # stopped early, not at the end
     assert leftovers(data_dir) == []
+
+
+def test_cancelling_a_stalled_download_is_prompt_and_leaves_nothing(server, data_dir):
+    """The server sends its headers, then nothing: cancel must not wait for data (or for the
+    30 s timeout); it is seen within a poll of the network."""
+    STALLING.clear()
+    began = time.monotonic()
+    with pytest.raises(DownloadCancelled, match="cancelled"):
+        download.download(source(server + "/stall"), cancelled=STALLING.is_set)  # once it stalls
+    assert time.monotonic() - began < STALL_S / 3  # today's read waits for the whole stall
+    assert leftovers(data_dir) == []
+
+
+def test_a_stalled_download_gives_up_after_its_timeout(server, data_dir):
+    STALLING.clear()
+    with pytest.raises(CorpusError, match="sent nothing for 0.5 s"):
+        download.download(source(server + "/stall"), timeout=0.5)
+    assert STALLING.is_set() and leftovers(data_dir) == []
 
 
 def test_no_server_means_a_message_about_being_offline(data_dir):
