@@ -1,5 +1,6 @@
 """Attention heatmaps: for the prompt (or a selected output span), one layer and head at a
-time, characters on both axes; rows are queries, columns the characters they look at."""
+time, characters on both axes; rows are queries, columns the characters they look at. The
+axes say which is which, and a colour bar fixed at 0..1 says what a colour means."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from playground.ui.odds_view import shown
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, named, plural
 
 
 class AttentionView(QWidget):
@@ -27,17 +28,22 @@ class AttentionView(QWidget):
         self.refresh = named(QPushButton("Show attention"), "attentionButton", "Show attention",
                              "Compute attention for the prompt (or the selected output text) "
                              "with the latest weights")
-        self.info = named(QLabel("Type a prompt, then Show attention"), "attentionInfo", "Attention info",
-                          "What the heatmap shows")
-        self.info.setWordWrap(True)
+        self.info = named(Message("Type a prompt, then Show attention", lines=2), "attentionInfo",
+                          "Attention info", "What the heatmap shows")
         self.plot = named(pg.PlotWidget(background="w"), "attentionPlot", "Attention heatmap",
                           "Row: the character that is predicting; column: a character it may look at. "
                           "Brighter means more attention; the empty upper triangle is the future")
-        self.plot.getPlotItem().invertY(True)
+        item = self.plot.getPlotItem()
+        item.invertY(True)
+        item.setLabel("left", "query: the token predicting")
+        item.setLabel("bottom", "key: the token looked at")
         self.plot.setAspectLocked(False)  # fill the panel: a tall dock must not push the axis away
         self.image = pg.ImageItem(levels=(0.0, 1.0))
-        self.image.setColorMap(pg.colormap.get("viridis"))
         self.plot.addItem(self.image)
+        # fixed at 0..1, not fitted to each map: a colour means the same weight in every head
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("viridis"),
+                                        label="attention weight", interactive=False, colorMapMenu=False)
+        self.colorbar.setImageItem(self.image, insert_in=item)
         bar = QHBoxLayout()
         for text, widget in (("Layer", self.layer), ("Head", self.head)):
             bar.addWidget(QLabel(text))
@@ -63,8 +69,8 @@ class AttentionView(QWidget):
         self.chars, self.maps = chars, maps
         self.layer.setMaximum(maps.shape[0] - 1)
         self.head.setMaximum(maps.shape[1] - 1)
-        self.info.setText(f"{len(chars)} tokens, weights of step {step:,}; "
-                          f"{maps.shape[0]} layers x {maps.shape[1]} heads")
+        self.info.setText(f"{plural(len(chars), 'token')}, weights of step {step:,}; "
+                          f"{plural(maps.shape[0], 'layer')} x {plural(maps.shape[1], 'head')}")
         self._draw()
 
     def current(self) -> Optional[np.ndarray]:

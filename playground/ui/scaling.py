@@ -1,20 +1,72 @@
 """Scaling control: runs a ladder of model sizes (engine.scaling) on a worker, one run after
 another, and relays what it reports as signals. Each run's training events go out under the same
 names as the TrainingController's, so the loss plot draws every run as it trains (the finished
-ones stay as earlier runs). Stop ends the ladder after the current step, keeping finished runs."""
+ones stay as earlier runs). Stop ends the ladder after the current step, keeping finished runs.
+plan_runs and run_seconds say what a ladder will train and how long it will take, before it starts;
+LogAxis labels the tab's log-log plot without labels running into each other."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Optional
 
+import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal, Slot
 
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.control import TrainControl
+from playground.engine.corpus import distinct_windows
+from playground.engine.estimate import duration, estimate
+from playground.ui.widgets import plural
 from playground.ui.worker import GeneratorWorker, WorkerPool
 
 MODES = {"tokens": "equal tokens", "flops": "equal compute", "frontier": "frontier (best size per budget)"}
+
+
+def plan_runs(model: ModelConfig, train: TrainConfig, mode: str, sizes: int, amount: float,
+              budgets: tuple = (), smallest: int = 10_000, largest: int = 2_000_000) -> list[tuple]:
+    """(config, steps) of every run the ladder will train, by the engine's own rules (ladder,
+    Budget.steps_for, the frontier skipping runs under MIN_FRONTIER_STEPS), training nothing.
+    run_ladder and run_frontier plan inside their generators, so the skip rule is repeated
+    here. ConfigError (a ValueError) says in words why the ladder cannot be planned."""
+    from playground.engine import scaling
+    configs = scaling.ladder(model, sizes, smallest, largest)
+    if mode != "frontier":
+        budget = scaling.Budget(mode, amount)
+        return [(cfg, budget.steps_for(cfg, train)) for cfg in configs]
+    plan = []
+    for amount_flops in budgets:
+        budget = scaling.Budget("flops", amount_flops)
+        steps = [(cfg, budget.steps_for(cfg, train)) for cfg in configs]
+        plan += [(cfg, n) for cfg, n in steps if n >= scaling.MIN_FRONTIER_STEPS]
+    return plan
+
+
+def run_seconds(plan: list[tuple], train: TrainConfig, windows: int) -> list[float]:
+    """Each planned run's estimated wall time (engine.estimate, with the run's own settings:
+    its steps and evaluations); `windows` is the corpus's distinct training windows."""
+    from playground.engine.scaling import run_settings
+    return [estimate(cfg, run_settings(train, steps), windows).run_s for cfg, steps in plan]
+
+
+def describe_plan(seconds: list[float]) -> str:
+    """'5 runs, about 1.2 min on a 2-core CPU (an estimate)' from run_seconds."""
+    took = duration(sum(seconds))
+    return (f"{plural(len(seconds), 'run')}, {took if took.startswith('under') else 'about ' + took} "
+            "on a 2-core CPU (an estimate)")
+
+
+def time_left(estimates: list[float], finished_seconds: list[float]) -> Optional[float]:
+    """The remaining runs' estimates scaled by how the finished runs compared with theirs; None
+    without estimates. (The engine's RunFinished.seconds_left scales by FLOPs, which a ladder's
+    first, tiny runs mislead: their time is mostly fixed cost per step, so it overstates the
+    rest several times over.)"""
+    done = len(finished_seconds)
+    planned = sum(estimates[:done])
+    if not estimates or planned <= 0:
+        return None
+    return sum(finished_seconds) / planned * sum(estimates[done:])
 
 
 class ScalingController(QObject):
@@ -34,6 +86,7 @@ class ScalingController(QObject):
         self._control: Optional[TrainControl] = None
         self._label = ""
         self.out_dir = ""
+        self._windows = (None, 0, 0)  # (text, block size, its distinct windows) last counted
 
     @property
     def running(self) -> bool:
@@ -81,6 +134,18 @@ class ScalingController(QObject):
         self.workers.launch(worker)
         return True
 
+    def estimate(self, corpus_name: str, text: str, model: ModelConfig, train: TrainConfig, mode: str,
+                 sizes: int, amount: float, budgets: tuple = (), smallest: int = 10_000,
+                 largest: int = 2_000_000) -> list[float]:
+        """The estimated seconds of each run start() with these arguments would train;
+        ConfigError (a ValueError) says in words why the ladder cannot be planned."""
+        runs = plan_runs(model, train, mode, sizes, amount, budgets, smallest, largest)
+        known, block, windows = self._windows
+        if known is not text or block != model.block_size:  # counted once per text and block
+            windows = distinct_windows(text, model.block_size)
+            self._windows = (text, model.block_size, windows)
+        return run_seconds(runs, train, windows)
+
     def stop(self) -> None:
         if self._control is not None:
             self._control.stop()
@@ -106,3 +171,74 @@ class ScalingController(QObject):
     @Slot()
     def _on_finished(self) -> None:
         self._control = None
+
+
+class LogAxis(pg.AxisItem):
+    """A log axis whose labels never overlap: as many as fit its length (LABEL_PX apart), at
+    decades, then 1-3, 1-2-5 ... within them as room allows, or round numbers inside a decade;
+    the other eight marks of each decade are unlabelled ticks. pyqtgraph's own labels every one
+    of them, and on a narrow dock they run into each other."""
+
+    LABEL_PX = {"bottom": 70, "top": 70, "left": 28, "right": 28}
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.setStyle(maxTextLevel=0)  # only the first level (the chosen ticks) is labelled
+
+    def tickValues(self, minVal: float, maxVal: float, size: float):  # noqa: N802, N803 (Qt's names)
+        if not self.logMode or not (math.isfinite(minVal) and math.isfinite(maxVal)):
+            return super().tickValues(minVal, maxVal, size)
+        low, high = sorted((minVal, maxVal))
+        labelled = log_ticks(low, high, max(2, int(size // self.LABEL_PX[self.orientation])))
+        minor = [v for v in _marks(low, high, range(2, 10)) if all(abs(v - t) > 1e-6 for t in labelled)]
+        return [(1.0, labelled), (None, minor if len(minor) < size / 4 else [])]  # a tick per 4 px at most
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
+        if not self.logMode:
+            return super().tickStrings(values, scale, spacing)
+        return [short_number(10 ** v * scale) for v in values]
+
+
+MANTISSAS = ((1,), (1, 3), (1, 2, 5), (1, 2, 3, 5), tuple(range(1, 10)))
+
+
+def _marks(low: float, high: float, mantissas) -> list[float]:
+    """log10 of every m·10^d (m in mantissas) between 10^low and 10^high."""
+    marks = (d + math.log10(m) for d in range(math.floor(low), math.ceil(high) + 1) for m in mantissas)
+    return [v for v in marks if low - 1e-9 <= v <= high + 1e-9]
+
+
+def log_ticks(low: float, high: float, room: int) -> list[float]:
+    """At most `room` labelled positions (log10 values) between low and high: every k-th decade
+    (k = 2, 5, 10 ...) when the decades alone are too many, else the densest of MANTISSAS that
+    fits; round numbers on an even step when that leaves fewer than two (inside about a decade)."""
+    decades = _marks(low, high, (1,))
+    if len(decades) > room:  # every 2nd, 5th, 10th ... decade: 10^0, 10^5, 10^10
+        every = ([d for d in decades if round(d) % (m * 10 ** e) == 0] for e in range(4) for m in (1, 2, 5))
+        return next((marks for marks in every if len(marks) <= room), decades[:1])
+    best = decades
+    for mantissas in MANTISSAS[1:]:
+        marks = _marks(low, high, mantissas)
+        if len(marks) > room:
+            break
+        best = marks
+    lo, hi = 10.0 ** low, 10.0 ** high
+    if len(best) < 2 and hi > lo > 0:
+        top = math.floor(math.log10(hi - lo))
+        step = next(m * 10.0 ** e for e in range(top - 2, top + 2) for m in (1, 2, 5)
+                    if (hi - lo) / (m * 10.0 ** e) < room)
+        even = [math.log10(k * step) for k in range(math.ceil(lo / step), math.floor(hi / step) + 1) if k > 0]
+        best = even if len(even) > len(best) else best
+    return best
+
+
+def short_number(x: float) -> str:
+    """A tick label a few characters wide: 0.05, 2.5, 300, 20k, 1.5M, 3e12."""
+    x = float(f"{x:.6g}")  # k x step is not exact in binary: 0.30000000000000004
+    if x >= 1e9:
+        mantissa, exponent = f"{x:.2e}".split("e")
+        return f"{float(mantissa):g}e{int(exponent)}"
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if x >= 10 * size or (unit == "M" and x >= size):
+            return f"{x / size:g}{unit}"
+    return f"{x:g}"

@@ -1,6 +1,7 @@
 """Serve this model: the same OpenAI-compatible server as `python -m playground serve`, started
-on a copy of the model in hand, on 127.0.0.1. It shows the address and examples to copy, and
-stops cleanly when switched off or when the app closes."""
+on a copy of the model in hand, on 127.0.0.1. It shows the address and examples to copy (never
+wrapped, so what is copied runs as shown), and stops cleanly when switched off or when the app
+closes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, named
 
 MODEL_NAME = "playground"
+START, STOP = "Serve this model", "Stop serving"
 
 
 class ServePanel(QWidget):
@@ -26,7 +28,7 @@ class ServePanel(QWidget):
         self.served = None
         self._thread: Optional[threading.Thread] = None
         self.url = ""
-        self.toggle = named(QPushButton("Serve this model"), "serveToggle", "Serve this model",
+        self.toggle = named(QPushButton(START), "serveToggle", START,
                             "Start an OpenAI-compatible HTTP server on this computer for a copy of the "
                             "model in hand; press again to stop it")
         self.toggle.setCheckable(True)
@@ -34,13 +36,17 @@ class ServePanel(QWidget):
         self.port.setRange(0, 65535)
         self.port.setValue(8000)
         self.port.setSpecialValueText("any free port")
-        self.status = named(QLabel("Not serving"), "serveStatus", "Server status", "Where the server listens")
-        self.status.setWordWrap(True)
+        self.status = named(Message("Not serving", lines=3), "serveStatus", "Server status",
+                            "Where the server listens")
         self.status.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.examples = named(QPlainTextEdit(), "serveExamples", "Examples",
-                              "A curl command and an openai client call for this server, to copy")
+                              "A curl command and an openai client call for this server, to copy "
+                              "(scroll sideways for the rest of a line)")
         self.examples.setReadOnly(True)
-        self.examples.setFont(QFont("monospace"))
+        self.examples.setLineWrapMode(QPlainTextEdit.NoWrap)  # a wrapped line copies as two
+        font = QFont("monospace")
+        font.setStyleHint(QFont.Monospace)
+        self.examples.setFont(font)
         row = QHBoxLayout()
         row.addWidget(self.toggle)
         row.addWidget(QLabel("Port"))
@@ -58,11 +64,17 @@ class ServePanel(QWidget):
             problem = self.start()
             if problem:
                 self.status.setText(problem)
-                self.toggle.blockSignals(True)
-                self.toggle.setChecked(False)
-                self.toggle.blockSignals(False)
         else:
             self.stop()
+        self._show_serving(self.server is not None)
+
+    def _show_serving(self, serving: bool) -> None:
+        """The toggle says what pressing it does next."""
+        self.toggle.blockSignals(True)
+        self.toggle.setChecked(serving)
+        self.toggle.blockSignals(False)
+        self.toggle.setText(STOP if serving else START)
+        self.toggle.setAccessibleName(STOP if serving else START)
 
     def start(self) -> str:
         """Serve a copy of the model in hand; returns what went wrong, or ''."""
@@ -107,6 +119,7 @@ class ServePanel(QWidget):
         self.url = ""
         self.port.setEnabled(True)
         self.status.setText("Not serving")
+        self._show_serving(False)
 
 
 def examples(url: str, model: str) -> str:
