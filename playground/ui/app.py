@@ -18,6 +18,15 @@ def _warm_up_torch() -> None:
     import playground.engine.train  # noqa: F401
 
 
+def prepare_application(app) -> None:
+    """What the app sets on its QApplication before any window: its names (where settings
+    live) and Python's cycle collection on the GUI thread only."""
+    app.setOrganizationName("GPT Playground")
+    app.setApplicationName("GPT Playground")
+    from playground.ui.collector import collect_on_gui_thread
+    collect_on_gui_thread(app)  # cycles are collected on this thread only, never in a worker
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from playground.ui.platform_check import window_problem
@@ -28,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication(sys.argv if argv is None else argv)
-    app.setOrganizationName("GPT Playground")
-    app.setApplicationName("GPT Playground")
-    from playground.ui.collector import collect_on_gui_thread
-    collect_on_gui_thread(app)  # cycles are collected on this thread only, never in a worker
+    prepare_application(app)
     from playground.ui.main_window import MainWindow
     window = MainWindow()
     window.show()
@@ -47,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
     return app.exec()
 
 
-__all__ = ["main"]
+__all__ = ["main", "prepare_application"]
