@@ -83,6 +83,7 @@ class CurrentModel(QObject):
     def __init__(self, parent: Optional[QObject] = None):
         super().__init__(parent)
         self._value = None
+        self.unsaved = False  # trained since it was new, opened or last saved
 
     @property
     def value(self):
@@ -90,10 +91,25 @@ class CurrentModel(QObject):
         return self._value
 
     def set(self, value) -> None:
+        """A new model in hand; one being trained has not been saved, an opened one has."""
         if QThread.currentThread() is not self.thread():
             raise RuntimeError("the current model is set on the GUI thread only")
         self._value = value
+        self.unsaved = isinstance(value, TrainedModel)
         self.changed.emit()
+
+    def mark_saved(self) -> None:
+        self.unsaved = False
+
+    def describe(self) -> str:
+        """The model in hand in a few words: 'the model in hand (step 500, validation 0.0633)'."""
+        if self._value is None:
+            return "no model"
+        value = self._value
+        ckpt_state = value.ckpt.state if isinstance(value, OpenedModel) else {}
+        val = (value.trainer.last_val_loss if isinstance(value, TrainedModel) else ckpt_state.get("val_loss"))
+        extra = f", validation {val:.4f}" if isinstance(val, (int, float)) else ""
+        return f"the model in hand (step {value.step:,}{extra})"
 
     @property
     def step(self) -> int:

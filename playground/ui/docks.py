@@ -5,30 +5,43 @@ panels back; the window remembers where they were."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QTabBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from playground.ui.explain import EXPLANATIONS, help_key
+from playground.ui.explain import help_key, help_text
 from playground.ui.widgets import named
 
 
 class Dock(QDockWidget):
-    def __init__(self, title: str, widget: QWidget, object_name: str, parent: QWidget):
-        super().__init__(title, parent)
+    def __init__(self, title: str, widget: QWidget, object_name: str, parent: QWidget, tab: str = "",
+                 scroll: bool = False):
+        """title: the panel's name on its title bar; tab: a shorter one for its tab (a tab
+        bar of five long names is cut to "Gene…", "Atten…" on a laptop screen); scroll: a
+        form that scrolls when the dock is short, instead of making the window taller than
+        the screen."""
+        super().__init__(tab or title, parent)
         self.setObjectName(object_name)
         self.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                          | QDockWidget.DockWidgetClosable)
+        self.toggleViewAction().setText(title)
         key = help_key(title)
-        self.help = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}",
-                          EXPLANATIONS[title])
-        self.help.setWordWrap(True)
-        self.help.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")
+        self.help = help_text(title, key)
         self.help.hide()
         self.setTitleBarWidget(self._title_bar(title, key))
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(6, 2, 6, 6)
         layout.addWidget(self.help)
-        layout.addWidget(widget, 1)
+        layout.addWidget(scrolled(widget) if scroll else widget, 1)
         self.setWidget(body)
 
     def _title_bar(self, title: str, key: str) -> QWidget:
@@ -62,6 +75,25 @@ class Dock(QDockWidget):
         """Show this panel: open it if it was closed, bring its tab to the front."""
         self.show()
         self.raise_()
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """The widget in a box that scrolls up and down (never sideways: it keeps its width)."""
+    area = QScrollArea()
+    area.setObjectName(f"{widget.objectName() or type(widget).__name__}Scroll")
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
+
+
+def tidy_tab_bars(window) -> None:
+    """Dock tabs show their whole names (scroll arrows when there is no room, never "Gene…")."""
+    for bar in window.findChildren(QTabBar):
+        bar.setElideMode(Qt.ElideNone)
+        bar.setUsesScrollButtons(True)
 
 
 DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,

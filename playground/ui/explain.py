@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget
 
 from playground.ui.widgets import named
 
@@ -60,13 +61,30 @@ def help_key(title: str) -> str:
     return "".join(word.capitalize() for word in title.split())
 
 
+HELP_LINES = 7  # the most a "?" paragraph takes of its panel; a longer one scrolls
+
+
+def help_text(title: str, key: str) -> QScrollArea:
+    """The panel's paragraph in a box of at most HELP_LINES lines: a long one scrolls inside it
+    instead of making the panel, and so the window, taller than a laptop's screen."""
+    text = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}", EXPLANATIONS[title])
+    text.setWordWrap(True)
+    text.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")
+    area = QScrollArea()
+    area.setObjectName(f"help{key}Area")
+    area.setWidget(text)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setMaximumHeight(HELP_LINES * text.fontMetrics().lineSpacing() + 14)
+    return area
+
+
 def explained(title: str, widget: QWidget) -> QGroupBox:
     """A group box with a "?" button that shows or hides the panel's explanation."""
     box = QGroupBox()
     key = help_key(title)
-    text = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}", EXPLANATIONS[title])
-    text.setWordWrap(True)
-    text.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")
+    text = help_text(title, key)
     text.hide()
     button = named(QToolButton(), f"help{key}", f"What is {title}?", f"What is this? ({title})")
     button.setText("?")

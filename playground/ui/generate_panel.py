@@ -29,7 +29,7 @@ from playground.ui.generation import GenerationController
 from playground.ui.odds_view import OddsView
 from playground.ui.sweep_view import TEMPERATURES
 from playground.ui.typewriter import READABLE_PACE, Typewriter
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, compact, named
 
 REVEAL_MS = 700  # in step mode, how long the odds show before the draw is made
 
@@ -78,12 +78,12 @@ class GeneratePanel(QWidget):
         self.pace.setSpecialValueText("as fast as it runs")
         self.pace.setValue(READABLE_PACE)
         self.generate = named(QPushButton("Generate"), "generateButton", "Generate",
-                              "Write text with the current model (also works while training)")
+                              "Write text with the current model (also works while training) (Ctrl+G)")
         self.next_char = named(QPushButton("Next character"), "nextCharButton", "Next character",
                                "One step of what the model does: show the odds of every candidate "
-                               "for the next character, then draw one and append it")
+                               "for the next character, then draw one and append it (Ctrl+Shift+G)")
         self.stop = named(QPushButton("Stop"), "stopGenerateButton", "Stop generating",
-                          "Stop writing")
+                          "Stop writing (Esc)")
         self.output = named(QPlainTextEdit(), "outputView", "Generated text",
                             "What the model wrote: your prompt, then its characters as they come")
         self.output.setReadOnly(True)
@@ -91,11 +91,11 @@ class GeneratePanel(QWidget):
         self.odds = OddsView()
         self.sweep = named(QPushButton("Sweep"), "sweepButton", "Temperature sweep",
                            "Generate from the same prompt and seed at several temperatures, side by side")
-        self.notice = named(QLabel(), "promptNotice", "Prompt notice",
+        self.notice = named(Message(lines=2), "promptNotice", "Prompt notice",
                             "Characters of the prompt the model never saw")
         self.notice.setStyleSheet("color: #a15c00;")
-        self.notice.setWordWrap(True)
         self.notice.hide()
+        compact([self.top_k, self.top_p, self.length, self.seed, self.pace], width=64)
         self.typewriter = Typewriter(self.output, self)
         self._layout()
 
@@ -137,6 +137,7 @@ class GeneratePanel(QWidget):
         grid.addWidget(QLabel("Pace"), 3, 0)
         grid.addWidget(self.pace, 3, 1, 1, 3)
         buttons = QHBoxLayout()
+        compact([self.generate, self.next_char, self.stop, self.sweep])
         for button in (self.generate, self.next_char, self.stop, self.sweep):
             buttons.addWidget(button)
         layout = QVBoxLayout(self)

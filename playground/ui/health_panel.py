@@ -9,47 +9,14 @@ from typing import Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from playground.engine.config import TrainConfig
+from playground.engine.health import diagnose, overfitting
 from playground.engine.schedule import schedule
-from playground.ui.widgets import Series, named
+from playground.ui.widgets import Message, Series, named
 
-STALL_STEPS = 200
 REFRESH_MS = 300
-
-
-def diagnose(losses: np.ndarray, vocab_size: int, status: Optional[str] = None) -> str:
-    """A hint in plain words, or '' when the run looks healthy."""
-    if status == "diverged" or (len(losses) and not np.isfinite(losses[-1])):
-        return "The loss blew up: the learning rate may be too high. Lower it (say by 3x) and Reset."
-    if len(losses) >= STALL_STEPS and vocab_size > 1:
-        recent = float(np.mean(losses[-50:]))
-        if recent >= 0.95 * math.log(vocab_size):
-            return (f"The loss is stuck near ln({vocab_size}) = {math.log(vocab_size):.2f}, which is "
-                    "random guessing: try a higher learning rate, or check the warm-up.")
-    if len(losses) >= 100:
-        early, late = float(np.mean(losses[-100:-50])), float(np.mean(losses[-50:]))
-        if late > early * 1.25:
-            return "The loss is rising: the learning rate may be too high for this model."
-    return ""
-
-
-def overfitting(evals: list[tuple[int, float, Optional[float]]], keep: str = "best") -> str:
-    """Words when the validation loss has turned up while the training loss still falls;
-    evals are (step, training loss, validation loss) of each evaluation."""
-    points = [(s, t, v) for s, t, v in evals if v is not None and math.isfinite(v) and math.isfinite(t)]
-    if len(points) < 3:
-        return ""
-    best = min(points, key=lambda p: p[2])
-    step, train, val = points[-1]
-    if step == best[0] or val < best[2] * 1.02 or train >= best[1]:
-        return ""
-    kept = (f"the best weights (step {best[0]:,}) are what the run keeps" if keep == "best" else
-            f"set Keep to best to end on the best weights (step {best[0]:,})")
-    return (f"Overfitting: validation loss rose from {best[2]:.3f} (step {best[0]:,}) to {val:.3f} "
-            f"while training loss fell to {train:.3f}: the model is memorising its text instead of "
-            f"learning what generalises. Try more text, dropout, a smaller model or fewer steps; {kept}.")
 
 
 class HealthPanel(QWidget):
@@ -66,29 +33,31 @@ class HealthPanel(QWidget):
         self._pinned, self._grad_top = False, 0.0  # the gradient chart during a run (see begin)
         self.lr_plot = named(pg.PlotWidget(background="w"), "lrPlot", "Learning-rate schedule",
                              "The learning rate at each step of this run: warm-up, then cosine decay")
-        self.lr_plot.setMinimumHeight(110)
-        self.lr_plot.getPlotItem().setLabel("left", "learning rate")
+        self.lr_plot.setMinimumHeight(90)
+        # titles above the charts: a vertical axis title is cut on a short dock
+        self.lr_plot.getPlotItem().setTitle("learning rate", size="9pt")
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen((44, 160, 44), width=2))
         self.lr_marker = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 0, 0)))
         self.lr_plot.addItem(self.lr_marker)
         self.grad_plot = named(pg.PlotWidget(background="w"), "gradPlot", "Gradient norm",
                                "How big each step's gradient was, before clipping")
-        self.grad_plot.setMinimumHeight(110)
-        self.grad_plot.getPlotItem().setLabel("left", "gradient norm")
+        self.grad_plot.setMinimumHeight(90)
+        self.grad_plot.getPlotItem().setTitle("gradient norm", size="9pt")
         self.grad_curve = self.grad_plot.plot(pen=pg.mkPen((148, 103, 189)))
-        self.clipped_label = named(QLabel("Clipped steps: 0"), "clippedLabel", "Clipped steps",
+        self.clipped_label = named(Message("Clipped steps: 0", lines=2), "clippedLabel", "Clipped steps",
                                    "Steps whose gradient was scaled down to the clip value")
-        self.hint = named(QLabel(""), "healthHint", "Health hint", "Advice when training looks wrong")
-        self.hint.setWordWrap(True)
+        # beside the charts, not under them: on a short dock a hint under them was drawn over them
+        self.hint = named(Message("", lines=9), "healthHint", "Health hint", "Advice when training looks wrong")
         self.hint.setStyleSheet("color: #a15c00; font-weight: bold;")
-        row = QHBoxLayout()
-        row.addWidget(self.lr_plot)
-        row.addWidget(self.grad_plot)
-        layout = QVBoxLayout(self)
+        text = QVBoxLayout()
+        text.addWidget(self.clipped_label)
+        text.addWidget(self.hint)
+        text.addStretch(1)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(row, 1)
-        layout.addWidget(self.clipped_label)
-        layout.addWidget(self.hint)
+        layout.addWidget(self.lr_plot, 2)
+        layout.addWidget(self.grad_plot, 2)
+        layout.addLayout(text, 2)
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         control.started.connect(self._started)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
+    QSizePolicy,
     QSlider,
     QToolButton,
     QVBoxLayout,
@@ -28,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.ui.loss_history import LossHistory
-from playground.ui.widgets import Series, ask_path, named
+from playground.ui.widgets import Message, Series, ask_path, compact, named
 
 SMOOTHING = 0.9   # default weight of the past in the moving average (debiased like TensorBoard's)
 MAX_RUNS = 8      # earlier runs kept on the plot as faint curves
@@ -70,17 +71,23 @@ class LossPlot(QWidget):
         self.guess_line = pg.InfiniteLine(angle=0, movable=False,
                                           pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DashLine),
                                           label="random guessing",
-                                          labelOpts={"position": 0.5, "anchors": [(0.5, 1), (0.5, 1)],
+                                          # at the right end, where a falling loss is below it
+                                          labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)],
                                                      "color": (90, 90, 90)})
         self.guess_line.hide()
         item.addItem(self.guess_line)
         self.marker = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((230, 85, 13), width=1))
         self.marker.hide()
         item.addItem(self.marker)
-        # the legend sits under the plot, where it can never cover a curve
+        # the legend sits under the plot, where it can never cover a curve; three lines always,
+        # so earlier runs never squeeze the plot (their whole labels are in the tooltip)
         self.legend = named(QLabel(), "plotLegend", "Plot legend", "What each curve and mark is")
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(Qt.RichText)
+        self.legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.legend.setFixedHeight(3 * self.legend.fontMetrics().lineSpacing() + 4)
+        self.legend.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self._runs_made = 0    # runs archived so far: each earlier run is "run N" in the legend
 
         self.log_y = named(QCheckBox("log y"), "logYCheck", "Logarithmic loss axis",
                            "Show the loss on a logarithmic scale, to see small late improvements")
@@ -99,7 +106,7 @@ class LossPlot(QWidget):
                                       "past this much (0 shows every step as it is)")
         self.smoothing_slider.setRange(0, 99)
         self.smoothing_slider.setValue(int(SMOOTHING * 100))
-        self.smoothing_slider.setMinimumWidth(60)
+        self.smoothing_slider.setMinimumWidth(40)
         self.smoothing_slider.setMaximumWidth(140)
         self.x_axis = named(QComboBox(), "xAxisPicker", "Horizontal axis",
                             "Plot against steps, or against seconds of training (to compare speed)")
@@ -108,9 +115,9 @@ class LossPlot(QWidget):
                           "Nats per token (what training minimises), or bits per character, "
                           "which compares models of different tokenizers on one chart")
         self.unit.addItems(["nats/token", "bits/char"])
-        self.readout = named(QLabel("Hover over the plot to read values"), "plotReadout",
-                             "Plot read-out", "The values under the mouse pointer")
-        self.readout.setMinimumWidth(50)
+        self.readout = named(Message("Hover over the plot to read values", lines=1, reserve=True),
+                             "plotReadout", "Plot read-out", "The values under the mouse pointer")
+        compact([self.x_axis, self.unit], chars=4)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("smoothing"))
         bar.addWidget(self.smoothing_slider)
@@ -148,11 +155,11 @@ class LossPlot(QWidget):
     def _started(self, ev, label: str) -> None:
         if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
             self.archive()
-            self._label = label
         elif self.raw.n and self.raw.x[self.raw.n - 1] > ev.first_step:
             self.data.rewind(ev.first_step)  # continuing from the kept best weights
         else:
             self.continue_run()
+        self._label = label  # a continued run's label says what it added
         self.data.set_chars_per_token(ev.chars_per_token)
         self.set_vocab_size(ev.vocab_size)
         self.begin_run(ev.first_step, ev.last_step)
@@ -177,14 +184,22 @@ class LossPlot(QWidget):
         if self.best is not None:
             items.append(entry("#2ca02c", "★", f"best: step {self.best[0]:,}, validation "
                                                f"{self.best[1] * self.data.scale:.4f}"))
-        items += [entry(curve.opts["pen"].color().name(), "━", curve.name()) for curve in self.runs]
+        tips = [f"this run: {self._label}"] if self._label else []
+        for curve in self.runs:
+            number, _, rest = curve.name().partition(": ")
+            items.append(entry(curve.opts["pen"].color().name(), "━", f"{number}{rest[rest.rfind(' -> '):]}"))
+            tips.append(curve.name())
         self.legend.setText(" &nbsp; ".join(items))
+        self.legend.setToolTip("What each curve and mark is. Faint curves are earlier runs:\n" + "\n".join(tips)
+                               if self.runs else "What each curve and mark is" + (f"\n{tips[0]}" if tips else ""))
 
     def archive(self) -> None:
         """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
         if self.raw.n:
-            last = self.raw.y[self.raw.n - 1]
-            self.archive_run(f"{self._label} -> {last:.3f} ({last * self.data.to_bpc:.2f} bits/char)")
+            last = self.smooth.y[self.smooth.n - 1]
+            self._runs_made += 1
+            self.archive_run(f"run {self._runs_made}: {self._label or 'a run'} -> {last:.3f} "
+                             f"({last * self.data.to_bpc:.2f} bits/char)")
         else:
             self.clear()
 
@@ -336,6 +351,45 @@ class LossPlot(QWidget):
             return
         x = self.plot.getPlotItem().vb.mapSceneToView(pos).x()
         self.readout.setText(self.data.readout(x, by_time=self.x_axis.currentIndex() == 1))
+
+    # -- kept with the model -------------------------------------------------------------
+    def history(self, max_points: int = 2000) -> dict:
+        """The run's curve as plain lists (every k-th step when there are more than max_points),
+        saved with the model so that opening it shows how it learned."""
+        stride = max(1, -(-self.raw.n // max_points))
+        steps, losses = self.raw.view()
+        vsteps, vlosses = self.val.view()
+        return {"label": self._label, "to_bpc": self.data.to_bpc,
+                "steps": steps[::stride].astype(int).tolist(), "loss": losses[::stride].round(6).tolist(),
+                "seconds": self.data.times.y[: self.data.times.n][::stride].round(3).tolist(),
+                "val_steps": vsteps[-max_points:].astype(int).tolist(),
+                "val_loss": vlosses[-max_points:].round(6).tolist(),
+                "val_seconds": self.data.val_times.y[: self.data.val_times.n][-max_points:].round(3).tolist()}
+
+    def restore_history(self, history) -> bool:
+        """Show a saved curve as the model's own (after archiving what was on the plot); False,
+        and nothing drawn, when there is none or it is malformed (a file is not trusted)."""
+        try:
+            raw = list(zip(*(map(float, history[k]) for k in ("steps", "loss", "seconds")), strict=True))
+            val = list(zip(*(map(float, history[k]) for k in ("val_steps", "val_loss", "val_seconds")),
+                           strict=True))
+            to_bpc = float(history.get("to_bpc", self.data.to_bpc))
+            label = str(history.get("label", ""))[:200]
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return False
+        self.archive()
+        self._label = label
+        if math.isfinite(to_bpc) and to_bpc > 0:
+            self.data.to_bpc = to_bpc
+        for step, loss, seconds in raw:
+            self.data.add_step(int(step), loss, seconds)
+        for step, loss, seconds in val:
+            self.data.add_validation(int(step), loss, seconds)
+        self._update_legend()
+        self._dirty = True
+        self.redraw()
+        self.plot.getPlotItem().enableAutoRange()
+        return self.raw.n > 0
 
     # -- export -------------------------------------------------------------------------
     def export_png(self, path: str) -> None:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from playground.engine.config import check_fits_text
 from playground.engine.corpus import split_sizes
@@ -18,13 +19,13 @@ from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.attention_view import AttentionView
 from playground.ui.corpus_panel import CorpusPanel
 from playground.ui.current import CurrentModel, OpenedModel
-from playground.ui.docks import DOCK_AREAS, Dock, add_view_menu
+from playground.ui.docks import DOCK_AREAS, Dock, add_view_menu, tidy_tab_bars
 from playground.ui.explain import explained
 from playground.ui.generate_panel import GeneratePanel
 from playground.ui.generation import GenerationController
 from playground.ui.health_panel import HealthPanel
 from playground.ui.loss_plot import LossPlot
-from playground.ui.persist import SETTINGS_ENV, app_settings  # noqa: F401 (tests set SETTINGS_ENV here)
+from playground.ui.persist import SETTINGS_ENV, app_settings, last_folder, remember_folder  # noqa: F401 (tests set SETTINGS_ENV here)
 from playground.ui.samples_panel import SamplesPanel
 from playground.ui.scaling import ScalingController
 from playground.ui.scaling_panel import ScalingPanel
@@ -38,6 +39,7 @@ from playground.ui.training_panel import TrainingPanel
 from playground.ui.worker import WorkerPool
 
 log = logging.getLogger(__name__)
+FRAME_GUESS = QSize(8, 40)  # a title bar and borders, until the window manager says what they are
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +70,10 @@ class MainWindow(QMainWindow):
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
         self.dialogs: dict = {}   # File > Evaluate…, Export…: made on first use
+        # asks "save, discard or cancel?" about an unsaved model; tests put their answer here
+        self.ask = self._ask_unsaved
+        self._save_then_close = False   # Save was chosen on closing during a run: after it stops
+        self._closing = False
         self._build_layout()
         self._build_menu()
         self._wire()
@@ -89,18 +95,22 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomRightCorner, Qt.RightDockWidgetArea)
         self.docks: dict[str, Dock] = {}
-        for key, title, widget, area in [
-                ("corpus", "Corpus", self.corpus, "left"),
-                ("settings", "Model and training", self.settings, "left"),
-                ("generate", "Generate", self.generation, "right"),
-                ("attention", "Attention", self.attention, "right"),
-                ("sweep", "Temperature sweep", self.sweep, "right"),
-                ("serve", "Serve", self.serve, "right"),
-                ("scaling", "Scaling", self.scaling, "right"),
-                ("samples", "Samples", self.samples, "bottom"),
-                ("health", "Health", self.health, "bottom")]:
-            dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self)
+        for key, title, tab, widget, area in [
+                ("corpus", "Corpus", "", self.corpus, "left"),
+                ("settings", "Model and training", "", self.settings, "left"),
+                ("generate", "Generate", "", self.generation, "right"),
+                ("attention", "Attention", "", self.attention, "right"),
+                ("sweep", "Temperature sweep", "Sweep", self.sweep, "right"),
+                ("serve", "Serve", "", self.serve, "right"),
+                ("scaling", "Scaling", "", self.scaling, "right"),
+                ("samples", "Samples", "", self.samples, "bottom"),
+                ("health", "Health", "", self.health, "bottom")]:
+            # the two forms scroll on a short screen rather than make the window taller than it
+            dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self, tab,
+                                          scroll=key in ("settings", "scaling"))
             self.addDockWidget(DOCK_AREAS[area], dock)
+        # tabs above their panels: a tab bar at the bottom is the first thing a short screen cuts
+        self.setTabPosition(Qt.AllDockWidgetAreas, QTabWidget.North)
         d = self.docks
         self.tabifyDockWidget(d["generate"], d["attention"])
         self.tabifyDockWidget(d["attention"], d["sweep"])
@@ -109,39 +119,94 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["samples"], d["health"])
         d["generate"].raise_()
         d["samples"].raise_()
+        tidy_tab_bars(self)
         screen = QGuiApplication.primaryScreen()
         space = screen.availableGeometry().size() if screen is not None else QSize(1440, 900)
-        self.resize(min(1440, space.width()), min(900, space.height()))
+        # the frame is not known before the window manager draws it: leave room for a usual
+        # one now, and fit exactly once it is known (fit_to_screen)
+        self.resize(min(1440, space.width() - FRAME_GUESS.width()), min(900, space.height() - FRAME_GUESS.height()))
         self.resizeDocks([d["corpus"], d["samples"]], [int(self.height() * 0.35), 200], Qt.Vertical)
         self.default_layout = self.saveState()
         self._proportions_pending = True  # until the first show, or a remembered layout
 
     def showEvent(self, event) -> None:
         """At the first show, the docks take their share of the window's real width (a big
-        screen gives every panel room, not only the plot), unless a layout was remembered."""
+        screen gives every panel room, not only the plot), unless a layout was remembered; and
+        the window, frame included, is made to fit its screen once the frame is known."""
         super().showEvent(event)
         if self._proportions_pending:
             self._proportions_pending = False
             d, width = self.docks, self.width()
             self.resizeDocks([d["corpus"], d["generate"]], [int(width * 0.25), int(width * 0.3)], Qt.Horizontal)
+        for delay in (0, 300, 1000):  # window managers decorate a window a little after it maps
+            QTimer.singleShot(delay, self.fit_to_screen)
+
+    @Slot()
+    def fit_to_screen(self) -> bool:
+        """Shrink and move the window so that all of it, its frame and title bar included, is on
+        the screen it is on; True when it had to. A maximised window is the manager's to size."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None or self.isMaximized() or self.isFullScreen() or not self.isVisible():
+            return False
+        space, frame, inner = screen.availableGeometry(), self.frameGeometry(), self.geometry()
+        if space.contains(frame):
+            return False
+        extra_w, extra_h = frame.width() - inner.width(), frame.height() - inner.height()
+        width = min(inner.width(), space.width() - extra_w)
+        height = min(inner.height(), space.height() - extra_h)
+        self.resize(width, height)
+        x = min(max(frame.x(), space.x()), space.x() + space.width() - width - extra_w)
+        y = min(max(frame.y(), space.y()), space.y() + space.height() - height - extra_h)
+        self.move(x, y)  # a window's position is its frame's
+        return True
 
     def _build_menu(self) -> None:
-        menu = self.menuBar().addMenu("&File")
-        for text, shortcut, slot, name in [
-                ("&Open model…", QKeySequence.Open, self.ask_open_model, "openModelAction"),
-                ("&Save model…", QKeySequence.Save, self.ask_save_model, "saveModelAction"),
-                ("Open &corpus file…", None, self.corpus.choose_file, "openCorpusAction"),
-                ("&Evaluate…", None, lambda: self.show_dialog("evaluate"), "evaluateAction"),
-                ("E&xport…", None, lambda: self.show_dialog("export"), "exportAction"),
-                ("&Quit", QKeySequence.Quit, self.close, "quitAction")]:
+        self.actions_by_name: dict[str, QAction] = {}
+        self._menu("&File", [
+            ("&Open model…", [QKeySequence.Open], self.ask_open_model, "openModelAction"),
+            ("&Save model…", [QKeySequence.Save], self.ask_save_model, "saveModelAction"),
+            ("Open &corpus file…", [], self.corpus.choose_file, "openCorpusAction"),
+            ("&Evaluate…", [], lambda: self.show_dialog("evaluate"), "evaluateAction"),
+            ("E&xport…", [], lambda: self.show_dialog("export"), "exportAction"),
+            ("&Quit", [QKeySequence.Quit], self.close, "quitAction")])
+        self._menu("&Run", [
+            ("&Train new model", ["Ctrl+Return", "Ctrl+Enter", "F5"], self.start_training, "trainAction"),
+            ("&Continue training", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], self.continue_training,
+             "continueAction"),
+            ("&Pause or resume", [], self.toggle_pause, "pauseAction"),
+            ("&Stop", ["Esc"], self.stop_running, "stopAction"),
+            ("&Reset model", [], self.reset_model, "resetAction"),
+            None,
+            ("&Generate", ["Ctrl+G"], self.generation.start, "generateAction"),
+            ("&Next character", ["Ctrl+Shift+G"], self.generation.step, "nextCharAction")])
+        add_view_menu(self, self.docks.values(), self.reset_layout)
+
+    def _menu(self, title: str, entries: list) -> None:
+        """A menu of actions, each also a window shortcut; shortcuts show in the menu itself."""
+        menu = self.menuBar().addMenu(title)
+        menu.aboutToShow.connect(self._sync_actions)
+        for entry in entries:
+            if entry is None:
+                menu.addSeparator()
+                continue
+            text, keys, slot, name = entry
             action = QAction(text, self)
             action.setObjectName(name)
-            if shortcut is not None:
-                action.setShortcut(shortcut)
+            action.setShortcuts([QKeySequence(k) for k in keys])
             action.triggered.connect(slot)
             menu.addAction(action)
             self.addAction(action)
-        add_view_menu(self, self.docks.values(), self.reset_layout)
+            self.actions_by_name[name] = action
+
+    @Slot()
+    def _sync_actions(self) -> None:
+        """The Run menu's entries are enabled as their buttons are."""
+        a, t, g = self.actions_by_name, self.training, self.generation
+        for name, button in (("trainAction", t.train), ("continueAction", t.resume_training),
+                             ("pauseAction", t.pause), ("resetAction", t.reset),
+                             ("generateAction", g.generate), ("nextCharAction", g.next_char)):
+            a[name].setEnabled(button.isEnabled())
+        a["stopAction"].setEnabled(t.stop.isEnabled() or g.stop.isEnabled())
 
     @Slot()
     def reset_layout(self) -> None:
@@ -150,10 +215,13 @@ class MainWindow(QMainWindow):
             dock.setFloating(False)
             dock.show()
         self.restoreState(self.default_layout)
+        tidy_tab_bars(self)
+        self.fit_to_screen()
 
     def _wire(self) -> None:
         t, train, gen = self.training, self.train_ctl, self.gen_ctl
         t.train.clicked.connect(self.start_training)
+        t.resume_training.clicked.connect(self.continue_training)
         t.pause.clicked.connect(self.toggle_pause)
         t.stop.clicked.connect(train.stop)
         t.reset.clicked.connect(self.reset_model)
@@ -162,6 +230,8 @@ class MainWindow(QMainWindow):
         self.plot.follow(self.scale_ctl)  # each run of a ladder draws as it trains
         self.corpus.changed.connect(self._validate)
         self.settings.changed.connect(self._validate)
+        self.current.changed.connect(self._validate)
+        self.settings.changed.connect(self.scaling.refresh_estimate)  # a ladder's time follows them
         self.settings.changed.connect(self._preview_schedule)
         self.settings.preset.currentIndexChanged.connect(self._preset_picked)
         self.samples.stepSelected.connect(self.plot.mark_step)
@@ -194,6 +264,8 @@ class MainWindow(QMainWindow):
         self.corpus.set_split(self.settings.value("block"), self.settings.train_config().val_fraction)
         problem = self.train_problem()
         self.training.allow_train(not problem, problem)
+        model, train = self.settings.model_config(), self.settings.train_config()
+        self.training.allow_continue(self.train_ctl.continue_problem(model, train), train.max_steps)
 
     @Slot()
     def _preview_schedule(self) -> None:
@@ -206,16 +278,48 @@ class MainWindow(QMainWindow):
         self.corpus.select(PRESETS[self.settings.preset.currentData()].corpus)
 
     @Slot()
-    def start_training(self) -> None:
+    def start_training(self) -> bool:
+        """Train a new model from fresh weights with the settings shown (asking first when the
+        model in hand is not saved: it would be replaced)."""
+        if not self._can_start("train"):
+            return False
+        if not self.keep_or_discard("Training a new model"):
+            return False
+        self._start(continuing=False)
+        return True
+
+    @Slot()
+    def continue_training(self) -> bool:
+        """Go on training the model in hand for the steps set, with the training settings shown."""
+        if not self._can_start("continue training"):
+            return False
+        why = self.train_ctl.continue_problem(self.settings.model_config(), self.settings.train_config())
+        if why:
+            self.show_error(f"Cannot continue: {why}")
+            return False
+        self._start(continuing=True)
+        return True
+
+    def _can_start(self, doing: str) -> bool:
         problem = self.train_problem()
-        if problem or self.train_ctl.running or self.scale_ctl.running:
-            if problem or self.scale_ctl.running:
-                self.show_error(f"Cannot train yet: {problem or 'a scaling ladder is training'}")
-            return
-        self.train_ctl.start(self.corpus.name(), self.corpus.text(),
-                             self.settings.model_config(), self.settings.train_config())
+        if self.train_ctl.running:
+            return False
+        if problem or self.scale_ctl.running:
+            self.show_error(f"Cannot {doing} yet: {problem or 'a scaling ladder is training'}")
+            return False
+        return True
+
+    def _start(self, continuing: bool) -> None:
+        self.train_ctl.start(self.corpus.name(), self.corpus.text(), self.settings.model_config(),
+                             self.settings.train_config(), continuing=continuing)
         self.training.set_running(True)
-        self.status.begin()
+        self.status.begin(continuing)
+
+    @Slot()
+    def stop_running(self) -> None:
+        """Esc: stop training and generating, whichever runs."""
+        self.train_ctl.stop()
+        self.generation.halt()
 
     def _scaling_source(self) -> tuple:
         """The corpus and settings a ladder trains with; ValueError says why it cannot start."""
@@ -234,18 +338,51 @@ class MainWindow(QMainWindow):
         self.status.set_paused(self.train_ctl.paused)
 
     @Slot()
-    def reset_model(self) -> None:
+    def reset_model(self) -> bool:
+        if not self.keep_or_discard("Reset"):
+            return False
         self.train_ctl.reset()
         self.gen_ctl.stop()
         self.samples.clear()
+        self.plot.archive()
         self.status.message("Model reset: the next Train starts from fresh weights "
                             "(this run stays on the plot, faint)")
+        return True
 
     @Slot(object)
     def _on_training_ended(self, done) -> None:
         self.training.set_running(False)
         self._validate()
         self.trainingFinished.emit()
+        if self._save_then_close:  # Save was chosen on closing during the run: now it can be
+            self._save_then_close = False
+            if self.ask_save_model():
+                self._closing = True
+                QTimer.singleShot(0, self.close)
+
+    # -- not losing what the user made -----------------------------------------------------
+    def keep_or_discard(self, doing: str) -> bool:
+        """Before something replaces the model in hand: True when it may (the model is saved, or
+        the user saved it now or chose to discard it), False when the user cancelled."""
+        if self.current.value is None or not self.current.unsaved:
+            return True
+        answer = self.ask(f"{self.current.describe()[:1].upper()}{self.current.describe()[1:]} is not saved.",
+                          f"{doing} replaces it. Save it first?")
+        if answer == "save":
+            return self.ask_save_model()
+        return answer == "discard"
+
+    def _ask_unsaved(self, text: str, detail: str) -> str:
+        """The question itself: 'save', 'discard' or 'cancel'."""
+        box = QMessageBox(QMessageBox.Question, "Unsaved model", text,
+                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, self)
+        box.setObjectName("unsavedDialog")
+        box.setInformativeText(detail)
+        box.setDefaultButton(QMessageBox.Save)
+        box.button(QMessageBox.Save).setText("Save…")
+        box.button(QMessageBox.Discard).setText("Discard it")
+        answer = box.exec()
+        return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
 
     # -- generation views -----------------------------------------------------------------
     @Slot()
@@ -264,27 +401,39 @@ class MainWindow(QMainWindow):
 
     # -- files --------------------------------------------------------------------------
     @Slot()
-    def ask_save_model(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.safetensors",
+    def ask_save_model(self) -> bool:
+        """Ask where, then save; True when the model was saved."""
+        if self.current.value is None:  # say so before asking for a file name
+            self.show_error("There is no model to save yet: train one first")
+            return False
+        name = f"{self.corpus.in_use() or 'model'}-{self.settings.value('layers')}x{self.settings.value('width')}"
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", str(Path(last_folder("models")) / name),
                                               "GPT Playground models (*.safetensors)")
-        if path:
-            self.save_model(path)
+        return bool(path) and self.save_model(path)
 
     def save_model(self, path: str) -> bool:
         from playground.engine import checkpoint
         try:
             if self.current.value is None:
                 raise CheckpointError("there is no model to save yet: train one first")
-            saved = checkpoint.save(path, self.current.value.checkpoint())
+            ckpt = self.current.value.checkpoint()
+            # the curve goes with the model: opening it shows how it learned
+            ckpt.state = {**ckpt.state, "history": self.plot.history()}
+            saved = checkpoint.save(path, ckpt)
         except PlaygroundError as exc:
             self.show_error(f"The model was not saved: {exc}")
             return False
-        self.status.message(f"Saved {saved}")
+        self.current.mark_saved()
+        remember_folder("models", str(saved))
+        optim = checkpoint.optimizer_path(saved)
+        beside = (f", and {optim.name} beside it: the optimizer's state, so Continue goes on exactly "
+                  "where it stopped (keep the two together)" if optim.exists() else "")
+        self.status.message(f"Saved {saved}{beside}")
         return True
 
     @Slot()
     def ask_open_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", "",
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", last_folder("models"),
                                               "GPT Playground models (*.safetensors);;All files (*)")
         if path:
             self.open_model(path)
@@ -297,18 +446,23 @@ class MainWindow(QMainWindow):
         except PlaygroundError as exc:
             self.show_error(f"Could not open the model: {exc}")
             return False
+        if not self.keep_or_discard(f"Opening {os.path.basename(path)}"):
+            return False
         self.train_ctl.discard()
         self.gen_ctl.stop()
         self.workers.stop_all(3000)
         self.current.set(OpenedModel(ckpt))
+        remember_folder("models", path)
         corpus = ckpt.state.get("corpus")
         if corpus:
             self.corpus.select(corpus)
         self.settings.set_values(ckpt.model_config, ckpt.train_config)
-        self.plot.archive()
+        if not self.plot.restore_history(ckpt.state.get("history")):
+            self.plot.archive()
         self.plot.set_vocab_size(ckpt.model_config.vocab_size)
         self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
-                            f"trained {ckpt.state.get('step', 0)} steps. Generate, or Train to continue")
+                            f"trained {ckpt.state.get('step', 0):,} steps. Generate, Continue to train it "
+                            "further, or Train a new model")
         return True
 
     def show_dialog(self, name: str):
@@ -338,6 +492,9 @@ class MainWindow(QMainWindow):
         restore_window(self, app_settings())
 
     def closeEvent(self, event) -> None:
+        if not self._may_close():
+            event.ignore()
+            return
         from playground.ui.persist import save_window
         save_window(self, app_settings())
         self.corpus.shutdown()
@@ -345,6 +502,25 @@ class MainWindow(QMainWindow):
         self.train_ctl.stop()
         self.scale_ctl.stop()
         self.gen_ctl.stop()
-        if not self.workers.stop_all(3000):
-            log.error("a worker did not stop within 3 s")
+        if not self.workers.stop_all(5000):
+            log.error("a worker did not stop within 5 s")
         event.accept()
+
+    def _may_close(self) -> bool:
+        """Closing never throws an unsaved model away without asking (Ctrl+Q included). Save
+        during a run stops the run first, saves, then closes."""
+        running = self.train_ctl.running
+        if self._closing or self.current.value is None or not (self.current.unsaved or running):
+            return True
+        answer = self.ask(f"Save {self.current.describe()} before closing?",
+                          "Training is running: it stops first, then you choose where to save."
+                          if running else "Closing without saving loses it.")
+        if answer == "discard":
+            return True
+        if answer == "save" and running:
+            self._save_then_close = True
+            self.train_ctl.stop()
+            return False
+        if answer == "save" and self.ask_save_model():
+            return True
+        return False

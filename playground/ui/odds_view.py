@@ -12,7 +12,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, named
 
 # probability -> background tint of a generated token (confident ... long shot)
 TINTS = [(0.9, "#c9f2c7", "confident (90%+)"), (0.5, "#eef5c2", "likely (50-90%)"),
@@ -49,7 +49,7 @@ class OddsView(QWidget):
         self.plot.setYRange(0, 1)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.7)
         self.plot.addItem(self.bars)
-        self.title = named(QLabel("Generate to see the odds of each token"), "oddsTitle",
+        self.title = named(Message("Generate to see the odds of each token", lines=1), "oddsTitle",
                            "Odds title", "Which position the chart shows")
         self.candidates = named(QListWidget(), "candidateList", "Candidates",
                                 "Double-click a candidate to put it here instead and continue from it")

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QSlider, QVBoxLayout, QWidget
 
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, named
 
 
 def flat(text: str) -> str:
@@ -32,11 +32,11 @@ class SamplesPanel(QWidget):
                             "Scrub through the samples of each evaluation; the loss plot marks the step")
         self.slider.setRange(0, 0)
         self.slider.setEnabled(False)
-        self.current = named(QLabel("Samples appear at each evaluation"), "timelineText",
-                             "Sample at the selected evaluation", "The sample the timeline points at")
-        self.current.setWordWrap(True)
+        # three lines, always, wrapped anywhere: a long sample (one "word" of gibberish, early
+        # on) neither widens the window nor pushes the list about; the list holds all of it
+        self.current = named(Message("Samples appear at each evaluation", lines=3, reserve=True),
+                             "timelineText", "Sample at the selected evaluation", "The sample the timeline points at")
         self.current.setFont(QFont("monospace"))
-        self.current.setTextInteractionFlags(Qt.TextSelectableByMouse)
         row = QHBoxLayout()
         row.addWidget(QLabel("Timeline"))
         row.addWidget(self.slider, 1)

@@ -26,7 +26,7 @@ from playground.engine.estimate import estimate
 from playground.engine.params import count_params
 from playground.engine.presets import PRESETS
 from playground.ui.token_count import TokenCounter
-from playground.ui.widgets import named
+from playground.ui.widgets import Message, compact, named
 from playground.ui.worker import WorkerPool
 
 BAD = "background: #ffe0e0;"
@@ -132,16 +132,14 @@ class SettingsPanel(QWidget):
                                   "Train without a bias on the output layer: exports to transformers "
                                   "(GPT-2, Starcoder2 have none) are then exact for any vocabulary")
         grid.addWidget(self.no_head_bias, row + 2, 0, 1, 2)
-        self.token_label = named(QLabel(), "tokenCountLabel", "Token count",
+        self.token_label = named(Message(lines=2), "tokenCountLabel", "Token count",
                                  "How many tokens the corpus becomes, and characters per token")
-        self.token_label.setWordWrap(True)
-        self.param_label = named(QLabel(), "paramCountLabel", "Parameter count",
+        self.param_label = named(Message(lines=1), "paramCountLabel", "Parameter count",
                                  "How many numbers the model learns")
-        self.estimate = named(QLabel(), "estimateLabel", "Estimate",
+        self.estimate = named(Message(lines=2), "estimateLabel", "Estimate",
                               "Rough memory and time per step on this CPU (the bench measures real figures)")
-        self.problem = named(QLabel(), "settingsProblem", "Settings problem",
+        self.problem = named(Message(lines=3), "settingsProblem", "Settings problem",
                              "What must be fixed before training can start")
-        self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #b00020;")
 
         form = QFormLayout()
@@ -156,6 +154,8 @@ class SettingsPanel(QWidget):
         layout.addWidget(self.problem)
         layout.addStretch(1)
 
+        compact([*self.spins.values(), self.dropout, self.lr, self.bpe_vocab], width=72)
+        compact([self.preset, self.keep, self.tokenizer], chars=4)
         self.apply_preset("seed")
         for spin in [*self.spins.values(), self.dropout, self.lr]:
             spin.valueChanged.connect(self._refresh)

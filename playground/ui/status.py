@@ -1,4 +1,6 @@
-"""The training status line and progress bar, refreshed on a timer from the latest values."""
+"""The training status line and progress bar, refreshed on a timer from the latest values. Both
+count the model's steps (a continued run goes on from where the model was), so the bar's figure
+is always the status line's."""
 
 from __future__ import annotations
 
@@ -7,8 +9,18 @@ from typing import Optional
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from playground.engine.events import perplexity
+from playground.ui.widgets import plural
 
 REFRESH_MS = 250  # the status line: 4 updates a second is plenty to read
+
+
+def ppl_text(loss: Optional[float]) -> str:
+    """Perplexity for the status line: a readable number, never dozens of digits (a run that
+    blew up has a loss in the hundreds, and e^400 has 174 of them)."""
+    ppl = perplexity(loss)
+    if ppl is None:
+        return "n/a"
+    return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:,.0f}" if ppl < 1e6 else f"{ppl:.1e}"
 
 
 def clock(seconds: float) -> str:
@@ -25,6 +37,7 @@ class StatusTracker(QObject):
         self.first = self.last = 0
         self.step_ev = None
         self.val_loss: Optional[float] = None
+        self.no_validation = ""   # why a run has no validation loss, when it has none
         self.paused = False
         self._dirty = False
         self.timer = QTimer(self, interval=REFRESH_MS)
@@ -34,19 +47,27 @@ class StatusTracker(QObject):
         control.evaluated.connect(self.evaluated)
         control.ended.connect(self.finished)
 
-    def begin(self) -> None:
+    def begin(self, continuing: bool = False) -> None:
         self.step_ev, self.paused = None, False
+        if not continuing:  # a new model has no validation loss until its first evaluation
+            self.val_loss = None
         self.message("Preparing the corpus and the model…")
         self.timer.start()
 
     @Slot(object)
     def started(self, ev) -> None:
         self.first, self.last = ev.first_step, ev.last_step
-        self.panel.progress.setRange(0, ev.last_step - ev.first_step)
-        self.panel.progress.setValue(0)
-        note = f" ({ev.message})" if ev.message else ""
-        self.message(f"Training {ev.params:,} parameters on {ev.n_train:,} characters with "
-                     f"{ev.threads} thread(s){note}")
+        if ev.first_step == 0:
+            self.val_loss = None
+        # the model's own step count: "457 / 900" on the bar while the line says step 457/900
+        self.panel.progress.setRange(ev.first_step, ev.last_step)
+        self.panel.progress.setValue(ev.first_step)
+        unit = "characters" if ev.tokenizer == "char" else "tokens"
+        self.no_validation = "" if ev.n_val else (
+            f"no validation: the text is too short to hold out a validation window ({ev.n_train:,} {unit})")
+        note = f" ({self.no_validation})" if self.no_validation else ""
+        self.message(f"Training {ev.params:,} parameters on {plural(ev.n_train, unit[:-1])} with "
+                     f"{plural(ev.threads, 'thread')}{note}")
 
     @Slot(object)
     def step(self, ev) -> None:
@@ -66,6 +87,7 @@ class StatusTracker(QObject):
         self.timer.stop()
         if done is None:
             return
+        self.panel.progress.setValue(done.last_step if done.last_step is not None else done.step)
         words = {"completed": "Finished", "stopped": "Stopped", "early-stopped": "Stopped early",
                  "diverged": "Diverged"}[done.status]
         loss = "n/a" if done.final_loss is None else f"{done.final_loss:.4f}"
@@ -87,12 +109,14 @@ class StatusTracker(QObject):
         self._dirty = False
         done = ev.step - self.first
         total = max(self.last - self.first, 1)
-        self.panel.progress.setValue(done)
+        self.panel.progress.setValue(ev.step)
         left = ev.elapsed_s / max(done, 1) * (total - done)
-        val = "n/a" if self.val_loss is None else f"{self.val_loss:.4f}"
-        ppl = perplexity(self.val_loss if self.val_loss is not None else ev.loss)
-        ppl = "n/a" if ppl is None else f"{ppl:.2f}"  # None for an infinite or NaN loss
+        if self.no_validation:
+            val = "no validation (text too short)"
+        else:
+            val = "val " + ("n/a" if self.val_loss is None else f"{self.val_loss:.4f}")
+        ppl = ppl_text(self.val_loss if self.val_loss is not None else ev.loss)
         state = "Paused · " if self.paused else ""
-        self.message(f"{state}step {ev.step:,}/{self.last:,} · loss {ev.loss:.4f} · val {val} · "
+        self.message(f"{state}step {ev.step:,}/{self.last:,} · loss {ev.loss:.4f} · {val} · "
                      f"ppl {ppl} · {ev.tokens_per_s:,.0f} tok/s · elapsed {clock(ev.elapsed_s)} · "
                      f"left {clock(left)}")

@@ -21,9 +21,9 @@ class _Job:
     """One run: its stop/pause flags, and its trainer once the worker has built it (written by
     the worker before its first event, read on the GUI thread after that event)."""
 
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig):
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, label: str):
         self.control = TrainControl()
-        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.model_cfg, self.train_cfg, self.label = model_cfg, train_cfg, label
         self.trainer = None
         self.done = None
         self.discarded = False  # reset or replaced: never becomes the model in hand
@@ -58,20 +58,39 @@ class TrainingController(QObject):
 
     @property
     def run_label(self) -> str:
-        """The run's settings in a few words, for the plot's legend."""
-        if self._job is None:
-            return ""
-        m, t = self._job.model_cfg, self._job.train_cfg
-        return f"{m.n_layer}x{m.n_embd}, {m.n_head} heads, block {m.block_size}, lr {t.learning_rate:g}"
+        """The run's settings in a few words, for the plot's legend: a continued run says what
+        it added to the model it continued."""
+        return self._job.label if self._job is not None else ""
 
-    def start(self, corpus_name: str, text: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> None:
-        """Train on a worker: continue the model in hand when every setting but the vocabulary
-        matches, else start a fresh one. The corpus is encoded on the worker too."""
+    def continue_problem(self, model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
+        """Why the model in hand cannot go on training with these settings ('' when it can):
+        the fields that shape the model, and the tokenizer, must be the model's own."""
+        in_hand = self.current.value
+        if in_hand is None:
+            return "there is no model to continue yet: Train one (or open a saved model)"
+        changed = changed_settings(in_hand.config, model_cfg)
+        if in_hand.tokenizer.kind != train_cfg.tokenizer:
+            changed.append(f"tokenizer {in_hand.tokenizer.kind} -> {train_cfg.tokenizer}")
+        elif train_cfg.tokenizer == "bpe":
+            had = in_hand.train_config.bpe_vocab if in_hand.train_config else in_hand.tokenizer.vocab_size
+            if had != train_cfg.bpe_vocab:
+                changed.append(f"BPE vocabulary {had} -> {train_cfg.bpe_vocab}")
+        if changed:
+            return ("the settings no longer describe the model in hand (" + "; ".join(changed)
+                    + "): Train starts a new model with them")
+        return ""
+
+    def start(self, corpus_name: str, text: str, model_cfg: ModelConfig, train_cfg: TrainConfig,
+              continuing: bool = False) -> None:
+        """Train on a worker: a new model from fresh weights, or (continuing) the model in hand
+        for train_cfg.max_steps more steps with these training settings. The caller checks
+        continue_problem() first. The corpus is encoded on the worker too."""
         if self._running:
             return
-        job = self._job = _Job(model_cfg, train_cfg)
-        in_hand = self.current.value
-        previous = in_hand.checkpoint() if in_hand is not None else None
+        previous = self.current.value.checkpoint() if continuing else None
+        label = (f"{self.run_label or 'the model'}, then +{train_cfg.max_steps:,} at lr {train_cfg.learning_rate:g}"
+                 if continuing else describe_run(model_cfg, train_cfg))
+        job = self._job = _Job(model_cfg, train_cfg, label)
 
         def run():
             import copy
@@ -79,13 +98,11 @@ class TrainingController(QObject):
             from playground.engine.corpus import build_corpus
             from playground.engine.tasks import builtin_tasks
             from playground.engine.train import Trainer
-            reuse = (previous is not None and same_shape(previous.model_config, model_cfg)
-                     and same_tokenizer(previous, train_cfg))
             corpus = build_corpus(corpus_name, text, train_cfg.val_fraction, model_cfg.block_size,
-                                  tokenizer=previous.tokenizer if reuse else None,
+                                  tokenizer=previous.tokenizer if continuing else None,
                                   tasks=builtin_tasks(corpus_name), kind=train_cfg.tokenizer,
                                   vocab_size=train_cfg.bpe_vocab)
-            if reuse:  # a copy: an opened file's model may still be generating
+            if continuing:  # a copy: an opened file's model may still be generating
                 trainer = Trainer.resume(copy.deepcopy(previous), corpus, train_cfg)
             else:
                 cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size)
@@ -151,18 +168,22 @@ class TrainingController(QObject):
         self.ended.emit(self._job.done)
 
 
-def same_shape(a: ModelConfig, b: ModelConfig) -> bool:
-    """Whether a model of settings a can keep training as settings b: all but the vocabulary
-    (which comes from the corpus) must match, any setting added later included."""
-    mine, theirs = a.to_dict(), b.to_dict()
-    mine.pop("vocab_size")
-    theirs.pop("vocab_size")
-    return mine == theirs
+def describe_run(m: ModelConfig, t: TrainConfig) -> str:
+    """A run's settings in a few words."""
+    tokens = "" if t.tokenizer == "char" else f", BPE {t.bpe_vocab}"
+    return (f"{m.n_layer}x{m.n_embd}, {m.n_head} heads, block {m.block_size}, lr {t.learning_rate:g}"
+            f", {t.max_steps:,} steps{tokens}")
 
 
-def same_tokenizer(ckpt, train: TrainConfig) -> bool:
-    """Whether a model's tokenizer is the one these settings ask for (a BPE of the same size)."""
-    if ckpt.tokenizer.kind != train.tokenizer:
-        return False
-    asked = ckpt.train_config.bpe_vocab if ckpt.train_config is not None else ckpt.tokenizer.vocab_size
-    return train.tokenizer == "char" or asked == train.bpe_vocab
+def changed_settings(model: ModelConfig, asked: ModelConfig) -> list[str]:
+    """The settings that shape a model and differ between the two, in words ('layers 2 -> 3');
+    the vocabulary is not one of them (it comes from the corpus)."""
+    import dataclasses
+    out = []
+    for f in dataclasses.fields(ModelConfig):
+        if f.name == "vocab_size":
+            continue
+        a, b = getattr(model, f.name), getattr(asked, f.name)
+        if a != b:
+            out.append(f"{f.metadata['label']} {a} -> {b}")
+    return out

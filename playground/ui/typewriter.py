@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QPlainTextEdit
 from playground.ui.odds_view import tint
 
 TICK_MS = 40          # at most 25 repaints a second, however fast the model writes
-READABLE_PACE = 25    # tokens per second: the default, readable as it appears
+READABLE_PACE = 25    # characters per second: the default, readable as it appears
 
 
 class Typewriter(QObject):
@@ -25,7 +25,7 @@ class Typewriter(QObject):
     def __init__(self, output: QPlainTextEdit, parent: Optional[QObject] = None):
         super().__init__(parent)
         self.output = output
-        self.pace = READABLE_PACE    # tokens per second; 0 writes them as fast as they come
+        self.pace = READABLE_PACE    # characters per second (a BPE token holds several); 0: no waiting
         self.tokens: list[tuple] = []  # (text, probability, candidates, label) of each written token
         self.starts: list[int] = []    # where each written token's text begins in the output
         self.pending: list[tuple] = []
@@ -69,11 +69,18 @@ class Typewriter(QObject):
     def flush(self) -> None:
         count = len(self.pending)
         if self.pace > 0 and count:
-            # a late tick writes at most two ticks' worth: the pace holds, never a burst
+            # the pace is in characters, whatever a token holds; a late tick writes at most two
+            # ticks' worth: the pace holds, never a burst. A token is never split: one that is
+            # longer than what the budget allows waits until the budget covers it.
             burst = max(1.0, 2 * self.pace * TICK_MS / 1000)
-            self._budget = min(self._budget + self.pace * self._clock.restart() / 1000, burst)
-            count = min(count, int(self._budget))
-            self._budget -= count
+            self._budget = min(self._budget + self.pace * self._clock.restart() / 1000,
+                               max(burst, float(len(self.pending[0][0]))))
+            count = 0
+            for token in self.pending:
+                if len(token[0]) > self._budget:
+                    break
+                self._budget -= len(token[0])
+                count += 1
         else:
             self._clock.restart()
         if count:

@@ -20,6 +20,23 @@ def named(widget: W, object_name: str, accessible_name: str, tooltip: str) -> W:
     return widget
 
 
+def compact(widgets, width: int = 0, chars: int = 0) -> None:
+    """Let fields shrink on a small screen: a spin box asks by default for the width of its
+    largest value (a seed's ten digits), a combo box for its longest entry; summed over a panel
+    that set the window's minimum width to nearly 1280 px. width: a spin box's minimum in
+    pixels; chars: a combo box's in characters (the list still shows whole entries); a button
+    gets the width of its text."""
+    from PySide6.QtWidgets import QComboBox, QPushButton
+    for widget in widgets:
+        if isinstance(widget, QComboBox):
+            widget.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            widget.setMinimumContentsLength(chars)
+        elif isinstance(widget, QPushButton):  # the style's 80 px minimum is more than "Stop" needs
+            widget.setMinimumWidth(widget.fontMetrics().horizontalAdvance(widget.text()) + 24)
+        else:
+            widget.setMinimumWidth(width)
+
+
 def plural(count: int, noun: str, many: Optional[str] = None) -> str:
     """'1 run', '2 runs', '1,024 characters'."""
     return f"{count:,} {noun if count == 1 else (many or noun + 's')}"

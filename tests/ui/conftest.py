@@ -14,11 +14,24 @@ def _collect_on_the_gui_thread(qapp):
     collect_on_gui_thread(qapp)
 
 
+class Answers:
+    """Stands in for the "unsaved model" question: records each question and gives `answer`
+    ('save', 'discard' or 'cancel'). A real dialog would block a test that closes the window."""
+
+    def __init__(self, answer: str = "discard"):
+        self.answer, self.questions = answer, []
+
+    def __call__(self, text: str, detail: str) -> str:
+        self.questions.append((text, detail))
+        return self.answer
+
+
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv(SETTINGS_ENV, str(tmp_path / "settings.ini"))
     from playground.ui.main_window import MainWindow
     win = MainWindow()
+    win.ask = Answers("discard")
     qtbot.addWidget(win)
     win.generation.pace.setValue(0)  # as fast as it runs: tests read the whole text at once
     win.show()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from PySide6.QtWidgets import QLabel, QToolButton
+from PySide6.QtWidgets import QLabel, QScrollArea, QToolButton
 
 from playground.engine.config import SampleConfig
 from playground.engine.events import Started, Step
@@ -158,7 +158,9 @@ def test_every_panel_explains_itself(window):
     assert len(buttons) == len(window.docks) + 1  # every panel, and the training view
     for button in buttons:
         text = window.findChild(QLabel, button.objectName() + "Text")
+        area = window.findChild(QScrollArea, button.objectName() + "Area")  # a long one scrolls
         button.setChecked(True)
-        assert not text.isHidden() and len(text.text()) > 100  # (its tab may be hidden)
+        assert not area.isHidden() and len(text.text()) > 100  # (its tab may be hidden)
+        assert area.maximumHeight() < 200
         button.setChecked(False)
-        assert text.isHidden()
+        assert area.isHidden()
