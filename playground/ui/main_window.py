@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         # the frame is not known before the window manager draws it: leave room for a usual
         # one now, and fit exactly once it is known (fit_to_screen)
         self.resize(min(1440, space.width() - FRAME_GUESS.width()), min(900, space.height() - FRAME_GUESS.height()))
-        self.resizeDocks([d["corpus"], d["samples"]], [int(self.height() * 0.35), 200], Qt.Vertical)
+        self.resizeDocks([d["samples"]], [200], Qt.Vertical)
         self.default_layout = self.saveState()
         self._proportions_pending = True  # until the first show, or a remembered layout
 
@@ -136,10 +136,22 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if self._proportions_pending:
             self._proportions_pending = False
-            d, width = self.docks, self.width()
-            self.resizeDocks([d["corpus"], d["generate"]], [int(width * 0.25), int(width * 0.3)], Qt.Horizontal)
+            self.share_out()
         for delay in (0, 300, 1000):  # window managers decorate a window a little after it maps
             QTimer.singleShot(delay, self.fit_to_screen)
+
+    def share_out(self) -> None:
+        """Each column its share of the window, but never less than its forms need to show
+        whole (a combo box cut to "best (vali" reads as a bug), and the settings form all of
+        its height where the window has it, the corpus box what is left."""
+        d, width = self.docks, self.width()
+        left = max(int(width * 0.25), d["settings"].sizeHint().width(), d["corpus"].minimumSizeHint().width())
+        right = max(int(width * 0.3), d["generate"].minimumSizeHint().width())
+        self.resizeDocks([d["corpus"], d["generate"]], [left, right], Qt.Horizontal)
+        form = self.settings.sizeHint().height() + d["settings"].titleBarWidget().sizeHint().height() + 12
+        column = d["corpus"].height() + d["settings"].height()
+        corpus = max(column - form, d["corpus"].minimumSizeHint().height(), int(column * 0.25))
+        self.resizeDocks([d["corpus"], d["settings"]], [corpus, column - corpus], Qt.Vertical)
 
     @Slot()
     def fit_to_screen(self) -> bool:

@@ -28,9 +28,8 @@ def compact(widgets, width: int = 0, chars: int = 0) -> None:
     gets the width of its text."""
     from PySide6.QtWidgets import QComboBox, QPushButton
     for widget in widgets:
-        if isinstance(widget, QComboBox):
-            widget.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            widget.setMinimumContentsLength(chars)
+        if isinstance(widget, QComboBox):  # its natural width stays what its entries need
+            widget.setMinimumWidth(widget.fontMetrics().averageCharWidth() * chars + 36)
         elif isinstance(widget, QPushButton):  # the style's 80 px minimum is more than "Stop" needs
             widget.setMinimumWidth(widget.fontMetrics().horizontalAdvance(widget.text()) + 24)
         else:

@@ -193,3 +193,54 @@ def test_shortcuts_train_stop_and_generate_and_show_in_menus_and_tooltips(window
         qtbot.keyClick(window, Qt.Key_G, Qt.ControlModifier)
     assert len(window.generation.text()) == 5
     assert not window.training.train.isDefault()
+
+
+def test_the_pace_counts_characters_not_tokens(qtbot):
+    """25 characters a second whatever a token holds: a BPE token of three characters is
+    written a third as often as a character token (the pace used to run 2.5x fast with BPE)."""
+    from PySide6.QtWidgets import QPlainTextEdit
+
+    from playground.ui.typewriter import TICK_MS, Typewriter
+
+    class Clock:  # each tick is exactly one TICK_MS later: counts, not wall time
+        def restart(self):
+            return TICK_MS
+
+        def start(self):
+            pass
+    written = {}
+    for size in (1, 3):
+        box = QPlainTextEdit()
+        qtbot.addWidget(box)
+        writer = Typewriter(box)
+        writer.begin("")
+        writer.timer.stop()
+        writer._clock = Clock()
+        writer.pace = 25
+        for _ in range(200):
+            writer.push(("abc"[:size], 0.9, [], "x"))
+        for _ in range(50):  # two seconds of ticks
+            writer.flush()
+        written[size] = len(box.toPlainText())
+    assert 45 <= written[1] <= 51 and 45 <= written[3] <= 51  # 25 characters a second, for 2 s
+
+
+def test_a_run_without_validation_says_so(window):
+    from playground.engine.events import Started, Step
+    window.status.started(Started(1000, 300, 40, 0, 0, 100, 1, tokenizer="bpe"))
+    window.status.step(Step(3, 2.0, 1e-3, 0.5, False, 100.0, 1.0))
+    window.status.refresh()
+    text = window.training.status.text()
+    assert "no validation (text too short)" in text and "val n/a" not in text
+
+
+def test_the_first_layout_gives_the_forms_their_room(window, qtbot):
+    window.resize(1272, 680)
+    window.share_out()
+    qtbot.wait(50)
+    from PySide6.QtWidgets import QScrollArea
+    settings = window.docks["settings"]
+    assert settings.width() >= window.settings.sizeHint().width()
+    area = window.settings.parentWidget().parentWidget()  # the scroll area around the form
+    assert isinstance(area, QScrollArea)
+    assert not area.verticalScrollBar().isVisible(), "the settings form should not scroll at 1280x720"
