@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true",
                    help="torch.compile the model (slow to start; off by default)")
     t.add_argument("--autograd", action="store_true",
-                   help="use autograd instead of the hand-written CPU training step (to compare)")
+                   help="torch's own optimizers instead of the flat AdamW (to compare)")
     t.add_argument("--position", choices=["learned", "rope"],
                    help="position scheme for a new model (default learned, the reference)")
     t.add_argument("--no-head-bias", dest="head_bias", action="store_const", const=False,

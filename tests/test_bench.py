@@ -59,14 +59,12 @@ def test_the_curves_png_is_drawn(tmp_path):
 
 
 # -- the window's estimates ---------------------------------------------------------------
-def test_the_estimate_counts_evaluations_the_optimizer_and_the_training_path():
+def test_the_estimate_counts_evaluations_the_optimizer_and_the_batch():
     model, train = PRESETS["shakespeare-cpu"].model, PRESETS["shakespeare-cpu"].train
     base = estimate(model, train, 10**6)
     assert base.run_s > base.step_s * train.max_steps  # evaluations cost time too
     assert estimate(model, train.replace(eval_interval=train.eval_interval // 2), 10**6).run_s > base.run_s
     assert estimate(model, train.replace(optimizer="muon"), 10**6).step_s > base.step_s
-    # rotary positions train through autograd, which costs more per layer than the hand step
-    assert estimate(model.replace(position="rope"), train, 10**6).step_s > base.step_s
     assert estimate(model, train.replace(batch_size=2 * train.batch_size), 10**6).memory_bytes > \
         base.memory_bytes
 

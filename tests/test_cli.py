@@ -83,7 +83,7 @@ def test_resume_continues_the_step_count(trained, tmp_path):
 
 
 def test_autograd_flag_trains_the_same_run(trained, tmp_path):
-    """--autograd swaps the hand-written CPU step for autograd: the same losses, step by step."""
+    """--autograd swaps the flat AdamW for torch's own: the same losses, step by step."""
     _, log, _ = trained
     again = tmp_path / "autograd.jsonl"
     result = cli("train", "--builtin", "phrase", *TINY, "--steps", "40", "--eval-interval", "20",

@@ -10,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.fastpath import HAND_STEP
 from playground.engine.params import count_params
 
 MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
 STEP_OVERHEAD_S = 0.5e-3   # fixed per-step cost: batch, clipping, optimizer launch
 # per layer per step: dispatch and small element-wise operations, which dominate tiny models
-LAYER_OVERHEAD_S = {"hand": 0.8e-3, "autograd": 1.0e-3}
+LAYER_OVERHEAD_S = 1.0e-3
 SAMPLE_CHAR_S = 0.25e-3    # per layer per generated character, besides its arithmetic
 START_S = 0.2              # a run's first steps: thread pools, first allocations
 # Fitted to the runs of `bench --only estimates` (2026-12-04): every CPU preset's run time
@@ -49,10 +48,6 @@ def rows_per_step(batch: int, windows: int, dropout: float) -> float:
     return expected if expected <= 0.75 * batch else batch
 
 
-def _path(model: ModelConfig) -> str:
-    return "hand" if HAND_STEP.applies(model) else "autograd"
-
-
 def muon_flops(model: ModelConfig) -> float:
     """Newton-Schulz (5 quintic iterations) on each block matrix, every step."""
     C, total = model.n_embd, 0.0
@@ -70,7 +65,7 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
     flops = 6 * n * rows * T + 12 * L * rows * T * T * C
     if train.optimizer == "muon":
         flops += muon_flops(model)
-    step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S[_path(model)]
+    step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
     # an evaluation: eval_batches forward passes on each split (a third of a step's work
     # each), then sample_chars characters, each a forward over at most the block
     forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3

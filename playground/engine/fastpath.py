@@ -1,7 +1,6 @@
 """What a fast path was verified for: an allow-list over every ModelConfig field.
 
-Each fast path (the hand-written training step, the flat AdamW, the lean decoder, the
-parameter-count formula) states the values of every model setting it was checked against the
+Each fast path (the flat AdamW, the lean decoder, the parameter-count formula) states the values of every model setting it was checked against the
 plain model for. A setting it does not name, such as a field added to ModelConfig later, makes it
 refuse, so a new model option sends training and decoding down the plain path instead of a
 silently wrong one. tests/engine/test_fast_paths.py holds each one to the model over generated
@@ -50,9 +49,3 @@ def check_same_parameters(name: str, held: list, model: Any) -> None:
     if len(mine) != len(set(mine)) or set(mine) != set(theirs):
         raise ValueError(f"{name} does not hold exactly the model's parameters "
                          f"({len(set(mine))} of its own, {len(theirs)} in the model)")
-
-
-# stated here, beside the rule, so the window's estimate can ask it without loading torch
-HAND_STEP = Verified("the hand-written training step", {
-    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": {0.0}, "position": {"learned"}, "head_bias": {True, False}}, devices=("cpu",))

@@ -1,4 +1,4 @@
-"""AdamW over one flat buffer per parameter group, for the hand-written CPU step.
+"""AdamW over one flat buffer per parameter group, on the CPU.
 
 A small model has ~30 parameter tensors and the fused AdamW kernel pays per tensor: at the
 seed size one step costs about 200 us over 30 tensors against 30 us over one buffer of the same
@@ -24,8 +24,8 @@ class FlatAdamW:
     `inner` keeps its per-parameter state as views of the same moment buffers, so
     state_dict()/load_state_dict() keep torch's format: a checkpoint from this optimizer
     resumes with a plain AdamW and the other way round. Gradients must be written into the
-    parameters' existing .grad views (HandStep does); setting .grad to new tensors would
-    detach them from the buffers, so zero_grad() zeroes in place.
+    parameters' existing .grad views (autograd accumulates into them in place); setting .grad
+    to new tensors would detach them from the buffers, so zero_grad() zeroes in place.
     """
 
     def __init__(self, inner: torch.optim.AdamW, model: torch.nn.Module):

@@ -5,7 +5,7 @@ linear head with bias (the reference 2x64 model on 13 characters has 103,821 par
 bias is optional, for exact exports).
 This file is the one statement of the architecture: training, evaluation and generation's
 prefill all run GPT.forward. What goes faster lives beside it and is held to it by tests:
-the hand-written training step (handstep.py) and the caches and lean decoder (decode.py).
+the caches and the cached step (decode.py).
 """
 
 from __future__ import annotations

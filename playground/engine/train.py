@@ -51,8 +51,8 @@ class Trainer:
     device: "cpu" (default), "cuda" (bf16 autocast) or "mps". compile: torch.compile the
     training forward (opt-in; slow to start). With torch.distributed initialised (torchrun),
     the model trains under DistributedDataParallel and each rank draws its own batches.
-    autograd=False (default) lets the fast paths run where they were verified (steps.py):
-    the same loss and gradients, in less time; True always uses autograd.
+    autograd=False (default) lets the flat AdamW run where it was verified (steps.py): the
+    same updates, in less time; True always uses torch's own optimizers.
     """
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Corpus,

@@ -173,11 +173,11 @@ def test_the_fast_paths_train_like_autograd(tiny_model_cfg, tiny_train_cfg, phra
     cfg = tiny_train_cfg.replace(max_steps=30)
     fast = Trainer(tiny_model_cfg, cfg, phrase_corpus)
     plain = Trainer(tiny_model_cfg, cfg, phrase_corpus, autograd=True)
-    assert fast.path.name == "hand-written step + flat AdamW" and plain.path.name == "autograd"
+    assert fast.path.name == "autograd + flat AdamW" and plain.path.name == "autograd"
     a = [e.loss for e in fast.run() if isinstance(e, Step)]
     b = [e.loss for e in plain.run() if isinstance(e, Step)]
     assert len(a) == len(b) == 30
     assert a == pytest.approx(b, rel=1e-3)  # float sums in another order, nothing more
     assert a[-1] < a[0]
-    rope = Trainer(tiny_model_cfg.replace(position="rope"), cfg, phrase_corpus)
-    assert rope.path.name == "autograd" and "position" in rope.path.note
+    muon = Trainer(tiny_model_cfg, cfg.replace(optimizer="muon"), phrase_corpus)
+    assert muon.path.name == "autograd" and "not AdamW" in muon.path.note
