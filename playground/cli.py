@@ -177,7 +177,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def run_generate(args) -> int:
-    from playground.engine import checkpoint, sample
+    from playground.engine import checkpoint
+    from playground.engine import generation as sample
     from playground.engine.config import SampleConfig
     cfg = SampleConfig(max_new_chars=args.chars, max_new_tokens=args.tokens or 0,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from playground.engine.config import ModelConfig, SampleConfig
-from playground.engine.decode import Decoder, block_params
+from playground.engine.decode import block_params, plain_logits
+from playground.engine.generation import stream_tokens
 from playground.engine.model import GPT
-from playground.engine.sample import stream_tokens
 from playground.engine.tokenizer import CharTokenizer
 
 RATIO = 3.0   # the cached rotary decoder against its plain loop (issue 15)
@@ -72,7 +72,7 @@ def _window_rates(model: GPT, chars: int, repeats: int) -> tuple[float, float]:
     for _ in range(repeats):
         t0 = time.perf_counter()
         for i in range(chars):
-            Decoder(model, use_cache=False).next_logits(seq[:T + 1 + i].tolist())
+            plain_logits(model, seq[:T + 1 + i].tolist())
         plain_rates.append(chars / (time.perf_counter() - t0))
         t0 = time.perf_counter()
         for i in range(chars):

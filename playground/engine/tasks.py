@@ -94,7 +94,7 @@ def builtin_tasks(corpus_name: str) -> tuple[Task, ...]:
 
 def answer(model, tokenizer, task: Task, start_char: Optional[str] = None) -> Answer:
     """The model's greedy completion, as long as the expected answer."""
-    from playground.engine.sample import generate
+    from playground.engine.generation import generate
     cfg = SampleConfig(max_new_chars=len(task.expected), temperature=0)
     try:
         got = generate(model, tokenizer, task.prompt, cfg, start_char)
@@ -105,6 +105,11 @@ def answer(model, tokenizer, task: Task, start_char: Optional[str] = None) -> An
 
 def score_tasks(model, tokenizer, tasks: list[Task],
                 start_char: Optional[str] = None, failures_kept: int = 5) -> TaskScore:
-    answers = [answer(model, tokenizer, task, start_char) for task in tasks]
+    """Every task answered greedily, in batches (the generation engine): each answer is the one
+    `answer` gives it alone."""
+    from playground.engine.generation import generate_many
+    configs = [SampleConfig(max_new_chars=len(t.expected), temperature=0) for t in tasks]
+    got = generate_many(model, tokenizer, [t.prompt for t in tasks], configs, start_char)
+    answers = [Answer(t.prompt, t.expected, g) for t, g in zip(tasks, got)]
     wrong = tuple(a for a in answers if not a.correct)
     return TaskScore(len(answers), len(answers) - len(wrong), wrong[:failures_kept])

@@ -15,7 +15,7 @@ from typing import Generator, Iterator, Optional
 
 import torch
 
-from playground.engine import sample as sampling
+from playground.engine import generation as sampling
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.control import TrainControl
 from playground.engine.corpus import Corpus, distinct_windows, get_weighted_batch

@@ -9,8 +9,8 @@ from typing import Callable
 import torch
 
 from playground.engine.config import SampleConfig
+from playground.engine.generation import start_ids, stream_tokens
 from playground.engine.model import GPT
-from playground.engine.sample import start_ids, stream_tokens
 from playground.engine.tokenizer import Tokenizer
 from playground.export.report import ExportError
 

@@ -135,7 +135,7 @@ def _ready(served: Served, request: Request) -> None:
 
 def _job(served: Served, body, prompt: str, chat: bool, emit) -> tuple[Job, int]:
     """The engine's job for a request; APIError for what it cannot answer."""
-    from playground.engine.sample import prepare_prompt
+    from playground.engine.generation import prepare_prompt
     settings, engine = served.settings, served.engine
     if body.model != settings.model_name:
         raise APIError(404, f"the model {body.model!r} does not exist; this server has "

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 from playground.engine.errors import ConfigError
 
 KEY_ENV = "PLAYGROUND_API_KEY"  # one key, or several separated by commas
-DRAIN_S = 60                    # how long a stop waits for the requests in flight
 
 
 def add_arguments(s) -> None:
@@ -49,60 +47,37 @@ def served_for(args):
     return Served(settings)
 
 
-def start_engine(served, model, tokenizer, start_char, max_concurrent: int, max_queue: int,
-                 batched: bool = True) -> None:
-    """Put a model behind the API: the engine thread starts, then the API answers."""
-    from playground.serve.engine import Engine
-    engine = Engine(model, tokenizer, start_char, max_concurrent, max_queue, served.metrics, batched)
-    engine.start()
-    cfg = model.config
-    served.info = {"vocab_size": cfg.vocab_size, "block_size": cfg.block_size,
-                   "params": model.num_params(), "position": cfg.position}
-    served.engine = engine
-
-
 def run_serve(args) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401  (the serve extra: say so before anything else)
 
-        from playground.serve.api import create_app
+        from playground.serve.lifecycle import DRAIN_S, Server, attach_model, listen
     except ImportError as exc:
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): "
                           "pip install 'gpt-playground[serve]'") from None
     from playground.engine import checkpoint
     checkpoint.read_header(Path(args.checkpoint))  # a missing or broken file fails now, not later
     served = served_for(args)
-    try:
-        sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
-        sock.listen(2048)  # connections wait in the backlog from now on, as the printed URL says
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(create_app(served), log_level="warning",
-                                           timeout_graceful_shutdown=DRAIN_S))
+    server = Server(served, listen(args.host, args.port), DRAIN_S)
     failure = []
 
     def load() -> None:
         try:
             ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
-            start_engine(served, ckpt.model, ckpt.tokenizer, ckpt.state.get("start_char"),
+            attach_model(served, ckpt.model, ckpt.tokenizer, ckpt.state.get("start_char"),
                          args.max_concurrent, args.max_queue, batched=not args.no_batch)
         except Exception as exc:  # reported below; the server stops
             failure.append(exc)
-            server.should_exit = True
+            server.server.should_exit = True
 
     threading.Thread(target=load, name="serve-load", daemon=True).start()
-    print(f"serving {served.settings.model_name!r} on http://{host}:{port}/v1 "
+    print(f"serving {served.settings.model_name!r} on {server.url}/v1 "
           f"(OpenAI-compatible; Ctrl+C stops after the requests in flight)", file=sys.stderr, flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
         # uvicorn catches these to drain, then raises them again once it has: by then the
         # requests are done, and a stop asked for is a clean exit (0), not a death by signal
         signal.signal(sig, _already_drained)
-    server.run(sockets=[sock])
-    if served.engine is not None:
-        served.engine.stop(DRAIN_S)
+    server.run()
     if failure:
         raise failure[0]
     return 0

@@ -49,7 +49,7 @@ class GenerationController(QObject):
         if self.current.value is None:
             self.failed.emit(NO_MODEL)
             return None
-        from playground.engine.sample import prepare_prompt
+        from playground.engine.generation import prepare_prompt
         tokenizer = self.current.tokenizer
         try:
             return tokenizer.decode(prepare_prompt(tokenizer, prompt).ids)
@@ -70,7 +70,7 @@ class GenerationController(QObject):
         def run():
             import torch
 
-            from playground.engine.sample import stream_tokens
+            from playground.engine.generation import stream_tokens
             tokenizer = model.tokenizer
             for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char):
                 top = torch.topk(token.probs, min(shown, token.probs.numel()))
@@ -82,18 +82,21 @@ class GenerationController(QObject):
         return True
 
     def sweep(self, prompt: str, temperatures: Sequence[float], cfg: SampleConfig) -> bool:
-        """The same prompt and seed at each temperature, one after the other."""
+        """The same prompt and seed at each temperature, side by side: every temperature a row
+        of one generation engine, so all of them write at once."""
         model = self.current.value
         if model is None or self._generating:
             return False
 
         def run():
-            from playground.engine.sample import stream
-            snapshot = model.snapshot()
-            for i, t in enumerate(temperatures):
-                for char in stream(snapshot, model.tokenizer, prompt, cfg.replace(temperature=t),
-                                   model.start_char):
-                    yield i, char
+            from playground.engine.generation import Engine, Request, prepare_prompt
+            engine = Engine(model.snapshot(), model.tokenizer, model.start_char, capacity=len(temperatures))
+            ids = tuple(prepare_prompt(model.tokenizer, prompt).ids)
+            rows = [engine.add(Request(ids, cfg.replace(temperature=t))) for t in temperatures]
+            while engine.rows:
+                for row, token in engine.step():
+                    if token.text:
+                        yield rows.index(row), token.text
 
         self.sweepStarted.emit(prompt)
         self._start(run, "sweep", self.sweepToken, self.sweepEnded)

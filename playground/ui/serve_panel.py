@@ -5,8 +5,6 @@ closes."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from typing import Optional
 
 from PySide6.QtCore import Qt, Slot
@@ -25,8 +23,6 @@ class ServePanel(QWidget):
         super().__init__(parent)
         self.current = current
         self.server = None
-        self.served = None
-        self._thread: Optional[threading.Thread] = None
         self.url = ""
         self.toggle = named(QPushButton(START), "serveToggle", START,
                             "Start an OpenAI-compatible HTTP server on this computer for a copy of the "
@@ -82,26 +78,21 @@ class ServePanel(QWidget):
         if model is None:
             return "There is no model yet: train one (or open a saved model) first"
         try:
-            import uvicorn
+            import uvicorn  # noqa: F401
 
-            from playground.serve.api import Served, Settings, create_app
-            from playground.serve.cli import start_engine
+            from playground.serve.api import Served, Settings
+            from playground.serve.lifecycle import Server, attach_model, listen
         except ImportError as exc:
             return f"Serving needs the serve extra ({exc.name} is missing): pip install 'gpt-playground[serve]'"
-        sock = socket.socket()
+        from playground.engine.errors import PlaygroundError
         try:
-            sock.bind(("127.0.0.1", self.port.value()))
-            sock.listen(2048)
-        except OSError as exc:
-            sock.close()
-            return f"Cannot listen on port {self.port.value()}: {exc.strerror or exc}"
-        self.served = Served(Settings(model_name=MODEL_NAME))
-        start_engine(self.served, model.snapshot(), model.tokenizer, model.start_char, 8, 64)
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.served), log_level="warning"))
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                        name="serve", daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+            sock = listen("127.0.0.1", self.port.value())
+        except PlaygroundError as exc:
+            return f"Cannot serve: {exc}"
+        served = Served(Settings(model_name=MODEL_NAME))
+        attach_model(served, model.snapshot(), model.tokenizer, model.start_char, 8, 64)
+        self.server = Server(served, sock).start()
+        self.url = f"{self.server.url}/v1"
         self.status.setText(f"Serving a copy of the model at step {model.step:,} on {self.url} "
                             "(this computer only); training on does not change it")
         self.examples.setPlainText(examples(self.url, MODEL_NAME))
@@ -111,11 +102,8 @@ class ServePanel(QWidget):
     def stop(self, wait_s: float = 10.0) -> None:
         """Stop listening, let the requests in flight end, and stop the engine."""
         if self.server is not None:
-            self.server.should_exit = True
-            self._thread.join(wait_s)
-            if self.served.engine is not None:
-                self.served.engine.stop(wait_s)
-        self.server = self.served = self._thread = None
+            self.server.stop(wait_s)
+        self.server = None
         self.url = ""
         self.port.setEnabled(True)
         self.status.setText("Not serving")

@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.engine import checkpoint, sample
+from playground.engine import checkpoint
+from playground.engine import generation as sample
 from playground.engine.bpe import BYTE_OF, BPETokenizer
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
 from playground.engine.corpus import build_corpus, builtin_text, tokenizer_from_dict

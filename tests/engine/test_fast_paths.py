@@ -7,22 +7,24 @@ probabilities within 1e-5, parameter counts and AdamW steps exact to float round
 """
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.decode import BATCH, LEAN, BatchRingDecoder, Decoder, LeanDecoder
+from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
+from playground.engine.decode import CACHED_STEP, CachedRows, plain_logits
 from playground.engine.fastpath import Verified
 from playground.engine.flat import FLAT_ADAMW, FlatAdamW
+from playground.engine.generation import Engine, Request
 from playground.engine.model import GPT
 from playground.engine.optim import build_optimizers
 from playground.engine.params import FORMULA, count_params, formula
 from playground.engine.steps import choose_path
 
-FAST_PATHS = [FLAT_ADAMW, LEAN, BATCH, FORMULA]
+FAST_PATHS = [FLAT_ADAMW, CACHED_STEP, FORMULA]
 CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # small sizes keep each example fast; every other field is drawn from its declaration
 SIZES = {"vocab_size": st.integers(2, 20), "n_layer": st.integers(1, 3),
@@ -145,61 +147,44 @@ def test_flat_adamw_refuses_or_steps_like_torch_adamw(config, decay, seed):
             assert torch.allclose(p, q, rtol=1e-5, atol=1e-7), name
 
 
-# -- the lean decoder ---------------------------------------------------------------------
-@CHECK
-@given(config=model_configs(), prompt=st.integers(1, 20), seed=st.integers(0, 1000))
-def test_decoder_fast_paths_refuse_or_give_the_plain_probabilities(config, prompt, seed):
-    model = perturbed(config, seed).eval()
-    fast, plain = Decoder(model, use_cache=True), Decoder(model, use_cache=False)
-    if LEAN.refusal(config):
-        assert fast.lean is None
-        with pytest.raises(ValueError, match="not verified"):
-            LeanDecoder(model)
-    else:
-        assert fast.lean is not None
-    # past the block, so the cache is used, dropped or rolled as the position scheme needs
-    ids = torch.randint(config.vocab_size, (prompt + 2 * config.block_size + 3,),
-                        generator=torch.Generator().manual_seed(seed)).tolist()
-    for n in range(prompt, len(ids) + 1):
-        a = fast.next_logits(ids[:n]).softmax(-1)
-        b = plain.next_logits(ids[:n]).softmax(-1)
-        assert (a - b).abs().max().item() <= 1e-5, n
-
-
-# -- the batched ring decoder (the server's) ---------------------------------------------
+# -- the cached decoding step ---------------------------------------------------------------
 @CHECK
 @given(config=model_configs(), lengths=st.lists(st.integers(1, 20), min_size=1, max_size=4),
        seed=st.integers(0, 1000))
-def test_batched_decoder_refuses_or_gives_each_row_its_own_probabilities(config, lengths, seed):
+def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed):
+    """Several sequences through the engine at once, each at its own length, past the block
+    (the cache is filled, dropped for a sliding window or rolled, as the position scheme needs),
+    with one leaving midway: every row's distribution is the plain path's for that row alone.
+    Where the cached step was not verified, the engine decodes through GPT.forward instead."""
     model = perturbed(config, seed).eval()
-    if BATCH.refusal(config):
+    if CACHED_STEP.refusal(config):
         with pytest.raises(ValueError, match="not verified"):
-            BatchRingDecoder(model, 4)
-        return
+            CachedRows(model, 4)
     gen = torch.Generator().manual_seed(seed)
-    sequences = [torch.randint(config.vocab_size, (n,), generator=gen).tolist() for n in lengths]
-    alone = [Decoder(model) for _ in sequences]
-    batch = BatchRingDecoder(model, 4)
-    rows = []
-    for ids, decoder in zip(sequences, alone):  # prefill each, as the server does
-        decoder.next_logits(ids)
-        rows.append(batch.add(decoder.cache))
-    steps = 2 * config.block_size + 3  # past the window: the rings roll
-    for step in range(steps):
-        tokens = [int(torch.randint(config.vocab_size, (1,), generator=gen)) for _ in sequences]
-        order = sorted(range(len(sequences)), key=lambda i: rows[i])
-        logits = batch.step([tokens[i] for i in order])
-        for i, ids in enumerate(sequences):
-            ids.append(tokens[i])
-            a = logits[rows[i]].softmax(-1)
-            b = alone[i].next_logits(ids).softmax(-1)
-            assert (a - b).abs().max().item() <= 1e-5, (step, i)
-        if step == config.block_size and len(sequences) > 1:  # the first one ends: rows move
-            freed = rows[0]
-            moved = batch.remove(freed)  # the last row takes the freed one's place
-            del sequences[0], alone[0], rows[0]
-            rows = [freed if r == moved else r for r in rows]
-            assert sorted(rows) == list(range(batch.rows))
+    prompts = [torch.randint(config.vocab_size, (n,), generator=gen).tolist() for n in lengths]
+    engine = Engine(model, CharTokenizerOf(config.vocab_size), capacity=4)
+    assert engine.fast == (not CACHED_STEP.refusal(config))
+    steps = 2 * config.block_size + 3
+    requests = [Request(tuple(ids), SampleConfig(max_new_tokens=steps if i else config.block_size,
+                                                 temperature=1.0, seed=i)) for i, ids in enumerate(prompts)]
+    rows = [engine.add(r) for r in requests[:-1]]
+    for step in itertools.count():
+        if step == min(2, len(requests) - 1):  # one joins while the others are under way
+            rows.append(engine.add(requests[-1]))
+        if not engine.rows:
+            break
+        before = {id(row): list(row.ids) for row in engine.rows}
+        for row, token in engine.step():
+            expected = plain_logits(model, before[id(row)]).softmax(-1)
+            assert (token.probs - expected).abs().max().item() <= 1e-5, (len(row.ids), rows.index(row))
+
+
+class CharTokenizerOf:
+    """A tokenizer for random ids: characters enough for a vocabulary of n."""
+
+    def __new__(cls, n):
+        from playground.engine.tokenizer import CharTokenizer
+        return CharTokenizer([chr(0x41 + i) for i in range(n)])
 
 
 # -- the parameter-count formula ----------------------------------------------------------
@@ -224,8 +209,7 @@ def extended_config():
 @pytest.mark.parametrize("fast_path", FAST_PATHS, ids=lambda v: v.name)
 def test_a_new_model_setting_makes_every_fast_path_refuse(fast_path: Verified):
     config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4)
-    assert fast_path.applies(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4,
-                                         position="rope" if fast_path in (LEAN, BATCH) else "learned"))
+    assert fast_path.applies(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
     assert "tie_embeddings" in fast_path.refusal(config)
 
 
@@ -234,7 +218,7 @@ def test_a_new_model_setting_trains_and_decodes_on_the_plain_paths():
     model = GPT(config)
     path = choose_path(model, model, TrainConfig(), torch.device("cpu"), plain_only=False)
     assert path.name == "autograd" and "tie_embeddings" in path.note
-    assert Decoder(model.eval()).lean is None
+    assert not Engine(model.eval(), CharTokenizerOf(5)).fast
     assert count_params(config) == model.num_params()
 
 
@@ -243,7 +227,7 @@ def test_fast_paths_refuse_a_model_with_a_parameter_they_do_not_know():
     model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4, position="rope"))
     model.extra = torch.nn.Parameter(torch.zeros(3))
     with pytest.raises(ValueError, match="exactly the model's parameters"):
-        LeanDecoder(model)
+        CachedRows(model, 1)
     model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
     partial = torch.optim.AdamW(list(model.parameters())[:-1])
     with pytest.raises(ValueError, match="exactly the model's parameters"):

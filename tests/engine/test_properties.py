@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
 from playground.engine.corpus import build_corpus
 from playground.engine.errors import PlaygroundError
+from playground.engine.generation import generate
 from playground.engine.model import GPT
 from playground.engine.params import count_params
-from playground.engine.sample import generate
 from playground.engine.tokenizer import CharTokenizer
 from playground.engine.train import Trainer
 

@@ -3,8 +3,8 @@
 import torch
 
 from playground.engine.config import ModelConfig, SampleConfig
+from playground.engine.generation import filter_probs, generate, stream_tokens
 from playground.engine.model import GPT
-from playground.engine.sample import filter_probs, generate, stream_tokens
 from playground.engine.tokenizer import CharTokenizer
 
 TOK = CharTokenizer.from_text("abcdefghijk")

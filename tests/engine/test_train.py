@@ -50,7 +50,7 @@ def test_seed_preset_does_what_the_book_shows():
     """The phrase, repeated: 103,821 parameters, loss below 0.1, and greedy generation from
     "to be " goes round the phrase again, as the book's sample does."""
     from playground.engine.config import SampleConfig
-    from playground.engine.sample import generate
+    from playground.engine.generation import generate
     preset = PRESETS["seed"]
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
     trainer = Trainer(preset.model, preset.train.replace(sample_chars=0), corpus)

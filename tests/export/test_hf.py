@@ -9,7 +9,7 @@ import torch
 from playground.engine import checkpoint
 from playground.engine.bpe import BPETokenizer
 from playground.engine.config import SampleConfig
-from playground.engine.sample import generate
+from playground.engine.generation import generate
 from playground.engine.tokenizer import CharTokenizer
 from playground.export import ExportError, export_model
 from playground.export.hf import check_mappable, fold_head_bias

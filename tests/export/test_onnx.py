@@ -6,7 +6,7 @@ import torch
 
 from playground.engine import checkpoint
 from playground.engine.config import SampleConfig
-from playground.engine.sample import generate
+from playground.engine.generation import generate
 from playground.engine.tokenizer import CharTokenizer
 from playground.export import export_model
 from tests.export.conftest import TEXT, random_model, save

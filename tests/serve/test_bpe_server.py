@@ -7,7 +7,7 @@ import pytest
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
 from playground.engine.corpus import build_corpus, builtin_text
-from playground.engine.sample import stream_tokens
+from playground.engine.generation import stream_tokens
 from playground.engine.train import Trainer
 from playground.serve.api import Served, Settings
 

@@ -19,7 +19,7 @@ from playground.engine.config import ModelConfig, SampleConfig
 from playground.engine.corpus import build_corpus, builtin_text
 from playground.engine.train import Trainer
 from playground.serve.api import Served, Settings
-from playground.serve.engine import Engine, Finished, Job, Piece
+from playground.serve.engine import Finished, Job, Piece, Scheduler
 from playground.serve.stops import StopFilter
 
 from .conftest import running
@@ -61,14 +61,14 @@ def test_requests_decoded_together_get_what_they_get_alone(position):
             ("that is", SampleConfig(max_new_chars=45, temperature=0)),
             ("question to be or not to be th", SampleConfig(max_new_chars=50, temperature=0)),
             ("o", SampleConfig(max_new_chars=70, temperature=0))]
-    together = Engine(model, tok, max_concurrent=4)
+    together = Scheduler(model, tok, max_concurrent=4)
     together.start()
-    assert (together.batch is not None) == (position == "rope")
+    assert together.engine.fast  # both position schemes step together
     batched = collect(together, jobs, tok)
     together.stop()
     alone = []
     for job in jobs:
-        single = Engine(model, tok, max_concurrent=1, batched=False)
+        single = Scheduler(model, tok, max_concurrent=1, batched=False)
         single.start()
         alone += collect(single, [job], tok)
         single.stop()
@@ -107,9 +107,9 @@ def test_health_waits_for_the_model_and_cors_answers_preflights(seed_model):
             "Origin": "http://app.example", "Access-Control-Request-Method": "POST"})
         assert preflight.status == 200  # no key needed for a preflight
         assert preflight.getheader("access-control-allow-origin") == "http://app.example"
-        from playground.serve.cli import start_engine
+        from playground.serve.lifecycle import attach_model
         model, tok = seed_model
-        start_engine(served, model, tok, "t", 2, 2)
+        attach_model(served, model, tok, "t", 2, 2)
         assert raw(url, "GET", "/health").status == 200
 
 

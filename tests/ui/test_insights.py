@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QLabel, QScrollArea, QToolButton
 
 from playground.engine.config import SampleConfig
 from playground.engine.events import Started, Step
-from playground.engine.sample import stream_tokens
+from playground.engine.generation import stream_tokens
 from playground.ui.health_panel import diagnose
 from playground.ui.sweep_view import TEMPERATURES
 

@@ -4,7 +4,7 @@ and in the window; a prompt's unknown characters get the same words everywhere."
 import pytest
 
 from playground.cli import build_parser
-from playground.engine.sample import prepare_prompt
+from playground.engine.generation import prepare_prompt
 from playground.engine.tokenizer import CharTokenizer
 from playground.train_cli import configs_from_args
 
