@@ -178,12 +178,13 @@ def draw_from(probs: list[float], temperature: float, generator: torch.Generator
 @dataclass(frozen=True)
 class Request:
     """One sequence to write: prompt ids (empty: it starts from the start tokens), the
-    sampling settings and length budget, stop strings, and whether its raw logits are wanted
-    (log-probabilities)."""
+    sampling settings and length budget, stop strings, whether its raw logits are wanted
+    (log-probabilities), and how bytes that never become a character are shown."""
     ids: tuple
     config: SampleConfig = SampleConfig()
     stop: tuple[str, ...] = ()
     logits: bool = False
+    byte_labels: bool = False   # broken bytes as <0xE2> (for people), not U+FFFD (for programs)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class Row:
         self.ids = list(request.ids)
         self.prompt_tokens = len(self.ids)
         self.generator = torch.Generator().manual_seed(request.config.seed)
-        self.text = TextStream(tokenizer)  # ids -> text, never half a character
+        self.text = TextStream(tokenizer, request.byte_labels)  # ids -> text, never half a character
         self.budget = Budget(request.config)
         self.stops = StopFilter(request.stop)
         # an empty prompt starts with the corpus's first character, given as if sampled
@@ -393,12 +394,12 @@ class Engine:
 # -- one sequence ---------------------------------------------------------------------------
 def stream_tokens(model: GPT, tokenizer: Tokenizer, prompt: str = "",
                   config: SampleConfig = SampleConfig(), start_char: Optional[str] = None,
-                  use_cache: bool = True) -> Iterator[Token]:
+                  use_cache: bool = True, byte_labels: bool = False) -> Iterator[Token]:
     """Yield sampled tokens one by one: an engine with one row. With an empty prompt the first
     tokens are those of start_char (the first character of the training text), with certainty."""
     config.check()
     engine = Engine(model, tokenizer, start_char, capacity=1, cached=use_cache)
-    row = engine.add(Request(tuple(prepare_prompt(tokenizer, prompt).ids), config))
+    row = engine.add(Request(tuple(prepare_prompt(tokenizer, prompt).ids), config, byte_labels=byte_labels))
     while row.finished is None:
         for _, token in engine.step():
             yield token

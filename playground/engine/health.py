@@ -22,19 +22,18 @@ def diagnose(losses: Sequence[float], vocab_size: int, status: Optional[str] = N
     guess = math.log(vocab_size) if vocab_size > 1 else None
     if status == "diverged" or (len(losses) and not np.isfinite(losses[-1])):
         return ("The loss blew up (it stopped being a number): the learning rate is too high. "
-                "Lower it (say 3 to 10 times) and Train a new model.")
+                "Lower it 3 to 10 times and Train a new model.")
     if guess is not None and len(losses) >= RECENT:
         recent = float(np.mean(losses[-RECENT:]))
         if recent > BLOWN_UP * guess:
-            return (f"The loss blew up: at {recent:,.1f} it is far above random guessing "
-                    f"(ln({vocab_size}) = {guess:.2f}), so every update makes the model worse. "
-                    "The learning rate is too high: lower it (say 10 times) and Train a new model.")
+            return (f"The loss blew up: {recent:,.1f} is far above random guessing ({guess:.2f}). "
+                    "The learning rate is too high: lower it about 10 times and Train a new model.")
     if guess is not None and len(losses) >= STALL_STEPS:
         recent = float(np.mean(losses[-50:]))
         if 0.95 * guess <= recent <= 1.1 * guess:
-            return (f"The loss is stuck near random guessing (ln({vocab_size}) = {guess:.2f}) after "
-                    f"{len(losses):,} steps: the model is not learning. Try a higher learning rate "
-                    "(say 3 to 10 times), or a shorter warm-up.")
+            return (f"Stuck at random guessing (ln({vocab_size}) = {guess:.2f}) after {len(losses):,} "
+                    "steps: nothing is being learned. Try a higher learning rate (3 to 10 times) "
+                    "or a shorter warm-up.")
     if len(losses) >= 100:
         early, late = float(np.mean(losses[-100:-50])), float(np.mean(losses[-50:]))
         if late > early * 1.25:

@@ -109,14 +109,25 @@ def readable(data: bytes) -> str:
     return "".join(out)
 
 
+def _bytes_as_labels(error: UnicodeDecodeError) -> tuple[str, int]:
+    """A codec error handler: each byte that cannot be part of a character as <0xE2>."""
+    return "".join(f"<0x{b:02X}>" for b in error.object[error.start:error.end]), error.end
+
+
+codecs.register_error("playground-byte-labels", _bytes_as_labels)
+
+
 class TextStream:
     """Token ids in, text out, one piece per token: bytes that do not finish a character wait
     for the next token, so streaming never shows half of one. A byte sequence that can never
-    become a character is shown as U+FFFD once it is known to be broken."""
+    become a character is shown once it is known to be broken: as U+FFFD (what a program reading
+    the text expects), or with labels=True as <0xE2> per byte (what a person can make sense of,
+    as the window's odds show it)."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, labels: bool = False):
         self.tokenizer = tokenizer
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        errors = "playground-byte-labels" if labels else "replace"
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
 
     def push(self, i: int) -> str:
         return self._decoder.decode(self.tokenizer.token_bytes(i))

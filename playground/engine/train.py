@@ -26,7 +26,6 @@ from playground.engine.params import count_params
 from playground.engine.schedule import lr_at
 from playground.engine.steps import autocast, choose_path
 from playground.engine.tasks import answer
-from playground.engine.tokenizer import readable
 
 log = logging.getLogger(__name__)
 TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluate command: all)
@@ -139,12 +138,8 @@ class Trainer:
         window's odds do, not as U+FFFD."""
         cfg = SampleConfig(max_new_chars=self.train_cfg.sample_chars, temperature=1.0,
                            seed=self.train_cfg.seed)
-        tokenizer = self.corpus.tokenizer
-        tokens = list(sampling.stream_tokens(self.model, tokenizer, "", cfg, self.start_char))
-        text = "".join(t.text for t in tokens)
-        if "\ufffd" not in text:
-            return text
-        return readable(b"".join(tokenizer.token_bytes(t.id) for t in tokens))
+        return "".join(t.text for t in sampling.stream_tokens(self.model, self.corpus.tokenizer, "", cfg,
+                                                               self.start_char, byte_labels=True))
 
     def _evaluate(self, elapsed: float) -> Generator[Event, None, str]:
         """Eval (and Sample) events; returns why training must stop when the last update left

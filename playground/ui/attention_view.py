@@ -40,6 +40,10 @@ class AttentionView(QWidget):
         self.plot.setAspectLocked(False)  # fill the panel: a tall dock must not push the axis away
         self.image = pg.ImageItem(levels=(0.0, 1.0))
         self.plot.addItem(self.image)
+        for side in ("left", "bottom"):  # token labels go here; before any, no numbers at all
+            item.getAxis(side).enableAutoSIPrefix(False)
+            item.getAxis(side).setTicks([[]])
+        self.plot.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
         # fixed at 0..1, not fitted to each map: a colour means the same weight in every head
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("viridis"),
                                         label="attention weight", interactive=False, colorMapMenu=False)

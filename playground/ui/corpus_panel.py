@@ -53,6 +53,7 @@ class CorpusPanel(QWidget):
         self._from_file = False      # a large text is shown as a read-only preview
         self._block_size, self._val_fraction = 32, 0.1
         self._loader: Optional[WorkerHandle] = None
+        self._loading_name = ""       # what is being read or downloaded, until it is in or given up
         self._ignoring = False       # a superseded load's last signals are being discarded
         self._shown = ""             # the picker entry whose text is in use
         self._build()
@@ -157,6 +158,11 @@ class CorpusPanel(QWidget):
         """The user's own text, kept whether or not it is the corpus in use."""
         return self._custom_text if self._custom_text is not None else self._custom_doc.toPlainText()
 
+    def loading(self) -> str:
+        """What is being read or downloaded ('' when nothing is): until it is in, the corpus in
+        use is the one before it, whatever the picker says."""
+        return self._loading_name
+
     def problem_text(self) -> str:
         return self.problem.text()
 
@@ -244,9 +250,8 @@ class CorpusPanel(QWidget):
             self.edit.blockSignals(False)
             self._on_custom = on_custom
         self.edit.setReadOnly(not editable)
-        hint = "" if editable else self._read_only_reason(short=True)
-        self.hint.setText(hint)
-        self.hint.setVisible(bool(hint))
+        # the line is always there (empty for your own text), so the box keeps its height
+        self.hint.setText("" if editable else self._read_only_reason(short=True))
         self.edit.setToolTip(EDIT_TIP if editable else self._read_only_reason(short=False))
 
     def _read_only_reason(self, short: bool) -> str:
@@ -366,6 +371,8 @@ class CorpusPanel(QWidget):
             widget.show()
         self.open_button.setEnabled(False)
         self._arrived = False
+        self._loading_name = name
+        self.changed.emit()  # Train waits for it
         holder = []  # the worker, weakly: its own closure must not keep it alive
 
         def load():
@@ -425,6 +432,7 @@ class CorpusPanel(QWidget):
         for widget in (self.progress, self.cancel):
             widget.hide()
         self.open_button.setEnabled(True)
+        self._loading_name = ""
 
     @Slot(object)
     def _loaded(self, item) -> None:
@@ -435,6 +443,7 @@ class CorpusPanel(QWidget):
             self.progress.setValue(int(value))
             return
         self._arrived = True
+        self._loading_name = ""  # the text in use is the new one from now
         name, entry = self._pending
         self.notice.hide()
         self._show_entry(entry)
@@ -469,10 +478,12 @@ class CorpusPanel(QWidget):
         for widget in (self.progress, self.cancel):
             widget.hide()
         self.open_button.setEnabled(True)
+        self._loading_name = ""
         if not self._arrived:
             self._say("Cancelled: the corpus you had stays, and nothing was kept")
         if self.picker.currentData() != self._shown:  # cancelled or failed: back to what is shown
             self._show_entry(self._shown or CUSTOM)
+        self.changed.emit()
 
     def shutdown(self) -> None:
         """Cancel any load and wait until its thread has ended (soon, see _stop_loading), so that

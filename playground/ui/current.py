@@ -35,6 +35,10 @@ class TrainedModel:
     def start_char(self) -> str:
         return self.trainer.start_char
 
+    @property
+    def corpus(self) -> str:
+        return self.trainer.corpus.name
+
     def snapshot(self):
         """A model to generate from while training goes on (call it off the GUI thread)."""
         return self.trainer.snapshot()
@@ -69,6 +73,10 @@ class OpenedModel:
     @property
     def start_char(self) -> Optional[str]:
         return self.ckpt.state.get("start_char")
+
+    @property
+    def corpus(self) -> str:
+        return str(self.ckpt.state.get("corpus") or "model")
 
     def snapshot(self):
         return self.ckpt.model  # nothing trains it: training starts from a copy

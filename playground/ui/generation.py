@@ -72,7 +72,8 @@ class GenerationController(QObject):
 
             from playground.engine.generation import stream_tokens
             tokenizer = model.tokenizer
-            for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char):
+            for token in stream_tokens(model.snapshot(), tokenizer, prompt, cfg, model.start_char,
+                                       byte_labels=True):
                 top = torch.topk(token.probs, min(shown, token.probs.numel()))
                 candidates = [candidate(tokenizer, i, p)
                               for p, i in zip(top.values.tolist(), top.indices.tolist()) if p > 0]
@@ -92,7 +93,7 @@ class GenerationController(QObject):
             from playground.engine.generation import Engine, Request, prepare_prompt
             engine = Engine(model.snapshot(), model.tokenizer, model.start_char, capacity=len(temperatures))
             ids = tuple(prepare_prompt(model.tokenizer, prompt).ids)
-            rows = [engine.add(Request(ids, cfg.replace(temperature=t))) for t in temperatures]
+            rows = [engine.add(Request(ids, cfg.replace(temperature=t), byte_labels=True)) for t in temperatures]
             while engine.rows:
                 for row, token in engine.step():
                     if token.text:

@@ -57,7 +57,7 @@ class HealthPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.lr_plot, 2)
         layout.addWidget(self.grad_plot, 2)
-        layout.addLayout(text, 2)
+        layout.addLayout(text, 3)
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
         control.started.connect(self._started)
@@ -92,6 +92,16 @@ class HealthPanel(QWidget):
         self.timer.stop()
         self.refresh(None if done is None else done.status)
         self.end()
+
+    def reset(self) -> None:
+        """A model from a file: nothing of the previous model's run stays."""
+        self.grad.clear()
+        self.losses.clear()
+        self.evals.clear()
+        self.clipped, self.step = 0, 0
+        self.grad_curve.setData([], [])
+        self.clipped_label.setText("Clipped steps: 0")
+        self.hint.setText("")
 
     def preview(self, cfg: Optional[TrainConfig], first_step: int = 0) -> None:
         """Show the schedule a run with these settings would follow (before or during it)."""

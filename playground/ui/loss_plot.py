@@ -71,8 +71,9 @@ class LossPlot(QWidget):
         self.guess_line = pg.InfiniteLine(angle=0, movable=False,
                                           pen=pg.mkPen((120, 120, 120), width=1, style=Qt.DashLine),
                                           label="random guessing",
-                                          # at the right end, where a falling loss is below it
-                                          labelOpts={"position": 0.98, "anchors": [(1, 1), (1, 1)],
+                                          # at the right end, under the line (a falling loss is far
+                                          # below there, and the top of the plot would cut it)
+                                          labelOpts={"position": 0.98, "anchors": [(1, 0), (1, 0)],
                                                      "color": (90, 90, 90)})
         self.guess_line.hide()
         item.addItem(self.guess_line)
@@ -88,6 +89,9 @@ class LossPlot(QWidget):
         self.legend.setFixedHeight(3 * self.legend.fontMetrics().lineSpacing() + 4)
         self.legend.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self._runs_made = 0    # runs archived so far: each earlier run is "run N" in the legend
+        self._final: Optional[tuple] = None   # (loss, "val" or "loss") the run ended with
+        self._owner = control  # whose run is drawn: the model's training, or a scaling ladder's
+        self._model_history: Optional[dict] = None  # the model's curve while a ladder has the plot
 
         self.log_y = named(QCheckBox("log y"), "logYCheck", "Logarithmic loss axis",
                            "Show the loss on a logarithmic scale, to see small late improvements")
@@ -146,13 +150,18 @@ class LossPlot(QWidget):
 
     def follow(self, control) -> None:
         """Draw the runs of this controller (training, or a scaling ladder) as they train."""
-        control.started.connect(lambda ev: self._started(ev, control.run_label))
+        control.started.connect(lambda ev: self._started(ev, control))
         control.stepped.connect(self._stepped)
         control.evaluated.connect(self._evaluated)
         control.ended.connect(self.end_run)
 
     # -- runs -------------------------------------------------------------------------
-    def _started(self, ev, label: str) -> None:
+    def _started(self, ev, control) -> None:
+        label = control.run_label
+        if control is not self.control and self._owner is self.control and self.raw.n:
+            self._model_history = self.history()  # a ladder takes the plot: the model's curve is kept
+        self._owner = control
+        self._final = None
         if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
             self.archive()
         elif self.raw.n and self.raw.x[self.raw.n - 1] > ev.first_step:
@@ -185,10 +194,11 @@ class LossPlot(QWidget):
             items.append(entry("#2ca02c", "★", f"best: step {self.best[0]:,}, validation "
                                                f"{self.best[1] * self.data.scale:.4f}"))
         tips = [f"this run: {self._label}"] if self._label else []
-        for curve in self.runs:
-            number, _, rest = curve.name().partition(": ")
-            items.append(entry(curve.opts["pen"].color().name(), "━", f"{number}{rest[rest.rfind(' -> '):]}"))
-            tips.append(curve.name())
+        if self.runs:  # earlier runs by number only: their settings and results are in the tooltip
+            marks = "&nbsp;".join(f"<span style='color:{c.opts['pen'].color().name()}'>━</span>"
+                                  f"{html.escape(c.name().partition(':')[0].removeprefix('run '))}" for c in self.runs)
+            items.append(f"earlier runs (hover): {marks}")
+            tips += [curve.name() for curve in self.runs]
         self.legend.setText(" &nbsp; ".join(items))
         self.legend.setToolTip("What each curve and mark is. Faint curves are earlier runs:\n" + "\n".join(tips)
                                if self.runs else "What each curve and mark is" + (f"\n{tips[0]}" if tips else ""))
@@ -196,12 +206,14 @@ class LossPlot(QWidget):
     def archive(self) -> None:
         """Keep the run on the plot as a faint curve (a new model is about to replace it)."""
         if self.raw.n:
-            last = self.smooth.y[self.smooth.n - 1]
+            value, kind = self._final or (float(self.smooth.y[self.smooth.n - 1]), "loss")
             self._runs_made += 1
-            self.archive_run(f"run {self._runs_made}: {self._label or 'a run'} -> {last:.3f} "
-                             f"({last * self.data.to_bpc:.2f} bits/char)")
+            self.archive_run(f"run {self._runs_made}: {self._label or 'a run'} -> {kind} {value:.3f} "
+                             f"({value * self.data.to_bpc:.2f} bits/char)")
         else:
             self.clear()
+        self._final = None
+        self.readout.setText("Hover over the plot to read values")
 
     def begin_run(self, first_step: int, last_step: int) -> None:
         """Fix the x range to the run and grow y only upwards: with auto-range, every frame
@@ -217,7 +229,10 @@ class LossPlot(QWidget):
         self._fixed = True
 
     @Slot()
-    def end_run(self) -> None:
+    def end_run(self, done=None) -> None:
+        if done is not None:  # the loss of the weights kept, for the legend once archived
+            self._final = (done.final_val_loss, "val") if done.final_val_loss is not None else \
+                (done.final_loss, "loss") if done.final_loss is not None else None
         self._fixed = False
         self.redraw()
         self.plot.getPlotItem().enableAutoRange()
@@ -366,6 +381,10 @@ class LossPlot(QWidget):
                 "val_loss": vlosses[-max_points:].round(6).tolist(),
                 "val_seconds": self.data.val_times.y[: self.data.val_times.n][-max_points:].round(3).tolist()}
 
+    def model_history(self) -> Optional[dict]:
+        """The curve of the model in hand (not a scaling ladder's, which may be on the plot)."""
+        return self.history() if self._owner is self.control else self._model_history
+
     def restore_history(self, history) -> bool:
         """Show a saved curve as the model's own (after archiving what was on the plot); False,
         and nothing drawn, when there is none or it is malformed (a file is not trusted)."""
@@ -377,7 +396,11 @@ class LossPlot(QWidget):
             label = str(history.get("label", ""))[:200]
         except (TypeError, ValueError, KeyError, AttributeError):
             return False
-        self.archive()
+        self._owner, self._model_history = self.control, None
+        if history != self.history():  # the same model opened again: one curve, not two
+            self.archive()
+        else:
+            self.clear()
         self._label = label
         if math.isfinite(to_bpc) and to_bpc > 0:
             self.data.to_bpc = to_bpc

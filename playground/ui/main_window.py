@@ -189,14 +189,16 @@ class MainWindow(QMainWindow):
             ("&Stop", ["Esc"], self.stop_running, "stopAction"),
             ("&Reset model", [], self.reset_model, "resetAction"),
             None,
-            ("&Generate", ["Ctrl+G"], self.generation.start, "generateAction"),
-            ("&Next character", ["Ctrl+Shift+G"], self.generation.step, "nextCharAction")])
+            ("&Generate", ["Ctrl+G"], self.generate_now, "generateAction"),
+            ("&Next character", ["Ctrl+Shift+G"], self.next_character, "nextCharAction")])
         add_view_menu(self, self.docks.values(), self.reset_layout)
 
     def _menu(self, title: str, entries: list) -> None:
         """A menu of actions, each also a window shortcut; shortcuts show in the menu itself."""
         menu = self.menuBar().addMenu(title)
         menu.aboutToShow.connect(self._sync_actions)
+        # a closed menu leaves every shortcut live: each action checks for itself whether it can run
+        menu.aboutToHide.connect(lambda: [a.setEnabled(True) for a in self.actions_by_name.values()])
         for entry in entries:
             if entry is None:
                 menu.addSeparator()
@@ -248,6 +250,7 @@ class MainWindow(QMainWindow):
         self.settings.preset.currentIndexChanged.connect(self._preset_picked)
         self.samples.stepSelected.connect(self.plot.mark_step)
         self.attention.refreshRequested.connect(self.show_attention)
+        self.sweep.runRequested.connect(self.generation.start_sweep)
         gen.sweepStarted.connect(self._show_sweep)
         train.evaluated.connect(self._refresh_attention)
         train.ended.connect(self._on_training_ended)
@@ -259,6 +262,9 @@ class MainWindow(QMainWindow):
     # -- training -----------------------------------------------------------------------
     def train_problem(self) -> str:
         """Why Train is disabled, in words; '' when training can start."""
+        loading = self.corpus.loading()
+        if loading:
+            return f"{loading} is still loading (the text in the box is the one before it)"
         problems = [p for p in [self.corpus.problem_text()] + self.settings.problems() if p]
         if not problems:
             model, train = self.settings.model_config(), self.settings.train_config()
@@ -271,18 +277,19 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _validate(self) -> None:
+        self.status.forget_error()  # an error about the settings or text before: they changed
         text = self.corpus.text()
         self.settings.set_corpus(text)
         self.corpus.set_split(self.settings.value("block"), self.settings.train_config().val_fraction)
         problem = self.train_problem()
         self.training.allow_train(not problem, problem)
         model, train = self.settings.model_config(), self.settings.train_config()
-        self.training.allow_continue(self.train_ctl.continue_problem(model, train), train.max_steps)
+        self.training.allow_continue(self.train_ctl.continue_problem(model, train, text), train.max_steps)
 
     @Slot()
     def _preview_schedule(self) -> None:
-        if not self.train_ctl.running:
-            self.health.preview(self.settings.train_config(), self.current.step)
+        if not self.train_ctl.running:  # what Train would follow: a new model, from step 0
+            self.health.preview(self.settings.train_config(), 0)
 
     @Slot()
     def _preset_picked(self) -> None:
@@ -305,7 +312,8 @@ class MainWindow(QMainWindow):
         """Go on training the model in hand for the steps set, with the training settings shown."""
         if not self._can_start("continue training"):
             return False
-        why = self.train_ctl.continue_problem(self.settings.model_config(), self.settings.train_config())
+        why = self.train_ctl.continue_problem(self.settings.model_config(), self.settings.train_config(),
+                                              self.corpus.text())
         if why:
             self.show_error(f"Cannot continue: {why}")
             return False
@@ -326,6 +334,17 @@ class MainWindow(QMainWindow):
                              self.settings.train_config(), continuing=continuing)
         self.training.set_running(True)
         self.status.begin(continuing)
+
+    @Slot()
+    def generate_now(self) -> None:
+        """Ctrl+G: generate, where the text can be seen (the Generate tab comes to the front)."""
+        self.docks["generate"].raise_tab()
+        self.generation.start()
+
+    @Slot()
+    def next_character(self) -> None:
+        self.docks["generate"].raise_tab()
+        self.generation.step()
 
     @Slot()
     def stop_running(self) -> None:
@@ -391,8 +410,9 @@ class MainWindow(QMainWindow):
         box.setObjectName("unsavedDialog")
         box.setInformativeText(detail)
         box.setDefaultButton(QMessageBox.Save)
-        box.button(QMessageBox.Save).setText("Save…")
-        box.button(QMessageBox.Discard).setText("Discard it")
+        box.button(QMessageBox.Save).setText("&Save…")
+        box.button(QMessageBox.Discard).setText("&Discard it")
+        box.button(QMessageBox.Cancel).setText("&Cancel")
         answer = box.exec()
         return {QMessageBox.Save: "save", QMessageBox.Discard: "discard"}.get(answer, "cancel")
 
@@ -418,7 +438,8 @@ class MainWindow(QMainWindow):
         if self.current.value is None:  # say so before asking for a file name
             self.show_error("There is no model to save yet: train one first")
             return False
-        name = f"{self.corpus.in_use() or 'model'}-{self.settings.value('layers')}x{self.settings.value('width')}"
+        value = self.current.value  # named after the model in hand, not the fields shown now
+        name = f"{value.corpus}-{value.config.n_layer}x{value.config.n_embd}-step{value.step}"
         path, _ = QFileDialog.getSaveFileName(self, "Save model", str(Path(last_folder("models")) / name),
                                               "GPT Playground models (*.safetensors)")
         return bool(path) and self.save_model(path)
@@ -430,7 +451,8 @@ class MainWindow(QMainWindow):
                 raise CheckpointError("there is no model to save yet: train one first")
             ckpt = self.current.value.checkpoint()
             # the curve goes with the model: opening it shows how it learned
-            ckpt.state = {**ckpt.state, "history": self.plot.history()}
+            history = self.plot.model_history()
+            ckpt.state = {**ckpt.state, **({"history": history} if history else {})}
             saved = checkpoint.save(path, ckpt)
         except PlaygroundError as exc:
             self.show_error(f"The model was not saved: {exc}")
@@ -472,6 +494,9 @@ class MainWindow(QMainWindow):
         if not self.plot.restore_history(ckpt.state.get("history")):
             self.plot.archive()
         self.plot.set_vocab_size(ckpt.model_config.vocab_size)
+        self.samples.clear()  # what the previous model wrote is not this one's
+        self.health.reset()
+        self.status.opened(int(ckpt.state.get("step", 0)))
         self.status.message(f"Opened {os.path.basename(path)}: {ckpt.model.num_params():,} parameters, "
                             f"trained {ckpt.state.get('step', 0):,} steps. Generate, Continue to train it "
                             "further, or Train a new model")
@@ -493,7 +518,7 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str) -> None:
         self.last_error = message
         log.warning(message)
-        self.status.message(message)
+        self.status.message(message, error=True)
         box = QMessageBox(QMessageBox.Warning, "GPT Playground", message, QMessageBox.Ok, self)
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.setObjectName("errorDialog")

@@ -15,8 +15,10 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
 from playground.ui.widgets import Message, named
 
 # probability -> background tint of a generated token (confident ... long shot)
-TINTS = [(0.9, "#c9f2c7", "confident (90%+)"), (0.5, "#eef5c2", "likely (50-90%)"),
-         (0.2, "#fde3b8", "possible (20-50%)"), (0.0, "#f9c6c6", "long shot (<20%)")]
+TINTS = [(0.9, "#c9f2c7", "90%+"), (0.5, "#eef5c2", "50-90%"),
+         (0.2, "#fde3b8", "20-50%"), (0.0, "#f9c6c6", "under 20%")]
+TINT_WORDS = "confident, likely, possible, a long shot"  # what the four tints mean, in the tooltip
+LABEL_PX = 26  # a bar's label needs about this much room; a narrower chart labels fewer bars
 
 
 MAX_BARS = 20
@@ -27,6 +29,10 @@ def tint(p: float) -> str:
         if p >= floor:
             return color
     return TINTS[-1][1]
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= 4 else label[:3] + "…"
 
 
 def shown(char: str) -> str:
@@ -54,10 +60,11 @@ class OddsView(QWidget):
         self.candidates = named(QListWidget(), "candidateList", "Candidates",
                                 "Double-click a candidate to put it here instead and continue from it")
         self.candidates.setMaximumWidth(170)
-        legend = named(QLabel(" ".join(f"<span style='background:{color}'>&nbsp;{html.escape(words)}&nbsp;</span>"
-                                       for _, color, words in TINTS)),
-                       "tintLegend", "Tint legend", "What the background of each written token means")
-        legend.setWordWrap(True)
+        legend = named(QLabel("drawn with: " + " ".join(
+                           f"<span style='background:{color}'>&nbsp;{html.escape(words)}&nbsp;</span>"
+                           for _, color, words in TINTS)),
+                       "tintLegend", "Tint legend",
+                       f"The background of each written token: the probability it was drawn with ({TINT_WORDS})")
         row = QHBoxLayout()
         row.addWidget(self.plot, 1)
         row.addWidget(self.candidates)
@@ -77,7 +84,10 @@ class OddsView(QWidget):
         probs = np.array([c[1] for c in bars], dtype=float)
         brushes = [pg.mkBrush(230, 120, 20) if c == chosen else pg.mkBrush(70, 130, 190) for c in labels]
         self.bars.setOpts(x=np.arange(len(labels)), height=probs, width=0.7, brushes=brushes)
-        self.plot.getPlotItem().getAxis("bottom").setTicks([[(i, shown(c)) for i, c in enumerate(labels)]])
+        # as many labels as fit (a BPE's labels are several characters), each cut to four
+        every = max(1, -(-len(labels) * LABEL_PX // max(self.plot.width(), 1)))
+        ticks = [(i, _short(shown(c))) for i, c in enumerate(labels) if i % every == 0]
+        self.plot.getPlotItem().getAxis("bottom").setTicks([ticks])
         self.plot.setXRange(-0.6, max(len(labels), 1) - 0.4, padding=0)
         self.title.setText(f"Position {position}: drew {shown(chosen or '')!r} with probability {p:.1%}")
         self.candidates.clear()

@@ -294,7 +294,7 @@ class SettingsPanel(QWidget):
             self.token_label.setText(f"{n:,} tokens, 1 character each ({self._vocab_size} distinct)" if n else "")
         elif key in self.counter.counts:
             tokens, vocab = self.counter.counts[key]
-            self.token_label.setText(f"{tokens:,} tokens of {vocab:,} kinds, "
+            self.token_label.setText(f"{tokens:,} BPE tokens (a vocabulary of {vocab:,}), "
                                      f"{n / max(tokens, 1):.2f} characters per token")
         elif self.counter.count(key, self._text, self.bpe_vocab.value(), self._base_train.val_fraction):
             self.token_label.setText("counting the corpus's BPE tokens…")

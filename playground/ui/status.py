@@ -20,7 +20,7 @@ def ppl_text(loss: Optional[float]) -> str:
     ppl = perplexity(loss)
     if ppl is None:
         return "n/a"
-    return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:,.0f}" if ppl < 1e6 else f"{ppl:.1e}"
+    return f"{ppl:.2f}" if ppl < 1000 else f"{ppl:,.0f}" if ppl < 1e6 else "over a million"
 
 
 def clock(seconds: float) -> str:
@@ -39,6 +39,7 @@ class StatusTracker(QObject):
         self.val_loss: Optional[float] = None
         self.no_validation = ""   # why a run has no validation loss, when it has none
         self.paused = False
+        self._error = False       # the line shows an error (cleared when what caused it changes)
         self._dirty = False
         self.timer = QTimer(self, interval=REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
@@ -62,6 +63,7 @@ class StatusTracker(QObject):
         # the model's own step count: "457 / 900" on the bar while the line says step 457/900
         self.panel.progress.setRange(ev.first_step, ev.last_step)
         self.panel.progress.setValue(ev.first_step)
+        self.panel.progress.setFormat(f"%v / {ev.last_step:,} steps")  # (Qt's %m is max - min)
         unit = "characters" if ev.tokenizer == "char" else "tokens"
         self.no_validation = "" if ev.n_val else (
             f"no validation: the text is too short to hold out a validation window ({ev.n_train:,} {unit})")
@@ -95,11 +97,33 @@ class StatusTracker(QObject):
         text = f"{words} at step {at:,} after {clock(done.train_seconds)}; loss {loss}"
         if done.final_val_loss is not None:
             text += f", validation {done.final_val_loss:.4f}"
-        note = done.message[:1].upper() + done.message[1:]
+        elif self.no_validation:
+            text += " (no validation: the text is too short)"
+        if done.status == "diverged":
+            note = done.message[:1].upper() + done.message[1:]
+        elif done.best_step is not None and done.step != at:
+            # the first words say what the model in hand is: the rest is in the tooltip
+            note = (f"Kept step {done.step:,}, where validation was lowest"
+                    + (" (the weights it started from)" if done.step == self.first else ""))
+        else:
+            note = done.message[:1].upper() + done.message[1:]
         self.message(text + (f". {note}" if note else ""))
 
-    def message(self, text: str) -> None:
+    def opened(self, step: int) -> None:
+        """A model from a file: the bar shows how far it was trained."""
+        self.timer.stop()
+        self.step_ev, self.val_loss, self.first, self.last = None, None, step, step
+        self.panel.progress.setRange(0, max(step, 1))
+        self.panel.progress.setValue(step)
+        self.panel.progress.setFormat(f"trained {step:,} steps")
+
+    def message(self, text: str, error: bool = False) -> None:
+        self._error = error
         self.panel.status.setText(text)
+
+    def forget_error(self) -> None:
+        if self._error:
+            self.message("Ready: Train starts a new model with the settings shown")
 
     @Slot()
     def refresh(self) -> None:

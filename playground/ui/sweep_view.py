@@ -7,9 +7,18 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QFont, QPalette, QTextCursor
-from PySide6.QtWidgets import QGridLayout, QLabel, QPlainTextEdit, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from playground.ui.widgets import named
 
@@ -35,9 +44,14 @@ class LinesBox(QPlainTextEdit):
 
 
 class SweepView(QWidget):
+    runRequested = Signal()   # the Sweep button here: the same as Generate's
+
     def __init__(self, control, parent: Optional[QWidget] = None):
         """control: the GenerationController whose sweeps this shows."""
         super().__init__(parent)
+        self.run = named(QPushButton("Sweep"), "sweepHereButton", "Run the sweep",
+                         "Write Generate's prompt with its seed at each of these temperatures")
+        self.run.clicked.connect(self.runRequested)
         self.boxes: list[QPlainTextEdit] = []
         self.labels: list[QLabel] = []
         font = QFont("monospace")
@@ -53,6 +67,7 @@ class SweepView(QWidget):
                         "The same prompt and seed: only the temperature differs")
             box.setReadOnly(True)
             box.setFont(font)
+            box.setPlaceholderText("Sweep writes Generate's prompt here at this temperature")
             self.labels.append(label)
             self.boxes.append(box)
         self.scroll = QScrollArea()
@@ -60,6 +75,10 @@ class SweepView(QWidget):
         self.scroll.setWidget(inner)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(self.run)
+        top.addStretch(1)
+        layout.addLayout(top)
         layout.addWidget(self.scroll)
         self.columns = 0
         self.lines = 0

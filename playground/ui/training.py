@@ -62,12 +62,19 @@ class TrainingController(QObject):
         it added to the model it continued."""
         return self._job.label if self._job is not None else ""
 
-    def continue_problem(self, model_cfg: ModelConfig, train_cfg: TrainConfig) -> str:
-        """Why the model in hand cannot go on training with these settings ('' when it can):
-        the fields that shape the model, and the tokenizer, must be the model's own."""
+    def continue_problem(self, model_cfg: ModelConfig, train_cfg: TrainConfig, text: str = "") -> str:
+        """Why the model in hand cannot go on training with these settings on this text ('' when
+        it can): the fields that shape the model, and the tokenizer, must be the model's own, and
+        a character model must know every character of the text."""
         in_hand = self.current.value
         if in_hand is None:
             return "there is no model to continue yet: Train one (or open a saved model)"
+        if in_hand.tokenizer.kind == "char" and text:
+            unknown = in_hand.tokenizer.encode_lenient("".join(sorted(set(text)))).unknown
+            if unknown:
+                shown = ", ".join(repr(c) for c in unknown[:6]) + (" and more" if len(unknown) > 6 else "")
+                return (f"the text has characters the model never saw ({shown}): Train a new model "
+                        "on it, or pick the text the model learned")
         changed = changed_settings(in_hand.config, model_cfg)
         if in_hand.tokenizer.kind != train_cfg.tokenizer:
             changed.append(f"tokenizer {in_hand.tokenizer.kind} -> {train_cfg.tokenizer}")

@@ -76,7 +76,8 @@ class TrainingPanel(QWidget):
         self.train.setToolTip(TRAIN_TIP.format(keys=self.keys["train"]) if not self._why_not_train
                               else f"Cannot train yet: {self._why_not_train}")
         why = self._why_not_train or self._why_not_continue
-        self.resume_training.setText(f"Continue +{self._steps:,}" if self._steps else "Continue")
+        has_model = "no model to continue" not in self._why_not_continue
+        self.resume_training.setText(f"Continue +{self._steps:,}" if self._steps and has_model else "Continue")
         self.resume_training.setEnabled(not running and not why)
         self.resume_training.setToolTip(CONTINUE_TIP.format(steps=self._steps, keys=self.keys["continue"])
                                         if not why else f"Cannot continue: {why}")

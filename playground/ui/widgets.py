@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional, TypeVar
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QFontMetrics, QTextLayout, QTextOption
 from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
 
@@ -77,21 +77,37 @@ class Message(QLabel):
         return self._cut
 
     def _relayout(self) -> None:
-        width = self.contentsRect().width()
-        lines, self._cut = wrap_lines(self._full, self.font(), width if width > 20 else 10_000, self._lines)
+        rect = self.contentsRect()
+        width = rect.width() if rect.width() > 20 else 10_000
+        wanted, _ = wrap_lines(self._full, self.font(), width, self._lines)
+        old_wanted, self._wanted = getattr(self, "_wanted", None), max(len(wanted), 1)
+        # a layout that gave less height than asked for: as many lines as fit, the rest elided
+        room = rect.height() // QFontMetrics(self.font()).lineSpacing() if self.isVisible() else self._lines
+        lines, self._cut = wrap_lines(self._full, self.font(), width, max(1, min(self._lines, room)))
         super().setText("\n".join(lines))
         super().setToolTip(self._full if self._cut else self._tip)
-        self.updateGeometry()
+        if self._wanted != old_wanted:
+            self.updateGeometry()
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if event.size().width() != event.oldSize().width():
+        if event.size() != event.oldSize():
             self._relayout()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._relayout()
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.FontChange:  # its lines' height changed: so has its own, now
+            self._relayout()
+            self.updateGeometry()
 
     def sizeHint(self) -> QSize:
         fm = QFontMetrics(self.font())
         m = self.contentsMargins()
-        count = self._lines if self._reserve else max(len(self.shown_lines()), 1)
+        count = self._lines if self._reserve else getattr(self, "_wanted", 1)
         return QSize(fm.averageCharWidth() * 20, count * fm.lineSpacing() + m.top() + m.bottom() + 2)
 
     def minimumSizeHint(self) -> QSize:

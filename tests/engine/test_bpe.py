@@ -71,6 +71,8 @@ def test_a_broken_byte_sequence_shows_a_replacement_character_not_garbage(bpe):
     stream = TextStream(bpe)
     assert stream.push(lead) == "" and stream.waiting
     assert stream.push(ascii_a) == "\ufffda"
+    for_people = TextStream(bpe, labels=True)  # what the window and the samples show
+    assert for_people.push(lead) == "" and for_people.push(ascii_a) == f"{bpe.label(lead)}a" == "<0xC3>a"
 
 
 def test_the_corpus_splits_by_characters_and_the_tokenizer_never_sees_validation():

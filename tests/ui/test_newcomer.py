@@ -73,7 +73,7 @@ def test_the_best_weights_are_marked_kept_and_overfitting_is_named(window, qtbot
     assert plot.best[0] == best < 120 and "best: step" in plot.legend.text()
     assert list(plot.best_point.getData()[0]) == [best]
     assert window.current.step == best  # the model in hand is the best one
-    assert f"Kept the best weights: step {best}" in window.training.status.text()
+    assert f"Kept step {best}, where validation was lowest" in window.training.status.text()
     assert window.training.status.text().startswith("Finished at step 120")
     assert health.hint.text().startswith("Overfitting") and "more text" in health.hint.text()
     # training on goes on from the kept weights: the plot drops the points after them

@@ -29,7 +29,7 @@ def test_settings_count_the_corpus_in_bpe_tokens(window, qtbot):
     expected = BPETokenizer.train(TEXT[: int(len(TEXT) * 0.9)], 300)
     tokens = len(expected.encode_array(TEXT))
     assert tokens < len(TEXT) * 0.8  # merges make tokens longer than a character
-    assert f"{tokens:,} tokens of {expected.vocab_size:,} kinds" in label.text()
+    assert f"{tokens:,} BPE tokens (a vocabulary of {expected.vocab_size:,})" in label.text()
     assert f"{len(TEXT) / tokens:.2f} characters per token" in label.text()
     assert window.settings.model_config().vocab_size == expected.vocab_size
     train = window.settings.train_config()

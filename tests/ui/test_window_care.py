@@ -137,8 +137,8 @@ def test_a_new_run_does_not_show_the_last_runs_validation(window, qtbot):
 
 def test_perplexity_of_a_blown_up_loss_is_short_and_counts_are_plural():
     from playground.ui.status import ppl_text
-    assert ppl_text(0.05) == "1.05" and ppl_text(400.0) == "5.2e+173" and ppl_text(float("inf")) == "n/a"
-    assert len(ppl_text(699.0)) < 10
+    assert ppl_text(0.05) == "1.05" and ppl_text(8.0) == "2,981" and ppl_text(float("inf")) == "n/a"
+    assert ppl_text(400.0) == ppl_text(699.0) == "over a million"
     from playground.ui.widgets import plural
     assert (plural(1, "thread"), plural(2, "thread"), plural(1_000, "character")) == \
         ("1 thread", "2 threads", "1,000 characters")
@@ -244,3 +244,83 @@ def test_the_first_layout_gives_the_forms_their_room(window, qtbot):
     area = window.settings.parentWidget().parentWidget()  # the scroll area around the form
     assert isinstance(area, QScrollArea)
     assert not area.verticalScrollBar().isVisible(), "the settings form should not scroll at 1280x720"
+
+
+def test_shortcuts_stay_live_after_the_run_menu_was_opened_during_a_run(window, qtbot):
+    use_tiny_settings(window, steps=100_000)
+    window.start_training()
+    qtbot.waitUntil(lambda: window.plot.point_count >= 2 and window.train_ctl.running, timeout=60_000)
+    run_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Run")
+    run_menu.aboutToShow.emit()  # opened while training: Train greyed, as its button is
+    assert not window.actions_by_name["trainAction"].isEnabled()
+    run_menu.aboutToHide.emit()
+    with qtbot.waitSignal(window.trainingFinished, timeout=30_000):
+        window.actions_by_name["stopAction"].trigger()
+    window.settings.spins["steps"].setValue(5)
+    with qtbot.waitSignal(window.trainingFinished, timeout=60_000):
+        window.actions_by_name["trainAction"].trigger()  # F5 / Ctrl+Enter after the run: it trains
+    assert window.current.step == 5
+
+
+def test_the_bar_reads_the_models_steps_when_continuing(window, qtbot):
+    use_tiny_settings(window, steps=20, eval_interval=10)
+    train(window, qtbot)
+    window.settings.spins["steps"].setValue(25)
+    texts = []
+    window.train_ctl.stepped.connect(lambda ev: texts.append(window.training.progress.text()))
+    train(window, qtbot, continuing=True)
+    assert texts and all(t.endswith(" / 45 steps") for t in texts)
+    assert window.training.progress.text() == "45 / 45 steps"
+
+
+def test_a_ladder_on_the_plot_does_not_become_the_models_saved_curve(window, qtbot, tmp_path):
+    from playground.engine.events import Done, Started, Step
+    use_tiny_settings(window, steps=30, eval_interval=10)
+    train(window, qtbot)
+    steps = list(window.plot.raw.x[: window.plot.raw.n])
+    ladder = window.scale_ctl  # a ladder's run drawn on the plot, as the Scaling tab does
+    ladder._label = "scale run 1: 5,000 parameters"
+    ladder.started.emit(Started(5000, 27, 800, 80, 0, 12, 1))
+    for i in range(1, 13):
+        ladder.stepped.emit(Step(i, 3.0 - i / 10, 1e-3, 0.5, False, 100.0, i / 10))
+    ladder.ended.emit(Done("completed", 12, 5000, 1.8, None, 1.2, 3000))
+    assert window.plot.raw.n == 12  # the ladder's run is what the plot shows now
+    path = tmp_path / "m.safetensors"
+    assert window.save_model(str(path))
+    from playground.engine import checkpoint
+    assert checkpoint.load(str(path)).state["history"]["steps"] == [int(s) for s in steps]
+
+
+def test_train_waits_for_a_corpus_that_is_still_loading(window, qtbot, server, monkeypatch):
+    from playground.engine import download
+    from tests.fileserver import source
+    use_tiny_settings(window)
+    monkeypatch.setitem(download.SOURCES, "alice", source(server + "/slow", "alice"))
+    window.corpus.select("alice")
+    assert not window.training.train.isEnabled() and "still loading" in window.training.train.toolTip()
+    assert not window.start_training() and not window.train_ctl.running
+    qtbot.waitUntil(lambda: window.corpus.choice() == "alice" and not window.corpus.loading(), timeout=30_000)
+    assert window.training.train.isEnabled()
+
+
+def test_save_is_named_after_the_model_and_continue_knows_its_characters(window, qtbot, monkeypatch):
+    use_tiny_settings(window, steps=10)
+    train(window, qtbot)
+    window.settings.spins["layers"].setValue(3)  # the fields say something else now
+    offered = []
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda parent, title, path, kinds: (offered.append(path), ("", ""))[1])
+    assert not window.ask_save_model()
+    assert offered and "-1x16-step10" in offered[0]
+    window.settings.spins["layers"].setValue(1)
+    window.corpus.set_custom_text("ZZZ QQQ " * 40)  # characters the model never saw
+    cont = window.training.resume_training
+    assert not cont.isEnabled() and "'Q'" in cont.toolTip() and "never saw" in cont.toolTip()
+
+
+def test_the_sweep_tab_runs_the_sweep_itself(window, qtbot):
+    use_tiny_settings(window, steps=10)
+    train(window, qtbot)
+    window.generation.length.setValue(12)
+    with qtbot.waitSignal(window.gen_ctl.sweepEnded, timeout=60_000):
+        window.sweep.run.click()
+    assert all(len(text) >= 12 for text in window.sweep.texts())
