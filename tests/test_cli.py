@@ -155,8 +155,8 @@ def test_a_gpu_preset_without_a_gpu_says_how_to_train_it_here(monkeypatch):
     import torch
 
     from playground.cli import build_parser
+    from playground.cli.train import run as run_train
     from playground.engine.errors import ConfigError
-    from playground.train_cli import run_train
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     args = build_parser().parse_args(["train", "--preset", "shakespeare-gpu", "--steps", "1"])
     with pytest.raises(ConfigError, match="meant for a cuda GPU: pass --device cpu"):

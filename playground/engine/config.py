@@ -78,40 +78,75 @@ class _Checked:
         return dataclasses.replace(self, **changes)
 
 
-def _setting(default: Any, label: str, *, low: Any = None, high: Any = None,
-             choices: tuple = ()) -> Any:
-    """A ModelConfig field with its words and its allowed values, stated once: `problems()`
-    checks them, and the fast-path tests draw every field from them (new fields included)."""
-    return dataclasses.field(default=default, metadata={"label": label, "low": low, "high": high,
-                                                         "choices": choices})
+def _setting(default: Any, label: str, *, low: Any = None, high: Any = None, low_open: bool = False,
+             choices: tuple = (), key: str = "", flag: str = "", title: str = "", help: str = "",
+             tip: str = "", special: str = "", invert: bool = False, window: bool = True,
+             names: tuple = (), step: float = 0.0, decimals: int = 0) -> Any:
+    """A setting, stated once: its default, its words, its allowed values and how people reach
+    it. `problems()` checks the values, the command line's flags (`key`: --layers; `flag`
+    overrides) and the window's settings panel (`title`, `tip`) are built from them, and the
+    fast-path tests draw every field from them, new fields included.
+
+    label: the words messages use ("learning rate"); key: the short name of its CLI flag, its
+    field in the window and the settings file ('' keeps it off both); help: the flag's one line;
+    tip: the window's tooltip (help when ''); special: what the window shows for the lowest
+    value ("auto"); invert: a yes/no shown the other way round ("no head bias", --no-head-bias);
+    names: the words for each of the choices; window=False keeps it on the command line only."""
+    return dataclasses.field(default=default, metadata={
+        "label": label, "low": low, "high": high, "low_open": low_open, "choices": choices,
+        "key": key, "flag": flag or (f"--{key.replace('_', '-')}" if key else ""),
+        "title": title or label[:1].upper() + label[1:], "help": help, "tip": tip or help,
+        "special": special, "invert": invert, "window": window and bool(key), "names": names,
+        "step": step, "decimals": decimals})
 
 
-@dataclass(frozen=True)
-class ModelConfig(_Checked):
-    # distinct characters the model can read and write
-    vocab_size: int = _setting(65, "vocabulary size", low=1, high=MAX_VOCAB)
-    # transformer blocks stacked on top of each other
-    n_layer: int = _setting(2, "layers", low=1, high=MAX_LAYERS)
-    # attention heads per block; n_embd must divide evenly among them
-    n_head: int = _setting(4, "heads", low=1, high=MAX_HEADS)
-    # width: length of each character's vector
-    n_embd: int = _setting(64, "width", low=1, high=MAX_WIDTH)
-    # the longest context the model sees at once
-    block_size: int = _setting(32, "block size", low=1, high=MAX_BLOCK)
-    # fraction of activations zeroed in training (0 for small data)
-    dropout: float = _setting(0.0, "dropout", low=0.0, high=0.9)
-    # "learned": GPT-2's learned absolute positions (the reference architecture).
-    # "rope": rotary positions with attention limited to the last block_size characters at
-    # every layer; identical on training windows, and it lets generation keep a rolling cache.
-    position: str = _setting("learned", "position scheme", choices=("learned", "rope"))
-    # the output head's bias (the reference has one); without it every export to Hugging Face
-    # transformers is exact, whose GPT-2 and Starcoder2 heads have none
-    head_bias: bool = _setting(True, "head bias", choices=(True, False))
+class _Declared(_Checked):
+    """Settings whose every field is declared with _setting(): the checks read the declarations."""
 
     def problems(self) -> list[str]:
         errors: list[str] = []
         for f in dataclasses.fields(self):
             _field_problems(errors, f, getattr(self, f.name))
+        return errors
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Declared):
+    vocab_size: int = _setting(65, "vocabulary size", low=1, high=MAX_VOCAB)  # from the corpus
+    n_layer: int = _setting(2, "layers", low=1, high=MAX_LAYERS, key="layers",
+                            help="transformer blocks, one on another",
+                            tip="Layers: how many transformer blocks are stacked. More can learn more, trains slower")
+    n_head: int = _setting(4, "heads", low=1, high=MAX_HEADS, key="heads",
+                           help="attention heads per block (the width must divide evenly among them)",
+                           tip="Heads: attention heads per block, each looking for its own pattern. "
+                               "Width must divide evenly")
+    n_embd: int = _setting(64, "width", low=1, high=MAX_WIDTH, key="width",
+                           help="length of each token's vector (the embedding width)",
+                           tip="Width: size of each character's vector; more learns more, trains slower")
+    block_size: int = _setting(32, "block size", low=1, high=MAX_BLOCK, key="block",
+                               help="the longest context the model sees at once",
+                               tip="Block size: how many previous characters the model can look at")
+    dropout: float = _setting(0.0, "dropout", low=0.0, high=0.9, key="dropout", step=0.05, decimals=2,
+                              help="fraction of activations zeroed while training (0 for small texts)",
+                              tip="Dropout: fraction of signals randomly silenced while training, to fight "
+                                  "memorising; 0 for small texts")
+    # "learned": GPT-2's learned absolute positions (the reference architecture).
+    # "rope": rotary positions with attention limited to the last block_size characters at
+    # every layer; identical on training windows, and it lets generation keep a rolling cache.
+    position: str = _setting("learned", "position scheme", choices=("learned", "rope"), key="position",
+                             window=False, help="position scheme of a new model (learned: the reference; "
+                                                "rope: rotary, with a window of the block)")
+    # the output head's bias (the reference has one); without it every export to Hugging Face
+    # transformers is exact, whose GPT-2 and Starcoder2 heads have none
+    head_bias: bool = _setting(True, "head bias", choices=(True, False), key="no_head_bias", invert=True,
+                               title="no head bias",
+                               help="a new model without the output head's bias (every export to "
+                                    "transformers is then exact)",
+                               tip="Train without a bias on the output layer: exports to transformers "
+                                   "(GPT-2, Starcoder2 have none) are then exact for any vocabulary")
+
+    def problems(self) -> list[str]:
+        errors = super().problems()
         if errors:
             return errors
         if self.n_embd % self.n_head:
@@ -135,65 +170,81 @@ def _field_problems(errors: list[str], f: dataclasses.Field, value: Any) -> None
     elif isinstance(meta["low"], int) and not isinstance(meta["low"], bool):
         _int_in(errors, meta["label"], value, meta["low"], meta["high"])
     else:
-        _float_in(errors, meta["label"], value, meta["low"], meta["high"])
+        _float_in(errors, meta["label"], value, meta["low"], meta["high"], meta.get("low_open", False))
+
+
+def settings_of(config_class) -> list[dataclasses.Field]:
+    """The fields of a settings class that people reach (a key: a CLI flag, a field in the window)."""
+    return [f for f in dataclasses.fields(config_class) if f.metadata.get("key")]
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Checked):
-    batch_size: int = 32         # windows of text per step
-    max_steps: int = 500         # optimizer steps in the run
-    learning_rate: float = 3e-3  # peak learning rate after warm-up
-    min_lr: float = 3e-3         # learning rate at the end of the cosine decay
-    warmup_steps: int = 0        # steps of linear warm-up from 0 to the peak
-    weight_decay: float = 0.0    # AdamW decay on weight matrices (not on biases or norms)
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0       # clip the global gradient norm to this (0 turns it off)
-    eval_interval: int = 100     # evaluate (and sample) every this many steps
-    eval_batches: int = 20       # batches averaged for each evaluation
-    val_fraction: float = 0.1    # tail of the text held out for validation
-    seed: int = 1337             # seeds weights, batches and samples: same seed, same run
-    threads: int = 0             # CPU threads for torch; 0 picks automatically
-    sample_chars: int = 100      # characters generated at each evaluation (0 for none)
-    optimizer: str = "adamw"     # "adamw", or "muon" (Muon for weight matrices, AdamW for the rest)
-    muon_lr: float = 0.02        # peak learning rate of Muon's matrices when optimizer is "muon"
-    keep: str = "best"           # "best": end with the weights of the lowest validation loss; "last"
-    patience: int = 0            # stop after this many evaluations without a better validation loss (0: never)
-    tokenizer: str = "char"      # "char": one token per character; "bpe": byte-level subwords learned from the corpus
-    bpe_vocab: int = 512         # the BPE vocabulary's size, when tokenizer is "bpe" (256 = bytes only)
+class TrainConfig(_Declared):
+    batch_size: int = _setting(32, "batch size", low=1, high=MAX_BATCH, key="batch",
+                               help="windows of text per step",
+                               tip="Batch size: windows of text per step. Larger is smoother but slower per step")
+    max_steps: int = _setting(500, "steps", low=1, high=MAX_STEPS, key="steps", help="optimizer steps in the run",
+                              tip="Steps: how many updates one click on Train makes")
+    learning_rate: float = _setting(3e-3, "learning rate", low=0.0, high=MAX_LR, low_open=True, key="lr",
+                                    step=1e-4, decimals=5,
+                                    help="peak learning rate after warm-up (the minimum keeps its ratio)",
+                                    tip="Learning rate: how big each update is. Too high diverges, too low crawls")
+    min_lr: float = _setting(3e-3, "minimum learning rate", low=0.0, high=MAX_LR)  # the cosine's end
+    warmup_steps: int = _setting(0, "warm-up steps", low=0, high=MAX_STEPS, key="warmup", title="Warm-up",
+                                 help="steps of linear warm-up from 0 to the peak learning rate",
+                                 tip="Warm-up: steps over which the learning rate rises from 0 to its peak")
+    weight_decay: float = _setting(0.0, "weight decay", low=0.0, high=10.0)  # AdamW, on matrices only
+    beta1: float = _setting(0.9, "beta1", low=0.0, high=0.9999)
+    beta2: float = _setting(0.99, "beta2", low=0.0, high=0.99999)
+    grad_clip: float = _setting(1.0, "gradient clip", low=0.0, high=1e6, key="grad_clip", title="Clip", decimals=2,
+                                step=0.5, special="off",
+                                help="scale each step's gradient down to this global norm (0: never)",
+                                tip="Gradient clip: a step whose gradient norm is above this is scaled down "
+                                    "to it (the Health tab counts them); 0 turns it off")
+    eval_interval: int = _setting(100, "evaluation interval", low=1, high=MAX_STEPS, key="eval_interval",
+                                  title="Eval every", help="steps between evaluations (and samples)",
+                                  tip="How often (in steps) to measure validation loss and show a sample")
+    eval_batches: int = _setting(20, "evaluation batches", low=1, high=10_000)  # averaged per evaluation
+    val_fraction: float = _setting(0.1, "validation fraction", low=0.0, high=0.5)  # the text's tail held out
+    seed: int = _setting(1337, "seed", low=0, high=2**63 - 1, key="seed", help="random seed: the same seed, the same run",
+                         tip="Seed: the same seed and settings give exactly the same run")
+    threads: int = _setting(0, "threads", low=0, high=MAX_THREADS, key="threads", special="auto",
+                            help="CPU threads (0: auto)",
+                            tip="CPU threads for training; 0 picks automatically (small models run best on one)")
+    sample_chars: int = _setting(100, "sample length", low=0, high=100_000)  # written at each evaluation
+    optimizer: str = _setting("adamw", "optimizer", choices=("adamw", "muon"), key="optimizer", window=False,
+                              help="optimizer for the weight matrices (muon: Muon for the hidden ones)")
+    muon_lr: float = _setting(0.02, "Muon learning rate", low=0.0, high=MAX_LR, low_open=True)
+    keep: str = _setting("best", "keep", choices=("best", "last"), key="keep",
+                         names=("best (validation)", "last step"),
+                         help="end with the weights of the lowest validation loss (best) or of the last step",
+                         tip="Which weights the model ends with: those of the lowest validation loss "
+                             "(best; a model that starts to memorise is not kept) or the last step's")
+    patience: int = _setting(0, "patience", low=0, high=100_000, key="patience", title="Early stop",
+                             special="never",
+                             help="stop after this many evaluations without a better validation loss (0: never)",
+                             tip="Early stopping: stop after this many evaluations without a better "
+                                 "validation loss (never: train every step)")
+    tokenizer: str = _setting("char", "tokenizer", choices=("char", "bpe"), key="tokenizer",
+                              names=("characters", "byte-level BPE"),
+                              help="char: one token per character; bpe: byte-level subwords learned from the corpus",
+                              tip="Characters: one token per character (the book's way). Byte-level BPE: "
+                                  "pieces of words learned from the corpus, as real LLMs use; each step then "
+                                  "sees more text")
+    bpe_vocab: int = _setting(512, "BPE vocabulary size", low=MIN_BPE_VOCAB, high=MAX_BPE_VOCAB,
+                              key="bpe_vocab", flag="--vocab-size", title="Vocabulary",
+                              help="BPE vocabulary size (256 is bytes only)",
+                              tip="How many tokens the BPE learns (256 are the bytes themselves); "
+                                  "about 1 MB of text wants 512 to 1024")
 
     def problems(self) -> list[str]:
-        errors: list[str] = []
-        _int_in(errors, "batch size", self.batch_size, 1, MAX_BATCH)
-        _int_in(errors, "steps", self.max_steps, 1, MAX_STEPS)
-        lr_ok = _float_in(errors, "learning rate", self.learning_rate, 0.0, MAX_LR, low_open=True)
-        min_ok = _float_in(errors, "minimum learning rate", self.min_lr, 0.0, MAX_LR)
-        if lr_ok and min_ok and self.min_lr > self.learning_rate:
+        errors = super().problems()
+        if not errors and self.min_lr > self.learning_rate:
             errors.append(f"minimum learning rate {self.min_lr:g} is above the learning rate "
                           f"{self.learning_rate:g}")
-        _int_in(errors, "warm-up steps", self.warmup_steps, 0, MAX_STEPS)
         if _is_int(self.warmup_steps) and _is_int(self.max_steps) and self.warmup_steps > self.max_steps:
             errors.append(f"warm-up steps {self.warmup_steps} exceed the number of steps "
                           f"{self.max_steps}")
-        _float_in(errors, "weight decay", self.weight_decay, 0.0, 10.0)
-        _float_in(errors, "beta1", self.beta1, 0.0, 0.9999)
-        _float_in(errors, "beta2", self.beta2, 0.0, 0.99999)
-        _float_in(errors, "gradient clip", self.grad_clip, 0.0, 1e6)
-        _int_in(errors, "evaluation interval", self.eval_interval, 1, MAX_STEPS)
-        _int_in(errors, "evaluation batches", self.eval_batches, 1, 10_000)
-        _float_in(errors, "validation fraction", self.val_fraction, 0.0, 0.5)
-        _int_in(errors, "seed", self.seed, 0, 2**63 - 1)
-        _int_in(errors, "threads", self.threads, 0, MAX_THREADS)
-        _int_in(errors, "sample length", self.sample_chars, 0, 100_000)
-        if self.optimizer not in ("adamw", "muon"):
-            errors.append(f"optimizer {self.optimizer!r} is unknown: use 'adamw' or 'muon'")
-        _float_in(errors, "Muon learning rate", self.muon_lr, 0.0, MAX_LR, low_open=True)
-        if self.keep not in ("best", "last"):
-            errors.append(f"keep {self.keep!r} is unknown: use 'best' or 'last'")
-        _int_in(errors, "patience", self.patience, 0, 100_000)
-        if self.tokenizer not in ("char", "bpe"):
-            errors.append(f"tokenizer {self.tokenizer!r} is unknown: use 'char' or 'bpe'")
-        _int_in(errors, "BPE vocabulary size", self.bpe_vocab, MIN_BPE_VOCAB, MAX_BPE_VOCAB)
         return errors
 
     def edited(self, **changes: Any) -> "TrainConfig":

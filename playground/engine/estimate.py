@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.params import count_params
+from playground.engine.wording import duration, size
 
 MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
 STEP_OVERHEAD_S = 0.5e-3   # fixed per-step cost: batch, clipping, optimizer launch
@@ -80,25 +81,3 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
     activations = 4 * B * T * L * (16 * C + 2 * model.n_head * T)
     memory = RUNTIME_BYTES + 16 * n + ACTIVATION_FACTOR * activations + 4 * B * T * 2 * model.vocab_size
     return Estimate(step_s, eval_s, START_S + step_s * train.max_steps + eval_s * evals, memory)
-
-
-def size(n_bytes: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n_bytes < 1024 or unit == "GB":
-            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
-        n_bytes /= 1024
-    return ""
-
-
-def duration(seconds: float) -> str:
-    if seconds < 1:
-        return "under 1 s"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -278,8 +278,8 @@ def _run_plan(corpus, plan, base_train, control, out_dir, device, frontier) -> I
 
 def _train_one(corpus, planned: _Planned, train: TrainConfig, control, out_dir, device):
     """Yield the run's events; return its RunResult, or None when it was stopped midway."""
-    from playground.engine.train import Trainer
-    trainer = Trainer(planned.config, train, corpus, device=device)
+    from playground.engine.prepare import prepare_trainer
+    trainer = prepare_trainer(corpus, planned.config, train, device=device)
     curve, done = [], None
     for event in trainer.run(control):
         if isinstance(event, Eval):

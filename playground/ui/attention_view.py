@@ -11,8 +11,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
+from playground.engine.wording import plural
 from playground.ui.odds_view import shown
-from playground.ui.widgets import Message, named, plural
+from playground.ui.widgets import Message, named
 
 
 class AttentionView(QWidget):

@@ -27,8 +27,9 @@ from PySide6.QtWidgets import (
 from playground.engine.config import too_short
 from playground.engine.corpus import BUILTINS, CorpusError, builtin_text, check_text, local_copy, split_sizes
 from playground.engine.download import SOURCES
+from playground.engine.wording import plural
 from playground.ui import persist
-from playground.ui.widgets import Message, named, plural
+from playground.ui.widgets import Message, named
 from playground.ui.worker import GeneratorWorker, WorkerHandle
 
 CUSTOM = "custom"

@@ -21,14 +21,8 @@ def save_window(window, settings: QSettings) -> None:
     settings.setValue("geometry", window.saveGeometry())
     settings.setValue("dockState", window.saveState(LAYOUT_VERSION))
     settings.setValue("preset", window.settings.preset.currentData())
-    for attr, spin in window.settings.spins.items():
-        settings.setValue(f"settings/{attr}", spin.value())
-    settings.setValue("settings/lr", window.settings.lr.value())
-    settings.setValue("settings/dropout", window.settings.dropout.value())
-    settings.setValue("settings/keep", window.settings.keep.currentData())
-    settings.setValue("settings/tokenizer", window.settings.tokenizer.currentData())
-    settings.setValue("settings/bpe_vocab", window.settings.bpe_vocab.value())
-    settings.setValue("settings/no_head_bias", int(window.settings.no_head_bias.isChecked()))
+    for key, value in window.settings.remembered().items():  # every setting the window shows
+        settings.setValue(f"settings/{key}", value)
     # the corpus in use, not the picker's entry: that may be a download still under way
     settings.setValue("corpus/choice", window.corpus.in_use())
     own = window.corpus.custom_text()  # kept even while a built-in text is in use
@@ -56,17 +50,7 @@ def restore_window(window, settings: QSettings) -> None:
     choice = settings.value("corpus/choice")
     if isinstance(choice, str):
         window.corpus.reopen(choice)  # never starts a download by itself
-    for attr, spin in window.settings.spins.items():
-        _set(spin, settings.value(f"settings/{attr}"), int)
-    _set(window.settings.lr, settings.value("settings/lr"), float)
-    _set(window.settings.dropout, settings.value("settings/dropout"), float)
-    for combo, key in ((window.settings.keep, "keep"), (window.settings.tokenizer, "tokenizer")):
-        index = combo.findData(settings.value(f"settings/{key}"))
-        if index >= 0:
-            combo.setCurrentIndex(index)
-    _set(window.settings.bpe_vocab, settings.value("settings/bpe_vocab"), int)
-    if settings.value("settings/no_head_bias") is not None:
-        window.settings.no_head_bias.setChecked(str(settings.value("settings/no_head_bias")) == "1")
+    window.settings.recall({key: settings.value(f"settings/{key}") for key in window.settings.fields})
     _set(window.generation.temperature, settings.value("generate/temperature"), int)
     _set(window.generation.length, settings.value("generate/length"), int)
 

@@ -17,8 +17,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.control import TrainControl
 from playground.engine.corpus import distinct_windows
-from playground.engine.estimate import duration, estimate
-from playground.ui.widgets import plural
+from playground.engine.estimate import estimate
+from playground.engine.wording import duration, plural
 from playground.ui.worker import GeneratorWorker, WorkerPool
 
 MODES = {"tokens": "equal tokens", "flops": "equal compute", "frontier": "frontier (best size per budget)"}
@@ -115,10 +115,9 @@ class ScalingController(QObject):
             from pathlib import Path
 
             from playground.engine import scaling
-            from playground.engine.corpus import build_corpus
+            from playground.engine.prepare import prepare_corpus
             Path(out).mkdir(parents=True, exist_ok=True)
-            corpus = build_corpus(corpus_name, text, train.val_fraction, model.block_size,
-                                  kind=train.tokenizer, vocab_size=train.bpe_vocab)
+            corpus = prepare_corpus(corpus_name, text, model.block_size, train)
             if mode == "frontier":
                 events = scaling.run_frontier(corpus, model, train, sizes, budgets, control, out,
                                               smallest=smallest, largest=largest)

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.engine.estimate import duration
+from playground.engine.wording import duration, plural
 from playground.ui.scaling import MODES, LogAxis, ScalingController, describe_plan, time_left
-from playground.ui.widgets import Message, ask_path, named, plural
+from playground.ui.widgets import Message, ask_path, named
 
 COLUMNS = ["params", "layers x width", "tokens", "FLOPs", "seconds", "val loss", "best step", "verdict"]
 VERDICT_BRUSH = {"ok": (31, 119, 180), "undertrained": (255, 160, 30), "overfit": (214, 39, 40)}

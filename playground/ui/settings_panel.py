@@ -19,8 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from playground.engine import config as limits
-from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.config import ModelConfig, TrainConfig, settings_of
 from playground.engine.corpus import distinct_windows
 from playground.engine.estimate import estimate
 from playground.engine.params import count_params
@@ -30,33 +29,62 @@ from playground.ui.widgets import Message, compact, named
 from playground.ui.worker import WorkerPool
 
 BAD = "background: #ffe0e0;"
+SPIN_LIMIT = 2**31 - 1  # a QSpinBox holds 32-bit numbers; a seed may be larger on the command line
 
-# (attribute, objectName, label, minimum, maximum, tooltip)
-INT_FIELDS = [
-    ("layers", "layersSpin", "Layers", 1, limits.MAX_LAYERS,
-     "Layers: how many transformer blocks are stacked. More can learn more, trains slower"),
-    ("heads", "headsSpin", "Heads", 1, limits.MAX_HEADS,
-     "Heads: attention heads per block, each looking for its own pattern. Width must divide evenly"),
-    ("width", "widthSpin", "Width", 1, limits.MAX_WIDTH,
-     "Width: size of each character's vector; more learns more, trains slower"),
-    ("block", "blockSpin", "Block size", 1, limits.MAX_BLOCK,
-     "Block size: how many previous characters the model can look at"),
-    ("batch", "batchSpin", "Batch size", 1, limits.MAX_BATCH,
-     "Batch size: windows of text per step. Larger is smoother but slower per step"),
-    ("steps", "stepsSpin", "Steps", 1, limits.MAX_STEPS,
-     "Steps: how many updates one click on Train makes"),
-    ("warmup", "warmupSpin", "Warm-up", 0, limits.MAX_STEPS,
-     "Warm-up: steps over which the learning rate rises from 0 to its peak"),
-    ("eval_interval", "evalIntervalSpin", "Eval every", 1, limits.MAX_STEPS,
-     "How often (in steps) to measure validation loss and show a sample"),
-    ("seed", "seedSpin", "Seed", 0, 2**31 - 1,
-     "Seed: the same seed and settings give exactly the same run"),
-    ("threads", "threadsSpin", "Threads", 0, limits.MAX_THREADS,
-     "CPU threads for training; 0 picks automatically (small models run best on one)"),
-    ("patience", "patienceSpin", "Early stop", 0, 100_000,
-     "Early stopping: stop after this many evaluations without a better validation loss "
-     "(never: train every step)"),
-]
+
+def camel(key: str) -> str:
+    """eval_interval -> evalInterval (widget object names)."""
+    first, *rest = key.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+def setting_widget(f) -> QWidget:
+    """The control for one declared setting (engine/config.py: _setting): a spin box for a
+    number, a list for choices, a check box for a yes/no, with its range, words and tooltip."""
+    meta = f.metadata
+    key, title, tip = meta["key"], meta["title"], meta["tip"]
+    if meta["invert"] or f.type in (bool, "bool"):
+        return named(QCheckBox(title), f"{camel(key)}Check", title, tip)
+    if meta["choices"]:
+        combo = named(QComboBox(), f"{camel(key)}Picker", title, tip)
+        for choice, words in zip(meta["choices"], meta["names"] or [str(c) for c in meta["choices"]]):
+            combo.addItem(words, choice)
+        return combo
+    if f.type in (int, "int"):
+        spin = named(QSpinBox(), f"{camel(key)}Spin", title, tip)
+        spin.setRange(meta["low"], min(meta["high"], SPIN_LIMIT))
+        spin.setKeyboardTracking(False)
+    else:
+        spin = named(QDoubleSpinBox(), f"{camel(key)}Spin", title, tip)
+        decimals = meta["decimals"] or 4
+        spin.setDecimals(decimals)
+        spin.setRange(meta["low"] + (10 ** -decimals if meta["low_open"] else 0), meta["high"])
+        spin.setSingleStep(meta["step"] or 10 ** -decimals)
+    if meta["special"]:
+        spin.setSpecialValueText(meta["special"])
+    return spin
+
+
+def widget_value(f, widget):
+    meta = f.metadata
+    if isinstance(widget, QCheckBox):
+        return not widget.isChecked() if meta["invert"] else widget.isChecked()
+    if isinstance(widget, QComboBox):
+        return widget.currentData()
+    if isinstance(widget, QDoubleSpinBox):
+        return round(widget.value(), widget.decimals())
+    return widget.value()
+
+
+def show_value(f, widget, value) -> None:
+    if isinstance(widget, QCheckBox):
+        widget.setChecked(not value if f.metadata["invert"] else bool(value))
+    elif isinstance(widget, QComboBox):
+        widget.setCurrentIndex(max(widget.findData(value), 0))
+    elif isinstance(widget, QSpinBox):
+        widget.setValue(min(int(value), widget.maximum()))
+    else:
+        widget.setValue(float(value))
 
 
 class SettingsPanel(QWidget):
@@ -77,61 +105,28 @@ class SettingsPanel(QWidget):
                 continue  # the window trains on the CPU
             self.preset.addItem(name, name)
             self.preset.setItemData(self.preset.count() - 1, preset.description, 3)  # ToolTipRole
-        self.spins: dict[str, QSpinBox] = {}
-        grid = QGridLayout()
-        for i, (attr, obj, label, low, high, tip) in enumerate(INT_FIELDS):
-            spin = named(QSpinBox(), obj, label, tip)
-            spin.setRange(low, high)
-            spin.setKeyboardTracking(False)
-            if attr == "threads":
-                spin.setSpecialValueText("auto")
-            if attr == "patience":
-                spin.setSpecialValueText("never")
-            self.spins[attr] = spin
-            grid.addWidget(QLabel(label), i // 2, (i % 2) * 2)
-            grid.addWidget(spin, i // 2, (i % 2) * 2 + 1)
-        keep_row = (len(INT_FIELDS) - 1) // 2   # beside the last field (early stop)
-        row = keep_row + 1
-        self.dropout = named(QDoubleSpinBox(), "dropoutSpin", "Dropout",
-                             "Dropout: fraction of signals randomly silenced while training, "
-                             "to fight memorising; 0 for small texts")
-        self.dropout.setRange(0.0, 0.9)
-        self.dropout.setSingleStep(0.05)
-        self.lr = named(QDoubleSpinBox(), "lrSpin", "Learning rate",
-                        "Learning rate: how big each update is. Too high diverges, too low crawls")
-        self.lr.setDecimals(5)
-        self.lr.setRange(1e-5, limits.MAX_LR)
-        self.lr.setSingleStep(1e-4)
-        grid.addWidget(QLabel("Dropout"), row, 0)
-        grid.addWidget(self.dropout, row, 1)
-        grid.addWidget(QLabel("Learning rate"), row, 2)
-        grid.addWidget(self.lr, row, 3)
-        self.keep = named(QComboBox(), "keepPicker", "Keep weights",
-                          "Which weights the model ends with: those of the lowest validation loss "
-                          "(best; a model that starts to memorise is not kept) or the last step's")
-        self.keep.addItem("best (validation)", "best")
-        self.keep.addItem("last step", "last")
-        grid.addWidget(QLabel("Keep"), keep_row, 2)
-        grid.addWidget(self.keep, keep_row, 3)
-        self.tokenizer = named(QComboBox(), "tokenizerPicker", "Tokenizer",
-                               "Characters: one token per character (the book's way). Byte-level "
-                               "BPE: pieces of words learned from the corpus, as real LLMs use; "
-                               "each step then sees more text")
-        self.tokenizer.addItem("characters", "char")
-        self.tokenizer.addItem("byte-level BPE", "bpe")
-        self.bpe_vocab = named(QSpinBox(), "bpeVocabSpin", "BPE vocabulary",
-                               "How many tokens the BPE learns (256 are the bytes themselves); "
-                               "about 1 MB of text wants 512 to 1024")
-        self.bpe_vocab.setRange(limits.MIN_BPE_VOCAB, limits.MAX_BPE_VOCAB)
-        self.bpe_vocab.setKeyboardTracking(False)
-        grid.addWidget(QLabel("Tokenizer"), row + 1, 0)
-        grid.addWidget(self.tokenizer, row + 1, 1)
-        grid.addWidget(QLabel("Vocabulary"), row + 1, 2)
-        grid.addWidget(self.bpe_vocab, row + 1, 3)
-        self.no_head_bias = named(QCheckBox("no head bias"), "noHeadBiasCheck", "No head bias",
-                                  "Train without a bias on the output layer: exports to transformers "
-                                  "(GPT-2, Starcoder2 have none) are then exact for any vocabulary")
-        grid.addWidget(self.no_head_bias, row + 2, 0, 1, 2)
+        # one control per declared setting, in the order they are declared: a new setting in
+        # engine/config.py appears here (and on the command line) without a line of this file
+        self.fields: dict[str, tuple] = {}  # key -> (its field, its control, ModelConfig or TrainConfig)
+        grid, cell = QGridLayout(), 0
+        for config_class in (ModelConfig, TrainConfig):
+            for f in settings_of(config_class):
+                if not f.metadata["window"]:
+                    continue
+                widget = setting_widget(f)
+                self.fields[f.metadata["key"]] = (f, widget, config_class)
+                row, column = divmod(cell, 2)
+                if isinstance(widget, QCheckBox):
+                    grid.addWidget(widget, row, column * 2, 1, 2)
+                else:
+                    grid.addWidget(QLabel(f.metadata["title"]), row, column * 2)
+                    grid.addWidget(widget, row, column * 2 + 1)
+                cell += 1
+        self.spins: dict[str, QSpinBox] = {k: w for k, (_, w, _) in self.fields.items() if isinstance(w, QSpinBox)}
+        # the controls the rest of the window (and its tests) reach by name
+        self.lr, self.dropout = self.fields["lr"][1], self.fields["dropout"][1]
+        self.keep, self.tokenizer = self.fields["keep"][1], self.fields["tokenizer"][1]
+        self.bpe_vocab, self.no_head_bias = self.fields["bpe_vocab"][1], self.fields["no_head_bias"][1]
         self.token_label = named(Message(lines=2), "tokenCountLabel", "Token count",
                                  "How many tokens the corpus becomes, and characters per token")
         self.param_label = named(Message(lines=1), "paramCountLabel", "Parameter count",
@@ -154,20 +149,46 @@ class SettingsPanel(QWidget):
         layout.addWidget(self.problem)
         layout.addStretch(1)
 
-        compact([*self.spins.values(), self.dropout, self.lr, self.bpe_vocab], width=72)
-        compact([self.preset, self.keep, self.tokenizer], chars=4)
+        compact([w for _, w, _ in self.fields.values() if isinstance(w, (QSpinBox, QDoubleSpinBox))], width=72)
+        compact([self.preset] + [w for _, w, _ in self.fields.values() if isinstance(w, QComboBox)], chars=4)
         self.apply_preset("seed")
-        for spin in [*self.spins.values(), self.dropout, self.lr]:
-            spin.valueChanged.connect(self._refresh)
-        self.keep.currentIndexChanged.connect(self._refresh)
-        self.tokenizer.currentIndexChanged.connect(self._refresh)
-        self.no_head_bias.toggled.connect(self._refresh)
-        self.bpe_vocab.valueChanged.connect(self._refresh)
+        for _, widget, _ in self.fields.values():
+            changed = (widget.toggled if isinstance(widget, QCheckBox) else
+                       widget.currentIndexChanged if isinstance(widget, QComboBox) else widget.valueChanged)
+            changed.connect(self._refresh)
         self.tokensCounted = self.counter.counted
         self.counter.counted.connect(self._refresh)  # the vocabulary, so the parameter count, is known now
         self.counter.failed.connect(self.token_label.setText)
         self.spins["steps"].valueChanged.connect(self._steps_edited)
         self.preset.currentIndexChanged.connect(self._preset_chosen)
+
+    # -- remembered between sessions -------------------------------------------------------
+    def remembered(self) -> dict:
+        """Each control's state by its setting's key, for the settings file."""
+        out = {}
+        for key, (_, widget, _) in self.fields.items():
+            out[key] = (int(widget.isChecked()) if isinstance(widget, QCheckBox) else
+                        widget.currentData() if isinstance(widget, QComboBox) else widget.value())
+        return out
+
+    def recall(self, saved: dict) -> None:
+        """Put back what remembered() gave; a value missing or malformed keeps what is shown."""
+        for key, (_, widget, _) in self.fields.items():
+            value = saved.get(key)
+            if value is None:
+                continue
+            try:
+                if isinstance(widget, QCheckBox):
+                    widget.setChecked(str(value) in ("1", "true", "True"))
+                elif isinstance(widget, QComboBox):
+                    if widget.findData(value) >= 0:
+                        widget.setCurrentIndex(widget.findData(value))
+                elif isinstance(widget, QSpinBox):
+                    widget.setValue(int(value))
+                else:
+                    widget.setValue(float(value))
+            except (TypeError, ValueError):
+                pass
 
     # -- values -------------------------------------------------------------------------
     def value(self, attr: str) -> int:
@@ -176,26 +197,20 @@ class SettingsPanel(QWidget):
     def tokenizer_kind(self) -> str:
         return self.tokenizer.currentData()
 
+    def _shown(self, config_class) -> dict:
+        return {f.name: widget_value(f, w) for f, w, c in self.fields.values() if c is config_class}
+
     def model_config(self) -> ModelConfig:
         """The shown settings; the vocabulary is the corpus's (a BPE's once counted, else the
         size asked for)."""
         vocab = self._vocab_size
         if self.tokenizer_kind() == "bpe":
             vocab = self.counter.counts.get(self._count_key(), (0, self.bpe_vocab.value()))[1]
-        return self._base_model.replace(
-            vocab_size=vocab, n_layer=self.value("layers"), n_head=self.value("heads"),
-            n_embd=self.value("width"), block_size=self.value("block"), head_bias=not self.no_head_bias.isChecked(),
-            dropout=round(self.dropout.value(), 4))
+        return self._base_model.replace(vocab_size=vocab, **self._shown(ModelConfig))
 
     def train_config(self) -> TrainConfig:
         """The shown settings, applied by the rule the command line uses (TrainConfig.edited)."""
-        return self._base_train.edited(
-            batch_size=self.value("batch"), max_steps=self.value("steps"),
-            learning_rate=self.lr.value(), warmup_steps=self.value("warmup"),
-            eval_interval=self.value("eval_interval"), seed=self.value("seed"),
-            threads=self.value("threads"), keep=self.keep.currentData(),
-            patience=self.value("patience"), tokenizer=self.tokenizer_kind(),
-            bpe_vocab=self.bpe_vocab.value())
+        return self._base_train.edited(**self._shown(TrainConfig))
 
     def set_corpus(self, text: str) -> None:
         """The corpus's size matters to the estimate: a tiny text repeats windows in a batch."""
@@ -216,21 +231,12 @@ class SettingsPanel(QWidget):
         """Show the given settings (a preset, or an opened model's) without firing per field."""
         self._quiet = True
         self._base_model = model
-        values = {"layers": model.n_layer, "heads": model.n_head, "width": model.n_embd,
-                  "block": model.block_size}
         if train is not None:
             self._base_train = train
-            values.update(batch=train.batch_size, steps=train.max_steps, warmup=train.warmup_steps,
-                          eval_interval=train.eval_interval, seed=min(train.seed, 2**31 - 1),
-                          threads=train.threads, patience=train.patience)
-            self.lr.setValue(train.learning_rate)
-            self.keep.setCurrentIndex(max(self.keep.findData(train.keep), 0))
-            self.tokenizer.setCurrentIndex(max(self.tokenizer.findData(train.tokenizer), 0))
-            self.bpe_vocab.setValue(train.bpe_vocab)
-        for attr, v in values.items():
-            self.spins[attr].setValue(v)
-        self.dropout.setValue(model.dropout)
-        self.no_head_bias.setChecked(not model.head_bias)
+        for f, widget, config_class in self.fields.values():
+            source = model if config_class is ModelConfig else train
+            if source is not None:
+                show_value(f, widget, getattr(source, f.name))
         self._quiet = False
         self._refresh()
 

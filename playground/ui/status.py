@@ -9,7 +9,7 @@ from typing import Optional
 from PySide6.QtCore import QObject, QTimer, Slot
 
 from playground.engine.events import perplexity
-from playground.ui.widgets import plural
+from playground.engine.wording import plural
 
 REFRESH_MS = 250  # the status line: 4 updates a second is plenty to read
 

@@ -102,18 +102,11 @@ class TrainingController(QObject):
         def run():
             import copy
 
-            from playground.engine.corpus import build_corpus
+            from playground.engine.prepare import prepare_run
             from playground.engine.tasks import builtin_tasks
-            from playground.engine.train import Trainer
-            corpus = build_corpus(corpus_name, text, train_cfg.val_fraction, model_cfg.block_size,
-                                  tokenizer=previous.tokenizer if continuing else None,
-                                  tasks=builtin_tasks(corpus_name), kind=train_cfg.tokenizer,
-                                  vocab_size=train_cfg.bpe_vocab)
-            if continuing:  # a copy: an opened file's model may still be generating
-                trainer = Trainer.resume(copy.deepcopy(previous), corpus, train_cfg)
-            else:
-                cfg = model_cfg.replace(vocab_size=corpus.tokenizer.vocab_size)
-                trainer = Trainer(cfg, train_cfg, corpus)
+            # continuing trains a copy: an opened file's model may still be generating
+            resume = copy.deepcopy(previous) if continuing else None
+            trainer = prepare_run(corpus_name, text, model_cfg, train_cfg, resume, builtin_tasks(corpus_name))
             if job.control.stopped:  # reset or opened a file while the corpus was prepared
                 return
             job.trainer = trainer

@@ -36,11 +36,6 @@ def compact(widgets, width: int = 0, chars: int = 0) -> None:
             widget.setMinimumWidth(width)
 
 
-def plural(count: int, noun: str, many: Optional[str] = None) -> str:
-    """'1 run', '2 runs', '1,024 characters'."""
-    return f"{count:,} {noun if count == 1 else (many or noun + 's')}"
-
-
 class Message(QLabel):
     """A message that never widens the window: it wraps within the width the layout gives it
     (at spaces, or anywhere inside a long word or path), shows at most `lines` lines and ends the

@@ -4,9 +4,9 @@ and in the window; a prompt's unknown characters get the same words everywhere."
 import pytest
 
 from playground.cli import build_parser
+from playground.cli.train import configs_from_args
 from playground.engine.generation import prepare_prompt
 from playground.engine.tokenizer import CharTokenizer
-from playground.train_cli import configs_from_args
 
 SPINS = {"layers": "--layers", "heads": "--heads", "width": "--width", "block": "--block",
          "batch": "--batch", "steps": "--steps", "warmup": "--warmup",

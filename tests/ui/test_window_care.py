@@ -139,7 +139,7 @@ def test_perplexity_of_a_blown_up_loss_is_short_and_counts_are_plural():
     from playground.ui.status import ppl_text
     assert ppl_text(0.05) == "1.05" and ppl_text(8.0) == "2,981" and ppl_text(float("inf")) == "n/a"
     assert ppl_text(400.0) == ppl_text(699.0) == "over a million"
-    from playground.ui.widgets import plural
+    from playground.engine.wording import plural
     assert (plural(1, "thread"), plural(2, "thread"), plural(1_000, "character")) == \
         ("1 thread", "2 threads", "1,000 characters")
 

@@ -9,64 +9,50 @@ import json
 import math
 import sys
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
+from playground.cli.common import (
+    Progress,
+    add_corpus_flags,
+    add_setting_flags,
+    positive,
+    resolve_corpus,
+    setting_edits,
+    stop_on_ctrl_c,
+)
 from playground.engine import scaling
 from playground.engine.control import TrainControl
-from playground.engine.corpus import build_corpus, resolve_source
 from playground.engine.events import Started, Step
 from playground.engine.presets import get_preset
-
-if TYPE_CHECKING:  # train_cli loads torch: not for `--help` or the other commands' parsers
-    from playground.train_cli import Progress
 
 DEFAULT_PRESET = "shakespeare-fast"
 DEFAULT_TOKENS = 1_000_000
 
 
-def _positive(text: str) -> float:
-    """A finite number above 0 (a budget: 2e6 tokens, 1e13 FLOPs)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
 def _budgets(text: str) -> list[float]:
     """--frontier 1e12,3e12,1e13 as numbers."""
-    return [_positive(part) for part in text.replace(" ", "").split(",") if part] or \
-        [_positive(text)]
+    return [positive(part) for part in text.replace(" ", "").split(",") if part] or [positive(text)]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from playground.engine.corpus import BUILTINS
-    from playground.engine.download import SOURCES
+    from playground.engine.config import TrainConfig
     from playground.engine.presets import PRESETS
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--corpus", metavar="FILE", help="a UTF-8 text file to learn")
-    src.add_argument("--builtin", choices=sorted(BUILTINS) + sorted(SOURCES),
-                     help="a built-in corpus, or a text downloaded once (default: the preset's, "
-                          "Tiny Shakespeare for the default preset)")
-    src.add_argument("--text", metavar="STR", help="the corpus as a literal string")
-    p.add_argument("--no-download", action="store_true", help="never download a corpus")
+    add_corpus_flags(p, "a built-in corpus, or a text downloaded once (default: the preset's, "
+                        "Tiny Shakespeare for the default preset)")
     p.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET,
                    help=f"the base settings every size shares (default {DEFAULT_PRESET})")
     p.add_argument("--sizes", type=int, default=5, help="model sizes in the ladder (3 to 12, default 5)")
     p.add_argument("--smallest", type=int, default=10_000, help="parameters of the smallest size")
     p.add_argument("--largest", type=int, default=2_000_000, help="parameters of the largest size")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--tokens", type=_positive, metavar="N",
+    budget.add_argument("--tokens", type=positive, metavar="N",
                         help=f"the same training tokens for every size (default {DEFAULT_TOKENS:,})")
-    budget.add_argument("--flops", type=_positive, metavar="F",
+    budget.add_argument("--flops", type=positive, metavar="F",
                         help="the same compute for every size (FLOPs = 6 x params x tokens)")
     budget.add_argument("--frontier", type=_budgets, metavar="F1,F2,...",
                         help="equal-compute mode: every size at each of these FLOP budgets, "
                              "and the best size per budget")
-    p.add_argument("--seed", type=int, help="random seed (default: the preset's)")
-    p.add_argument("--threads", type=int, help="CPU threads (0: auto)")
+    add_setting_flags(p, TrainConfig, only={"seed", "threads"})  # the rest is the preset's, per size
     p.add_argument("--out-dir", metavar="DIR", help="keep each run's model in this folder")
     p.add_argument("--json", metavar="FILE", help="write the runs and the fit as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -74,25 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _setup(args):
     """(corpus, base model, base training settings) from the preset and flags."""
+    from playground.engine.config import TrainConfig
+    from playground.engine.prepare import prepare_corpus
     preset = get_preset(args.preset)
-    edits = {k: v for k, v in (("seed", args.seed), ("threads", args.threads)) if v is not None}
-    train = preset.train.edited(**edits).check()
-    if args.text is not None:
-        source = {"text": args.text}
-    elif args.corpus is not None:
-        source = {"path": args.corpus}
-    else:
-        from playground.train_cli import _download_progress
-        source = {"builtin": args.builtin or preset.corpus, "allow_download": not args.no_download,
-                  "fetched": _download_progress}
-    name, text = resolve_source(**source)
-    corpus = build_corpus(name, text, train.val_fraction, preset.model.block_size,
-                          kind=train.tokenizer, vocab_size=train.bpe_vocab)
-    return corpus, preset.model, train
+    train = preset.train.edited(**setting_edits(args, TrainConfig)).check()
+    name, text = resolve_corpus(args, preset.corpus)
+    return prepare_corpus(name, text, preset.model.block_size, train), preset.model, train
 
 
-def run_scale(args) -> int:
-    from playground.train_cli import Progress, install_stop_on_sigint
+def run(args) -> int:
     scaling.check_range(args.sizes, args.smallest, args.largest)  # before any download
     corpus, model, train = _setup(args)
     control = TrainControl()
@@ -103,7 +79,7 @@ def run_scale(args) -> int:
         budget = scaling.Budget("flops", args.flops) if args.flops else \
             scaling.Budget("tokens", args.tokens or DEFAULT_TOKENS)
         events = scaling.run_ladder(corpus, model, train, args.sizes, budget, control, **limits)
-    install_stop_on_sigint(control.stop)
+    stop_on_ctrl_c(control.stop)
     done = _drive(events, Progress(sys.stderr, args.quiet), corpus.name)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -47,7 +47,7 @@ def served_for(args):
     return Served(settings)
 
 
-def run_serve(args) -> int:
+def run(args) -> int:
     try:
         import uvicorn  # noqa: F401  (the serve extra: say so before anything else)
 

@@ -19,7 +19,7 @@ def add_arguments(e) -> None:
     e.add_argument("--quiet", action="store_true", help="no stage lines on stderr")
 
 
-def run_export(args) -> int:
+def run(args) -> int:
     from playground.export.run import export_model
 
     def stage(fraction: float, words: str) -> None:

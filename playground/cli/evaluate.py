@@ -1,16 +1,25 @@
-"""`python -m playground evaluate`: a model's loss, perplexity and bits per character on a text,
-and its accuracy on task prompts, in words on stdout and as JSON on request."""
+"""`python -m playground evaluate CKPT`: a model's loss, perplexity and bits per character on a
+text, and its accuracy on task prompts, in words on stdout and as JSON on request."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from playground.cli.common import add_corpus_flags
 from playground.engine import checkpoint
 from playground.engine.errors import ConfigError
 
 
-def run_evaluate(args) -> int:
+def add_arguments(e) -> None:
+    e.add_argument("checkpoint", metavar="CKPT")
+    add_corpus_flags(e, "a built-in corpus to score (arithmetic and counting bring their held-out tasks)",
+                     text_flag=False, file_flag="--text")
+    e.add_argument("--tasks", metavar="FILE", help="prompt<TAB>expected per line (\\n is a newline)")
+    e.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+
+
+def run(args) -> int:
     from playground.engine.corpus import resolve_source
     from playground.engine.evaluate import score_text
     from playground.engine.tasks import builtin_tasks, read_tasks, score_tasks

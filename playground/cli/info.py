@@ -1,0 +1,64 @@
+"""`python -m playground info CKPT`: what a model file holds: its settings, size, tokenizer and
+how it was trained; --json for the whole metadata."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(i) -> None:
+    i.add_argument("checkpoint", metavar="CKPT")
+    i.add_argument("--json", action="store_true", help="print the file's metadata as JSON")
+
+
+def run(args) -> int:
+    from playground.engine import checkpoint
+    ckpt = checkpoint.load(args.checkpoint)
+    cfg = ckpt.model_config
+    if args.json:
+        print(json.dumps({
+            "params": ckpt.model.num_params(), "model_config": cfg.to_dict(),
+            "tokenizer": tokenizer_summary(ckpt.tokenizer),
+            "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
+            "state": ckpt.state, "optimizer_saved": ckpt.optimizer_state is not None}, indent=2))
+        return 0
+    print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
+          f"block {cfg.block_size}, dropout {cfg.dropout:g}, {cfg.position} positions, "
+          f"{'a' if cfg.head_bias else 'no'} head bias")
+    print(f"parameters: {ckpt.model.num_params():,}")
+    print(f"tokenizer:  {vocabulary_line(ckpt.tokenizer)}")
+    state = ckpt.state
+    if state:
+        loss = state.get("loss")
+        val = state.get("val_loss")
+        print(f"trained:    {state.get('step', 0)} steps on {state.get('corpus', '?')!s}, "
+              f"{state.get('train_seconds', 0)} s; loss {_fmt(loss)}, validation {_fmt(val)}")
+        if state.get("trained_to", state.get("step")) != state.get("step"):
+            print(f"kept:       the best weights, step {state['step']} of "
+                  f"{state['trained_to']} trained")
+    if ckpt.train_config:
+        print(f"training:   {json.dumps(ckpt.train_config.to_dict())}")
+    print(f"optimizer:  {'saved beside it' if ckpt.optimizer_state else 'not saved'}")
+    return 0
+
+
+def vocabulary_line(tokenizer) -> str:
+    """The tokenizer in one line: every character of a character model; a BPE's size and
+    its longest tokens."""
+    if tokenizer.kind == "char":
+        return f"{tokenizer.describe()}: {json.dumps(''.join(tokenizer.chars))}"
+    longest = sorted(range(tokenizer.vocab_size), key=lambda i: -len(tokenizer.token_bytes(i)))[:8]
+    return f"{tokenizer.describe()}; longest: " + ", ".join(repr(tokenizer.label(i)) for i in longest)
+
+
+def tokenizer_summary(tokenizer) -> dict:
+    """info --json: a character model's characters; a BPE's kind and size (its whole JSON
+    lives in the file's metadata)."""
+    if tokenizer.kind == "char":
+        return tokenizer.to_dict()
+    return {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+            "merges": tokenizer.vocab_size - 256}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
