@@ -26,14 +26,12 @@ def corpus_text(name: str) -> str:
 def measure(preset_name: str, steps: int = 0) -> dict:
     """Train the preset (or its first `steps` steps, evaluations kept in proportion)."""
     from playground.bench.common import median_step
-    from playground.engine.corpus import build_corpus
     from playground.engine.events import Done, Step, proc_status_mb
+    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
     preset = PRESETS[preset_name]
     train = preset.train.replace(max_steps=steps) if steps else preset.train
-    corpus = build_corpus(preset.corpus, corpus_text(preset.corpus), train.val_fraction,
-                          preset.model.block_size, kind=train.tokenizer, vocab_size=train.bpe_vocab)
+    corpus = prepare_corpus(preset.corpus, corpus_text(preset.corpus), preset.model.block_size, train)
     model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
     try:  # restart the high-water mark here (Linux)
         with open("/proc/self/clear_refs", "w") as f:
@@ -41,7 +39,7 @@ def measure(preset_name: str, steps: int = 0) -> dict:
     except OSError:
         pass
     before = proc_status_mb("VmRSS") or 0.0
-    trainer = Trainer(model, train, corpus)
+    trainer = prepare_trainer(corpus, model, train)
     times, done = [], None
     for event in trainer.run():
         if isinstance(event, Step):

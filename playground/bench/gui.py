@@ -47,14 +47,13 @@ def _open_panels(app, window) -> None:
 
 
 def headless(steps: int) -> float:
-    from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
+    from playground.engine.corpus import find_shakespeare, read_text_file
     from playground.engine.events import Step
+    from playground.engine.prepare import prepare_run
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
     preset = PRESETS["shakespeare-cpu"]
-    corpus = build_corpus("shakespeare", read_text_file(find_shakespeare()), 0.1, preset.model.block_size)
-    trainer = Trainer(preset.model.replace(vocab_size=corpus.tokenizer.vocab_size),
-                      preset.train.replace(max_steps=steps, eval_interval=10**6, sample_chars=0), corpus)
+    trainer = prepare_run("shakespeare", read_text_file(find_shakespeare()), preset.model,
+                          preset.train.replace(max_steps=steps, eval_interval=10**6, sample_chars=0))
     events = [e for e in trainer.run() if isinstance(e, Step)]
     step_s, _ = _rate(events)
     return preset.train.batch_size * preset.model.block_size / step_s

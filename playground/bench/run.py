@@ -23,9 +23,9 @@ def bench_seed(quick: bool) -> list[Result]:
     import torch
 
     from playground.bench.reference import train_reference
-    from playground.engine.corpus import build_corpus, builtin_text
+    from playground.engine.corpus import builtin_text
+    from playground.engine.prepare import prepare_run
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
     preset = PRESETS["seed"]
     text = builtin_text("phrase")
     cores = os.cpu_count() or 1
@@ -37,10 +37,8 @@ def bench_seed(quick: bool) -> list[Result]:
                             preset.train.max_steps, preset.train.learning_rate)
         ref.append(r["train_seconds"])
         ref_losses.append(r["final_loss"])
-        corpus = build_corpus("phrase", text, preset.train.val_fraction, preset.model.block_size)
         # the same work as the reference: training steps only, no samples or evaluations
-        trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, eval_interval=10**6),
-                          corpus)
+        trainer = prepare_run("phrase", text, preset.model, preset.train.replace(sample_chars=0, eval_interval=10**6))
         done = list(trainer.run())[-1]
         ours.append(done.train_seconds)
         losses.append(done.final_loss)
@@ -157,20 +155,21 @@ def bench_startup(quick: bool) -> list[Result]:
 def bench_threads(quick: bool) -> list[Result]:
     import torch
 
-    from playground.engine.corpus import build_corpus, builtin_text, find_shakespeare, read_text_file
+    from playground.engine.corpus import builtin_text, find_shakespeare, read_text_file
     from playground.engine.events import Step
+    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer, auto_threads
+    from playground.engine.train import auto_threads
     rows, ok = {}, True
     for name, text in [("seed", builtin_text("phrase")),
                        ("shakespeare-cpu", read_text_file(find_shakespeare()))]:
         preset = PRESETS[name]
-        corpus = build_corpus(name, text, 0.1, preset.model.block_size)
+        corpus = prepare_corpus(name, text, preset.model.block_size, preset.train)
         model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
         runs: dict[int, list[float]] = {1: [], 2: []}
         for threads in (1, 2, 1, 2):  # interleaved: this machine's load drifts
-            trainer = Trainer(model, preset.train.replace(threads=threads, max_steps=80 if quick else 160, warmup_steps=0,
-                                                          sample_chars=0, eval_interval=10**6), corpus)
+            trainer = prepare_trainer(corpus, model, preset.train.replace(
+                threads=threads, max_steps=80 if quick else 160, warmup_steps=0, sample_chars=0, eval_interval=10**6))
             elapsed = [e.elapsed_s for e in trainer.run() if isinstance(e, Step)]
             runs[threads].append(median_step(elapsed, 20) * 1000)
         timing = {t: min(v) for t, v in runs.items()}

@@ -180,18 +180,18 @@ def _alternated_steps(quick: bool) -> tuple[list[float], list[float]]:
     import torch
 
     from playground.bench.nanogpt import RECIPES, step_seconds
-    from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
+    from playground.engine.corpus import find_shakespeare, read_text_file
     from playground.engine.events import Step
+    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
     torch.set_num_threads(os.cpu_count() or 1)
     preset = PRESETS["shakespeare-cpu"]
-    corpus = build_corpus("shakespeare", read_text_file(find_shakespeare()), 0.1, preset.model.block_size)
+    corpus = prepare_corpus("shakespeare", read_text_file(find_shakespeare()), preset.model.block_size, preset.train)
     ours, theirs = [], []
     for _ in range(1 if quick else 3):
         theirs.append(step_seconds(RECIPES["cpu"], corpus.train_ids(), corpus.tokenizer.vocab_size, 150))
-        trainer = Trainer(preset.model, preset.train.replace(max_steps=150, eval_interval=10**6,
-                                                              sample_chars=0), corpus)
+        trainer = prepare_trainer(corpus, preset.model, preset.train.replace(max_steps=150, eval_interval=10**6,
+                                                                             sample_chars=0))
         ours.append(median_step([e.elapsed_s for e in trainer.run() if isinstance(e, Step)], 10))
     return ours, theirs
 

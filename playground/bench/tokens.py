@@ -38,25 +38,23 @@ def measure(text: str, kind: str, vocab: int, budget_s: float) -> dict:
     every validation window scored (not a sample of batches)."""
     import torch
 
-    from playground.engine.corpus import build_corpus
     from playground.engine.evaluate import full_loss
     from playground.engine.events import Step
+    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
     preset = PRESETS[RECIPE]
-    t0 = time.perf_counter()
-    corpus = build_corpus("shakespeare", text, preset.train.val_fraction, preset.model.block_size,
-                          kind=kind, vocab_size=vocab or 512)
-    prepare_s = time.perf_counter() - t0
-    model = preset.model.replace(vocab_size=corpus.tokenizer.vocab_size)
     train = preset.train.replace(sample_chars=0, tokenizer=kind, bpe_vocab=vocab or 512)
-    timing = [e for e in Trainer(model, train.replace(max_steps=TIMING_STEPS, warmup_steps=0,
-                                                      eval_interval=10**6), corpus).run()
+    t0 = time.perf_counter()
+    corpus = prepare_corpus("shakespeare", text, preset.model.block_size, train)
+    prepare_s = time.perf_counter() - t0
+    model = preset.model
+    timing = [e for e in prepare_trainer(corpus, model, train.replace(max_steps=TIMING_STEPS, warmup_steps=0,
+                                                                      eval_interval=10**6)).run()
               if isinstance(e, Step)]
     # the steady pace, after the first steps' one-time costs
     step_s = (timing[-1].elapsed_s - timing[SETTLE].elapsed_s) / (len(timing) - 1 - SETTLE)
     steps = max(int(budget_s / step_s), 20)
-    trainer = Trainer(model, train.replace(max_steps=steps, eval_interval=steps, keep="last"), corpus)
+    trainer = prepare_trainer(corpus, model, train.replace(max_steps=steps, eval_interval=steps, keep="last"))
     done = list(trainer.run())[-1]
     torch.set_num_threads(os.cpu_count() or 1)
     loss = full_loss(trainer.model, corpus.val_ids(), model.block_size)
