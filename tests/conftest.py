@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from playground.engine.config import ModelConfig, TrainConfig  # noqa: E402
-from playground.engine.corpus import build_corpus, builtin_text  # noqa: E402
+from playground.engine.data.corpus import build_corpus, builtin_text
 
 PHRASE = "to be or not to be that is the question"
 
@@ -37,7 +37,7 @@ def phrase_corpus():
 @pytest.fixture(autouse=True, scope="session")
 def _downloads_in_a_temporary_folder(tmp_path_factory):
     """Nothing a test downloads lands in the user's data folder."""
-    from playground.engine.download import DATA_ENV
+    from playground.engine.data.download import DATA_ENV
     os.environ[DATA_ENV] = str(tmp_path_factory.mktemp("data"))
 
 
@@ -62,7 +62,7 @@ def seed_model():
     """The seed preset, trained once for the session: it has the repeated phrase by heart.
     Shared read-only (evaluation and serving tests); returns (model, tokenizer)."""
     from playground.engine.presets import PRESETS
-    from playground.engine.train import Trainer
+    from playground.engine.training.trainer import Trainer
     preset = PRESETS["seed"]
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
     trainer = Trainer(preset.model, preset.train.replace(sample_chars=0, threads=1), corpus)

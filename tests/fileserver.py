@@ -8,7 +8,7 @@ import select
 import threading
 import time
 
-from playground.engine.download import Source
+from playground.engine.data.download import Source
 
 BODY = "".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(4000)).encode()
 SLOW_CHUNK, SLOW_PAUSE_S = 4096, 0.05

@@ -7,8 +7,8 @@ import pytest
 
 from playground.bench import nanogpt
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.estimate import estimate, rows_per_step
 from playground.engine.presets import PRESETS
+from playground.engine.training.estimate import estimate, rows_per_step
 
 
 def test_time_to_goal_interpolates_between_scorings_and_says_never():
@@ -80,8 +80,8 @@ def test_a_repetitive_text_merges_windows_and_costs_less():
 def test_the_lean_windowed_forward_the_generation_bench_measures_is_the_model():
     import torch
 
-    from playground.bench.generation import lean_window_logits
-    from playground.engine.model import GPT
+    from playground.bench.generation_speed import lean_window_logits
+    from playground.engine.model.gpt import GPT
     torch.manual_seed(0)
     model = GPT(ModelConfig(vocab_size=11, n_layer=3, n_head=2, n_embd=16, block_size=8)).eval()
     lean = lean_window_logits(model)
@@ -99,7 +99,7 @@ def test_a_recipe_that_never_reaches_the_goal_is_read_as_a_lower_bound():
 
 
 def test_the_estimate_reads_as_a_sentence():
-    from playground.engine.estimate import Estimate
+    from playground.engine.training.estimate import Estimate
     assert Estimate(0.001, 0.0, 0.5, 92 * 2**20).describe(10) == \
         "about 92.0 MB of memory, ~1 ms per step, under 1 s for 10 steps"
     assert Estimate(0.157, 0.5, 98.3, 3e8).describe(600).endswith("~1.6 min for 600 steps")

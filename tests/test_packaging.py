@@ -42,7 +42,7 @@ def run_installed(installed, code: str, timeout: int = 240) -> subprocess.Comple
 
 
 def test_the_wheel_carries_every_built_in_corpus(installed):
-    from playground.engine.corpus import BUILTINS
+    from playground.engine.data.corpus import BUILTINS
     names = zipfile.ZipFile(installed[0]).namelist()
     for file, _ in BUILTINS.values():
         assert f"playground/corpora/{file}" in names

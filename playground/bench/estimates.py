@@ -19,16 +19,16 @@ GOAL = 0.30   # within 30% of the measured figure
 
 
 def corpus_text(name: str) -> str:
-    from playground.engine.corpus import resolve_source
+    from playground.engine.data.corpus import resolve_source
     return resolve_source(builtin=name, allow_download=False)[1]
 
 
 def measure(preset_name: str, steps: int = 0) -> dict:
     """Train the preset (or its first `steps` steps, evaluations kept in proportion)."""
-    from playground.bench.common import median_step
+    from playground.bench.results import median_step
     from playground.engine.events import Done, Step, proc_status_mb
-    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
+    from playground.engine.training.prepare import prepare_corpus, prepare_trainer
     preset = PRESETS[preset_name]
     train = preset.train.replace(max_steps=steps) if steps else preset.train
     corpus = prepare_corpus(preset.corpus, corpus_text(preset.corpus), preset.model.block_size, train)
@@ -53,9 +53,9 @@ def measure(preset_name: str, steps: int = 0) -> dict:
 
 
 def predicted(preset_name: str, steps: int = 0) -> dict:
-    from playground.engine.corpus import distinct_windows
-    from playground.engine.estimate import estimate
+    from playground.engine.data.corpus import distinct_windows
     from playground.engine.presets import PRESETS
+    from playground.engine.training.estimate import estimate
     preset = PRESETS[preset_name]
     train = preset.train.replace(max_steps=steps) if steps else preset.train
     text = corpus_text(preset.corpus)

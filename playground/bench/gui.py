@@ -47,10 +47,10 @@ def _open_panels(app, window) -> None:
 
 
 def headless(steps: int) -> float:
-    from playground.engine.corpus import find_shakespeare, read_text_file
+    from playground.engine.data.corpus import find_shakespeare, read_text_file
     from playground.engine.events import Step
-    from playground.engine.prepare import prepare_run
     from playground.engine.presets import PRESETS
+    from playground.engine.training.prepare import prepare_run
     preset = PRESETS["shakespeare-cpu"]
     trainer = prepare_run("shakespeare", read_text_file(find_shakespeare()), preset.model,
                           preset.train.replace(max_steps=steps, eval_interval=10**6, sample_chars=0))
@@ -67,7 +67,7 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
-    from playground.ui.collector import collect_on_gui_thread
+    from playground.ui.controllers.gui_collector import collect_on_gui_thread
     collect_on_gui_thread(app)  # as the app does
     from playground.ui.main_window import MainWindow
     window = MainWindow()
@@ -147,10 +147,10 @@ def soak(steps: int) -> list[dict]:
     from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
     _app = QApplication.instance() or QApplication([])  # kept alive for the run
-    from playground.ui.collector import collect_on_gui_thread
+    from playground.ui.controllers.gui_collector import collect_on_gui_thread
     collect_on_gui_thread(_app)
-    from playground.ui.loss_plot import REDRAW_MS
     from playground.ui.main_window import MainWindow
+    from playground.ui.views.loss_plot import REDRAW_MS
     window = MainWindow()
     window.show()
     window.corpus.select("fable")

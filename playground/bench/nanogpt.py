@@ -121,8 +121,8 @@ def lr_at(it: int, r: Recipe) -> float:
 
 def train(r: Recipe, text: str, device: str = "cpu", seed: int = 1337) -> dict:
     """Run the recipe; returns the evaluations as (step, seconds, estimated val, full val)."""
-    from playground.engine.corpus import build_corpus
-    from playground.engine.evaluate import full_loss
+    from playground.engine.analysis.evaluation import full_loss
+    from playground.engine.data.corpus import build_corpus
     torch.manual_seed(seed)
     corpus = build_corpus("shakespeare", text, 0.1, r.block_size)
     train_ids, val_ids = corpus.train_ids().long().to(device), corpus.val_ids().long()
@@ -242,7 +242,7 @@ def time_or_bound(evals: list[dict], goal: float, whole_s: float, key: str = "va
 
 
 def main(argv=None) -> int:
-    from playground.engine.corpus import find_shakespeare, read_text_file
+    from playground.engine.data.corpus import find_shakespeare, read_text_file
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="cpu")
     parser.add_argument("--device", default="cpu")

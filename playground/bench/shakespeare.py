@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from playground.bench.common import Result, _env, _median, median_step
+from playground.bench.results import Result, _env, _median, median_step
 
 NANOGPT_TOKENS_PER_S = 11_800   # nanoGPT itself, its CPU recipe, as measured for issue 4 (older torch)
 FAST_GOAL, TWO_MIN_GOAL = 1.88, 1.55   # issue 15's goals, validation nats per character
@@ -52,9 +52,9 @@ def _train_subprocess(args: list[str], workdir: Path, label: str) -> dict:
 def _full_val_loss(ckpt: Path) -> float:
     import torch
 
-    from playground.engine import checkpoint
-    from playground.engine.corpus import build_corpus, find_shakespeare, read_text_file
-    from playground.engine.evaluate import full_loss
+    from playground.engine.analysis.evaluation import full_loss
+    from playground.engine.data.corpus import build_corpus, find_shakespeare, read_text_file
+    from playground.engine.model import checkpoint
     model = checkpoint.load(ckpt, with_optimizer=False)
     corpus = build_corpus("shakespeare", read_text_file(find_shakespeare()), 0.1,
                           model.model_config.block_size, tokenizer=model.tokenizer)
@@ -180,10 +180,10 @@ def _alternated_steps(quick: bool) -> tuple[list[float], list[float]]:
     import torch
 
     from playground.bench.nanogpt import RECIPES, step_seconds
-    from playground.engine.corpus import find_shakespeare, read_text_file
+    from playground.engine.data.corpus import find_shakespeare, read_text_file
     from playground.engine.events import Step
-    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
+    from playground.engine.training.prepare import prepare_corpus, prepare_trainer
     torch.set_num_threads(os.cpu_count() or 1)
     preset = PRESETS["shakespeare-cpu"]
     corpus = prepare_corpus("shakespeare", read_text_file(find_shakespeare()), preset.model.block_size, preset.train)

@@ -19,7 +19,7 @@ TIMING_STEPS, SETTLE = 30, 10
 
 
 def rows(quick: bool) -> list[dict]:
-    from playground.engine.corpus import find_shakespeare, read_text_file
+    from playground.engine.data.corpus import find_shakespeare, read_text_file
     text = read_text_file(find_shakespeare())
     budget = 8.0 if quick else 30.0
     runs = [measure(text, kind, vocab, budget) for kind, vocab in KINDS]
@@ -38,10 +38,10 @@ def measure(text: str, kind: str, vocab: int, budget_s: float) -> dict:
     every validation window scored (not a sample of batches)."""
     import torch
 
-    from playground.engine.evaluate import full_loss
+    from playground.engine.analysis.evaluation import full_loss
     from playground.engine.events import Step
-    from playground.engine.prepare import prepare_corpus, prepare_trainer
     from playground.engine.presets import PRESETS
+    from playground.engine.training.prepare import prepare_corpus, prepare_trainer
     preset = PRESETS[RECIPE]
     train = preset.train.replace(sample_chars=0, tokenizer=kind, bpe_vocab=vocab or 512)
     t0 = time.perf_counter()

@@ -10,5 +10,5 @@ def add_arguments(b) -> None:
 
 
 def run(args) -> int:
-    from playground.bench.run import run_bench
+    from playground.bench.runner import run_bench
     return run_bench(args)

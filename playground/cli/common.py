@@ -38,8 +38,8 @@ def positive(text: str) -> float:
 # -- the corpus -----------------------------------------------------------------------------
 def add_corpus_flags(parser, builtin_help: str, text_flag: bool = True, file_flag: str = "--corpus") -> None:
     """--corpus FILE | --text STR | --builtin NAME, and --no-download."""
-    from playground.engine.corpus import BUILTINS
-    from playground.engine.download import SOURCES
+    from playground.engine.data.corpus import BUILTINS
+    from playground.engine.data.download import SOURCES
     group = parser.add_mutually_exclusive_group()
     group.add_argument(file_flag, metavar="FILE", help="a UTF-8 text file")
     if text_flag:
@@ -56,7 +56,7 @@ def corpus_given(args) -> bool:
 def resolve_corpus(args, default_builtin: str) -> tuple[str, str]:
     """(name, text) of the corpus the flags name, or of default_builtin when none does; a
     corpus to download shows its progress."""
-    from playground.engine.corpus import resolve_source
+    from playground.engine.data.corpus import resolve_source
     if getattr(args, "text", None) is not None:
         return resolve_source(text=args.text)
     if getattr(args, "corpus", None) is not None:

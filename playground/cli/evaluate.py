@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from playground.cli.common import add_corpus_flags
-from playground.engine import checkpoint
 from playground.engine.errors import ConfigError
+from playground.engine.model import checkpoint
 
 
 def add_arguments(e) -> None:
@@ -20,9 +20,9 @@ def add_arguments(e) -> None:
 
 
 def run(args) -> int:
-    from playground.engine.corpus import resolve_source
-    from playground.engine.evaluate import score_text
-    from playground.engine.tasks import builtin_tasks, read_tasks, score_tasks
+    from playground.engine.analysis.evaluation import score_tasks, score_text
+    from playground.engine.data.corpus import resolve_source
+    from playground.engine.data.tasks import builtin_tasks, read_tasks
     if args.text is None and args.builtin is None and args.tasks is None:
         raise ConfigError("give something to score: --text FILE or --builtin NAME, and/or --tasks FILE")
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)

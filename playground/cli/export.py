@@ -20,7 +20,7 @@ def add_arguments(e) -> None:
 
 
 def run(args) -> int:
-    from playground.export.run import export_model
+    from playground.export.exporter import export_model
 
     def stage(fraction: float, words: str) -> None:
         if not args.quiet:

@@ -21,9 +21,9 @@ def add_arguments(g) -> None:
 
 
 def run(args) -> int:
-    from playground.engine import checkpoint
     from playground.engine.config import SampleConfig
-    from playground.engine.generation import prepare_prompt, stream
+    from playground.engine.model import checkpoint
+    from playground.engine.model.generation import prepare_prompt, stream
     cfg = SampleConfig(max_new_chars=args.chars, max_new_tokens=args.tokens or 0,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                        seed=args.seed).check()

@@ -12,7 +12,7 @@ def add_arguments(i) -> None:
 
 
 def run(args) -> int:
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     ckpt = checkpoint.load(args.checkpoint)
     cfg = ckpt.model_config
     if args.json:

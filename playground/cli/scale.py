@@ -20,10 +20,10 @@ from playground.cli.common import (
     setting_edits,
     stop_on_ctrl_c,
 )
-from playground.engine import scaling
-from playground.engine.control import TrainControl
 from playground.engine.events import Started, Step
 from playground.engine.presets import get_preset
+from playground.engine.training import scaling
+from playground.engine.training.control import TrainControl
 
 DEFAULT_PRESET = "shakespeare-fast"
 DEFAULT_TOKENS = 1_000_000
@@ -61,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _setup(args):
     """(corpus, base model, base training settings) from the preset and flags."""
     from playground.engine.config import TrainConfig
-    from playground.engine.prepare import prepare_corpus
+    from playground.engine.training.prepare import prepare_corpus
     preset = get_preset(args.preset)
     train = preset.train.edited(**setting_edits(args, TrainConfig)).check()
     name, text = resolve_corpus(args, preset.corpus)

@@ -55,7 +55,7 @@ def run(args) -> int:
     except ImportError as exc:
         raise ConfigError(f"serving needs the serve extra ({exc.name} is missing): "
                           "pip install 'gpt-playground[serve]'") from None
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     checkpoint.read_header(Path(args.checkpoint))  # a missing or broken file fails now, not later
     served = served_for(args)
     server = Server(served, listen(args.host, args.port), DRAIN_S)

@@ -1,5 +1,5 @@
 """`python -m playground train`: settings from a preset and flags, a progress bar, JSON logs;
---resume continues a saved model by the engine's one set of rules (engine/prepare.py)."""
+--resume continues a saved model by the engine's one set of rules (engine/training/prepare.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from playground.cli.common import (
 
 def add_arguments(t) -> None:
     from playground.engine.config import ModelConfig, TrainConfig
-    from playground.engine.download import SOURCES
+    from playground.engine.data.download import SOURCES
     from playground.engine.presets import PRESETS
     t.add_argument("--preset", choices=sorted(PRESETS), help="starting settings (default: seed)")
     add_corpus_flags(t, "a built-in corpus, or a public-domain text downloaded once: "
@@ -55,7 +55,7 @@ def configs_from_args(args):
 
 def _tasks(args, corpus_name: str) -> tuple:
     """--tasks FILE, else the held-out tasks the built-in corpus ships (if any)."""
-    from playground.engine.tasks import builtin_tasks, read_tasks
+    from playground.engine.data.tasks import builtin_tasks, read_tasks
     return tuple(read_tasks(args.tasks)) if args.tasks else builtin_tasks(corpus_name)
 
 
@@ -63,9 +63,9 @@ def make_trainer(args, device: str = "cpu"):
     """The run the flags describe, by the engine's one preparation (and, with --resume, its
     rules for continuing: the command line keeps the file's own training settings unless a
     preset or flags change them, and its corpus unless another is named)."""
-    from playground.engine import checkpoint
     from playground.engine.config import TrainConfig
-    from playground.engine.prepare import prepare_run
+    from playground.engine.model import checkpoint
+    from playground.engine.training.prepare import prepare_run
     corpus_name, model_cfg, train_cfg = configs_from_args(args)
     options = {"device": device, "compile": args.compile, "autograd": args.autograd}
     train_cfg.check()
@@ -86,10 +86,10 @@ def make_trainer(args, device: str = "cpu"):
 
 
 def run(args) -> int:
-    from playground.engine.device import check_device
-    from playground.engine.distributed import init_from_env, shutdown
     from playground.engine.errors import ConfigError
     from playground.engine.presets import get_preset
+    from playground.engine.training.device import check_device
+    from playground.engine.training.distributed import init_from_env, shutdown
     preset = get_preset(args.preset or "seed")
     try:
         device = check_device(args.device or preset.device)
@@ -109,8 +109,8 @@ def run(args) -> int:
 
 
 def _train(args, device: str, rank: int, world: int) -> int:
-    from playground.engine import checkpoint
     from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
+    from playground.engine.model import checkpoint
     from playground.engine.wording import plural
     if rank != 0:  # other ranks train silently; rank 0 logs and saves
         args.log_json, args.out, args.quiet = None, None, True

@@ -10,7 +10,7 @@ from playground.export.report import FORMATS, ExportError, ExportReport, load_sn
 def __getattr__(name: str):
     """export_model on first use: the CLI's parser imports this package without torch."""
     if name == "export_model":
-        from playground.export.run import export_model
+        from playground.export.exporter import export_model
         return export_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from playground.engine.config import ModelConfig
-from playground.engine.model import GPT
+from playground.engine.model.gpt import GPT
 from playground.export.report import ExportError
 
 # the ModelConfig fields this mapping knows: a new one away from its default is refused

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from playground.engine.tokenizer import Tokenizer
+from playground.engine.data.tokenizer import Tokenizer
 from playground.export.report import ExportError
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from playground.engine.model import GPT, attention_mask, rotate
+from playground.engine.model.gpt import GPT, attention_mask, rotate
 
 OPSET = 18
 

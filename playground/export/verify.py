@@ -9,9 +9,9 @@ from typing import Callable
 import torch
 
 from playground.engine.config import SampleConfig
-from playground.engine.generation import start_ids, stream_tokens
-from playground.engine.model import GPT
-from playground.engine.tokenizer import Tokenizer
+from playground.engine.data.tokenizer import Tokenizer
+from playground.engine.model.generation import start_ids, stream_tokens
+from playground.engine.model.gpt import GPT
 from playground.export.report import ExportError
 
 GREEDY_TOKENS = 20

@@ -21,10 +21,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from playground.engine.config import SampleConfig
 from playground.engine.errors import PromptError
-from playground.serve.engine import Finished, Job, Piece
 from playground.serve.limits import BodyLimit
 from playground.serve.metrics import Metrics
-from playground.serve.shapes import ChatRequest, CompletionRequest, error
+from playground.serve.openai_shapes import ChatRequest, CompletionRequest, error
+from playground.serve.scheduler import Finished, Job, Piece
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def _ready(served: Served, request: Request) -> None:
 
 def _job(served: Served, body, prompt: str, chat: bool, emit) -> tuple[Job, int]:
     """The engine's job for a request; APIError for what it cannot answer."""
-    from playground.engine.generation import prepare_prompt
+    from playground.engine.model.generation import prepare_prompt
     settings, engine = served.settings, served.engine
     if body.model != settings.model_name:
         raise APIError(404, f"the model {body.model!r} does not exist; this server has "
@@ -197,7 +197,7 @@ async def _generate(served: Served, request: Request, body, prompt: str, chat: b
         raise APIError(503, "the server is busy (its queue is full); try again shortly", "server_error",
                        headers={"Retry-After": "1"})
     served.metrics.prompt_tokens.inc(prompt_tokens)
-    from playground.serve.replies import streamed, whole
+    from playground.serve.responses import streamed, whole
     if body.stream:
         return StreamingResponse(streamed(served, body, job, queue, prompt, chat), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -31,7 +31,7 @@ def listen(host: str, port: int) -> socket.socket:
 def attach_model(served, model, tokenizer, start_char: Optional[str], max_concurrent: int = 8,
                  max_queue: int = 64, batched: bool = True) -> None:
     """Put a model behind the API: its scheduler thread starts, then the API answers."""
-    from playground.serve.engine import Scheduler
+    from playground.serve.scheduler import Scheduler
     scheduler = Scheduler(model, tokenizer, start_char, max_concurrent, max_queue, served.metrics, batched)
     scheduler.start()
     cfg = model.config

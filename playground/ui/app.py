@@ -15,7 +15,7 @@ START = time.perf_counter()
 def _warm_up_torch() -> None:
     import torch  # noqa: F401  (the first Train click then finds it loaded)
 
-    import playground.engine.train  # noqa: F401
+    import playground.engine.training.trainer  # noqa: F401
 
 
 def prepare_application(app) -> None:
@@ -23,7 +23,7 @@ def prepare_application(app) -> None:
     live) and Python's cycle collection on the GUI thread only."""
     app.setOrganizationName("GPT Playground")
     app.setApplicationName("GPT Playground")
-    from playground.ui.collector import collect_on_gui_thread
+    from playground.ui.controllers.gui_collector import collect_on_gui_thread
     collect_on_gui_thread(app)  # cycles are collected on this thread only, never in a worker
 
 

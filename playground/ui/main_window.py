@@ -14,29 +14,29 @@ from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from playground.engine.config import check_fits_text
-from playground.engine.corpus import split_sizes
+from playground.engine.data.corpus import split_sizes
 from playground.engine.errors import CheckpointError, PlaygroundError
-from playground.ui.attention_view import AttentionView
-from playground.ui.corpus_panel import CorpusPanel
-from playground.ui.current import CurrentModel, OpenedModel
-from playground.ui.docks import DOCK_AREAS, Dock, add_view_menu, tidy_tab_bars
-from playground.ui.explain import explained
-from playground.ui.generate_panel import GeneratePanel
-from playground.ui.generation import GenerationController
-from playground.ui.health_panel import HealthPanel
-from playground.ui.loss_plot import LossPlot
-from playground.ui.persist import SETTINGS_ENV, app_settings, last_folder, remember_folder  # noqa: F401 (tests set SETTINGS_ENV here)
-from playground.ui.samples_panel import SamplesPanel
-from playground.ui.scaling import ScalingController
-from playground.ui.scaling_panel import ScalingPanel
-from playground.ui.serve_panel import ServePanel
-from playground.ui.settings_panel import SettingsPanel
-from playground.ui.status import StatusTracker
-from playground.ui.sweep_view import SweepView
-from playground.ui.task_plot import TaskPlot
-from playground.ui.training import TrainingController
-from playground.ui.training_panel import TrainingPanel
-from playground.ui.worker import WorkerPool
+from playground.ui.controllers.generation_control import GenerationController
+from playground.ui.controllers.model_in_hand import CurrentModel, OpenedModel
+from playground.ui.controllers.remembered import SETTINGS_ENV, app_settings, last_folder, remember_folder  # noqa: F401 (tests set SETTINGS_ENV here)
+from playground.ui.controllers.scaling_control import ScalingController
+from playground.ui.controllers.training_control import TrainingController
+from playground.ui.controllers.workers import WorkerPool
+from playground.ui.views.attention_view import AttentionView
+from playground.ui.views.corpus_panel import CorpusPanel
+from playground.ui.views.docks import DOCK_AREAS, Dock, add_view_menu, tidy_tab_bars
+from playground.ui.views.explain import explained
+from playground.ui.views.generate_panel import GeneratePanel
+from playground.ui.views.health_panel import HealthPanel
+from playground.ui.views.loss_plot import LossPlot
+from playground.ui.views.samples_panel import SamplesPanel
+from playground.ui.views.scaling_panel import ScalingPanel
+from playground.ui.views.serve_panel import ServePanel
+from playground.ui.views.settings_panel import SettingsPanel
+from playground.ui.views.status_line import StatusTracker
+from playground.ui.views.sweep_view import SweepView
+from playground.ui.views.task_plot import TaskPlot
+from playground.ui.views.training_panel import TrainingPanel
 
 log = logging.getLogger(__name__)
 FRAME_GUESS = QSize(8, 40)  # a title bar and borders, until the window manager says what they are
@@ -445,7 +445,7 @@ class MainWindow(QMainWindow):
         return bool(path) and self.save_model(path)
 
     def save_model(self, path: str) -> bool:
-        from playground.engine import checkpoint
+        from playground.engine.model import checkpoint
         try:
             if self.current.value is None:
                 raise CheckpointError("there is no model to save yet: train one first")
@@ -474,7 +474,7 @@ class MainWindow(QMainWindow):
 
     def open_model(self, path: str) -> bool:
         """Load a model file; any run or generation stops first, and the file's settings show."""
-        from playground.engine import checkpoint
+        from playground.engine.model import checkpoint
         try:
             ckpt = checkpoint.load(path)
         except PlaygroundError as exc:
@@ -504,8 +504,8 @@ class MainWindow(QMainWindow):
 
     def show_dialog(self, name: str):
         """File > Evaluate… (score the model in hand) or Export… (to transformers or ONNX)."""
-        from playground.ui.evaluate_dialog import EvaluateDialog
-        from playground.ui.export_dialog import ExportDialog
+        from playground.ui.views.evaluate_dialog import EvaluateDialog
+        from playground.ui.views.export_dialog import ExportDialog
         if name not in self.dialogs:
             self.dialogs[name] = (EvaluateDialog(self.gen_ctl, self.corpus, self) if name == "evaluate"
                                   else ExportDialog(self.current, self.workers, self))
@@ -525,14 +525,14 @@ class MainWindow(QMainWindow):
         box.open()  # window-modal but not blocking: the app keeps running behind it
 
     def _restore(self) -> None:
-        from playground.ui.persist import restore_window
+        from playground.ui.controllers.remembered import restore_window
         restore_window(self, app_settings())
 
     def closeEvent(self, event) -> None:
         if not self._may_close():
             event.ignore()
             return
-        from playground.ui.persist import save_window
+        from playground.ui.controllers.remembered import save_window
         save_window(self, app_settings())
         self.corpus.shutdown()
         self.serve.stop()

@@ -10,15 +10,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground.engine import checkpoint
-from playground.engine import generation as sample
-from playground.engine.bpe import BYTE_OF, BPETokenizer
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.corpus import build_corpus, builtin_text, tokenizer_from_dict
+from playground.engine.data.bpe import BYTE_OF, BPETokenizer
+from playground.engine.data.corpus import build_corpus, builtin_text
+from playground.engine.data.tokenizer import CharTokenizer, TextStream, readable
+from playground.engine.data.tokenizer_kinds import tokenizer_from_dict
 from playground.engine.errors import CheckpointError, ConfigError
-from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer, TextStream, readable
-from playground.engine.train import Trainer
+from playground.engine.model import checkpoint
+from playground.engine.model import generation as sample
+from playground.engine.model.gpt import GPT
+from playground.engine.training.trainer import Trainer
 
 FABLE = builtin_text("fable")
 TEXTS = st.lists(st.sampled_from(list("ab cdé\n\t🎉ü.,'xyz ") + ["  ", "\n\n", "the ", "ing"]),
@@ -194,7 +195,7 @@ def test_a_version_1_file_opens_with_a_head_bias(tmp_path):
 
 
 def test_distinct_windows_counts_ids_like_text():
-    from playground.engine.corpus import distinct_windows
+    from playground.engine.data.corpus import distinct_windows
     text = "to be or not to be " * 5
     ids = CharTokenizer.from_text(text).encode_array(text)
     assert distinct_windows(ids, 6) == distinct_windows(text, 6) == len({text[i:i + 7] for i in range(19)})

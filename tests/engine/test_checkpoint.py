@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from playground.engine import checkpoint
 from playground.engine.errors import CheckpointError
 from playground.engine.events import Step
-from playground.engine.train import Trainer
+from playground.engine.model import checkpoint
+from playground.engine.training.trainer import Trainer
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.engine.corpus import (
+from playground.engine.data.corpus import (
     BUILTINS,
     build_corpus,
     builtin_text,
@@ -13,8 +13,8 @@ from playground.engine.corpus import (
     read_text_file,
     resolve_source,
 )
+from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.errors import CorpusError, PromptError
-from playground.engine.tokenizer import CharTokenizer
 
 
 def test_every_builtin_loads_and_the_phrase_has_13_characters():
@@ -108,7 +108,7 @@ def test_a_50_mb_file_loads_in_under_4x_its_size(tmp_path):
     code = (
         "import resource, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
-        "from playground.engine.corpus import read_text_file, build_corpus\n"
+        "from playground.engine.data.corpus import read_text_file, build_corpus\n"
         "base = int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024\n"
         f"text = read_text_file({str(big)!r})\n"
         "corpus = build_corpus('big', text, 0.1, 64)\n"

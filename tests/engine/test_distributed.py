@@ -28,9 +28,9 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     finished = False
     try:
-        import playground.engine.train as train_module
+        import playground.engine.training.trainer as train_module
         from playground.engine.config import ModelConfig, TrainConfig
-        from playground.engine.corpus import build_corpus, builtin_text
+        from playground.engine.data.corpus import build_corpus, builtin_text
         seen = []
         real = train_module.get_weighted_batch
 
@@ -95,5 +95,5 @@ def test_torchrun_cli_writes_one_checkpoint_from_rank_0(tmp_path):
     assert "x 2 ranks" in result.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2, 3, 4, 5]
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     assert checkpoint.load(ckpt).state["step"] == 5

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from playground.engine import download
-from playground.engine.corpus import resolve_source
-from playground.engine.download import DownloadCancelled
+from playground.engine.data import download
+from playground.engine.data.corpus import resolve_source
+from playground.engine.data.download import DownloadCancelled
 from playground.engine.errors import CorpusError
 from tests.fileserver import BODY, STALL_S, STALLING, source
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from playground.engine.analysis.evaluation import loss_sum, score_tasks, score_text
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.corpus import builtin_text
+from playground.engine.data.corpus import builtin_text
+from playground.engine.data.tasks import Task, builtin_tasks, parse_tasks, read_tasks
+from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.errors import CorpusError
-from playground.engine.evaluate import loss_sum, score_text
-from playground.engine.model import GPT
-from playground.engine.tasks import Task, builtin_tasks, parse_tasks, read_tasks, score_tasks
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.model.gpt import GPT
 
 PHRASE = "to be or not to be that is the question"
 
@@ -105,8 +105,8 @@ def test_held_out_tasks_never_appear_in_their_training_text():
 
 def test_the_evaluate_command_writes_json(tmp_path, seed_model, capsys):
     from playground.cli import main
-    from playground.engine import checkpoint
-    from playground.engine.checkpoint import Checkpoint
+    from playground.engine.model import checkpoint
+    from playground.engine.model.checkpoint import Checkpoint
     model, tok = seed_model
     path = checkpoint.save(tmp_path / "seed", Checkpoint(model, tok, TrainConfig(), {"start_char": "t"}))
     tasks = tmp_path / "tasks.tsv"

@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.decode import CACHED_STEP, CachedRows, plain_logits
-from playground.engine.fastpath import Verified
-from playground.engine.flat import FLAT_ADAMW, FlatAdamW
-from playground.engine.generation import Engine, Request
-from playground.engine.model import GPT
-from playground.engine.optim import build_optimizers
-from playground.engine.params import FORMULA, count_params, formula
-from playground.engine.steps import choose_path
+from playground.engine.model.decoding import CACHED_STEP, CachedRows, plain_logits
+from playground.engine.model.fastpath import Verified
+from playground.engine.model.flat_adamw import FLAT_ADAMW, FlatAdamW
+from playground.engine.model.generation import Engine, Request
+from playground.engine.model.gpt import GPT
+from playground.engine.model.optimizers import build_optimizers
+from playground.engine.model.param_count import FORMULA, count_params, formula
+from playground.engine.training.step import choose_path
 
 FAST_PATHS = [FLAT_ADAMW, CACHED_STEP, FORMULA]
 CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -183,7 +183,7 @@ class CharTokenizerOf:
     """A tokenizer for random ids: characters enough for a vocabulary of n."""
 
     def __new__(cls, n):
-        from playground.engine.tokenizer import CharTokenizer
+        from playground.engine.data.tokenizer import CharTokenizer
         return CharTokenizer([chr(0x41 + i) for i in range(n)])
 
 

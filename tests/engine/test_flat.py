@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.flat import FlatAdamW
-from playground.engine.model import GPT
-from playground.engine.optim import build_optimizers
-from playground.engine.train import Trainer
+from playground.engine.model.flat_adamw import FlatAdamW
+from playground.engine.model.gpt import GPT
+from playground.engine.model.optimizers import build_optimizers
+from playground.engine.training.trainer import Trainer
 
 CFG = ModelConfig(vocab_size=7, n_layer=2, n_head=2, n_embd=8, block_size=6, dropout=0.0)
 TRAIN = TrainConfig(learning_rate=1e-2, weight_decay=0.1, beta1=0.8, beta2=0.95)
@@ -93,7 +93,7 @@ def test_the_trainer_uses_it_only_with_the_hand_step_and_adamw(tiny_model_cfg, t
 
 
 def test_a_flat_trained_model_saves_opens_and_continues(tmp_path, tiny_model_cfg, tiny_train_cfg, phrase_corpus):
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=10), phrase_corpus)
     list(trainer.run())
     path = checkpoint.save(tmp_path / "m", trainer.checkpoint())

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.data.corpus import build_corpus, builtin_text
 from playground.engine.events import Done, Step
-from playground.engine.health import diagnose, overfitting
+from playground.engine.training.health import diagnose, overfitting
 
 
 def losses_of(lr: float, steps: int):
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, 8)
-    from playground.engine.train import Trainer
+    from playground.engine.training.trainer import Trainer
     model = ModelConfig(vocab_size=corpus.tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=8)
     train = TrainConfig(batch_size=8, max_steps=steps, learning_rate=lr, min_lr=lr, eval_interval=10_000,
                         sample_chars=0, threads=1)

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from playground.engine.config import ModelConfig, TrainConfig
-from playground.engine.corpus import build_corpus
+from playground.engine.data.corpus import build_corpus
 from playground.engine.events import Done, Eval
-from playground.engine.train import Trainer
+from playground.engine.training.trainer import Trainer
 
 # trains on "abc" repeated; validates on "acb": once the model is sure of its training text,
 # validation only gets worse, so the best weights come early and the last ones are worse

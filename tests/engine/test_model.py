@@ -3,9 +3,9 @@
 import torch
 
 from playground.engine.config import ModelConfig
-from playground.engine.decode import KVCache, new_cache
-from playground.engine.model import GPT
-from playground.engine.params import count_params
+from playground.engine.model.decoding import KVCache, new_cache
+from playground.engine.model.gpt import GPT
+from playground.engine.model.param_count import count_params
 from playground.engine.presets import PRESETS
 
 

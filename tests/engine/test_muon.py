@@ -3,9 +3,9 @@
 import torch
 
 from playground.engine.config import TrainConfig
-from playground.engine.model import GPT
-from playground.engine.muon import Muon, orthogonalize
-from playground.engine.optim import build_optimizers
+from playground.engine.model.gpt import GPT
+from playground.engine.model.muon import Muon, orthogonalize
+from playground.engine.model.optimizers import build_optimizers
 
 COEFFICIENTS, STEPS, EPS = (3.4445, -4.775, 2.0315), 5, 1e-7
 

@@ -12,7 +12,7 @@ def test_engine_imports_no_qt():
     assert len(modules) >= 9
     code = ("import importlib, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
-            "import playground.cli, playground.cli.train, playground.cli.scale, playground.cli.serve, playground.cli.export, playground.bench.run\n"
+            "import playground.cli, playground.cli.train, playground.cli.scale, playground.cli.serve, playground.cli.export, playground.bench.runner\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]\n"
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.corpus import build_corpus
+from playground.engine.data.corpus import build_corpus
+from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.errors import PlaygroundError
-from playground.engine.generation import generate
-from playground.engine.model import GPT
-from playground.engine.params import count_params
-from playground.engine.tokenizer import CharTokenizer
-from playground.engine.train import Trainer
+from playground.engine.model.generation import generate
+from playground.engine.model.gpt import GPT
+from playground.engine.model.param_count import count_params
+from playground.engine.training.trainer import Trainer
 
 ANY_VALUE = st.one_of(st.integers(-10, 10**7), st.floats(allow_nan=True, allow_infinity=True),
                       st.none(), st.booleans(), st.text(max_size=3))

@@ -3,9 +3,9 @@
 import torch
 
 from playground.engine.config import ModelConfig, SampleConfig
-from playground.engine.generation import filter_probs, generate, stream_tokens
-from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.model.generation import filter_probs, generate, stream_tokens
+from playground.engine.model.gpt import GPT
 
 TOK = CharTokenizer.from_text("abcdefghijk")
 

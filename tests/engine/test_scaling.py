@@ -6,14 +6,15 @@ import math
 import numpy as np
 import pytest
 
-from playground.engine import checkpoint, scaling
-from playground.engine.control import TrainControl
-from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.analysis.powerlaw import fit_power_law, verdict
+from playground.engine.data.corpus import build_corpus, builtin_text
 from playground.engine.errors import ConfigError
 from playground.engine.events import Done, Started, Step
-from playground.engine.model import GPT
-from playground.engine.powerlaw import fit_power_law, verdict
+from playground.engine.model import checkpoint
+from playground.engine.model.gpt import GPT
 from playground.engine.presets import PRESETS
+from playground.engine.training import scaling
+from playground.engine.training.control import TrainControl
 
 TRUE_E, TRUE_A, TRUE_ALPHA = 1.5, 20.0, 0.3
 N = np.geomspace(1e4, 2e6, 6)

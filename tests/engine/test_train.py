@@ -7,11 +7,11 @@ import threading
 import pytest
 import torch
 
-from playground.engine.corpus import build_corpus, builtin_text
+from playground.engine.data.corpus import build_corpus, builtin_text
 from playground.engine.events import Done, Eval, Sample, Started, Step
 from playground.engine.presets import PRESETS
-from playground.engine.schedule import lr_at
-from playground.engine.train import Trainer
+from playground.engine.training.schedule import lr_at
+from playground.engine.training.trainer import Trainer
 
 
 def _run(trainer):
@@ -50,7 +50,7 @@ def test_seed_preset_does_what_the_book_shows():
     """The phrase, repeated: 103,821 parameters, loss below 0.1, and greedy generation from
     "to be " goes round the phrase again, as the book's sample does."""
     from playground.engine.config import SampleConfig
-    from playground.engine.generation import generate
+    from playground.engine.model.generation import generate
     preset = PRESETS["seed"]
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, preset.model.block_size)
     trainer = Trainer(preset.model, preset.train.replace(sample_chars=0), corpus)

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from playground.engine import checkpoint
 from playground.engine.errors import CheckpointError
+from playground.engine.model import checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,8 +59,8 @@ def test_wrong_format_name_and_bad_json_metadata(tmp_path):
 
 
 def test_loading_never_unpickles(tmp_path, monkeypatch, tiny_model_cfg):
-    from playground.engine.model import GPT
-    from playground.engine.tokenizer import CharTokenizer
+    from playground.engine.data.tokenizer import CharTokenizer
+    from playground.engine.model.gpt import GPT
     path = checkpoint.save(tmp_path / "m.safetensors",
                            checkpoint.Checkpoint(GPT(tiny_model_cfg), CharTokenizer(list("abcdefghijklm"))))
 
@@ -76,8 +76,8 @@ def test_loading_never_unpickles(tmp_path, monkeypatch, tiny_model_cfg):
 def test_save_into_an_unwritable_folder_reports_and_keeps_the_old_file(tmp_path, monkeypatch, tiny_model_cfg):
     import tempfile
 
-    from playground.engine.model import GPT
-    from playground.engine.tokenizer import CharTokenizer
+    from playground.engine.data.tokenizer import CharTokenizer
+    from playground.engine.model.gpt import GPT
     ckpt = checkpoint.Checkpoint(GPT(tiny_model_cfg), CharTokenizer(list("abcdefghijklm")))
     path = checkpoint.save(tmp_path / "m.safetensors", ckpt)
     before = path.read_bytes()
@@ -93,10 +93,10 @@ def test_save_into_an_unwritable_folder_reports_and_keeps_the_old_file(tmp_path,
 SAVER = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from playground.engine import checkpoint
+from playground.engine.model import checkpoint
 from playground.engine.config import ModelConfig
-from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.model.gpt import GPT
+from playground.engine.data.tokenizer import CharTokenizer
 torch.manual_seed(int(sys.argv[2]))
 model = GPT(ModelConfig(vocab_size=20, n_layer=4, n_head=4, n_embd=256, block_size=64))
 tok = CharTokenizer([chr(97 + i) for i in range(20)])

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground.engine import checkpoint
 from playground.engine.config import ModelConfig
-from playground.engine.model import GPT
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.model import checkpoint
+from playground.engine.model.gpt import GPT
 
 TEXT = "to be or not to be, that is the question\n"       # 15 distinct characters
 WIDE = TEXT + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"                # 41 distinct characters

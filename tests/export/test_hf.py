@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from playground.engine import checkpoint
-from playground.engine.bpe import BPETokenizer
 from playground.engine.config import SampleConfig
-from playground.engine.generation import generate
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.bpe import BPETokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.model import checkpoint
+from playground.engine.model.generation import generate
 from playground.export import ExportError, export_model
 from playground.export.hf import check_mappable, fold_head_bias
 from tests.export.conftest import BPE_TEXT, TEXT, WIDE, random_model, save

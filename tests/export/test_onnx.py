@@ -4,10 +4,10 @@ onnxruntime to our model's log-probabilities and greedy text."""
 import pytest
 import torch
 
-from playground.engine import checkpoint
 from playground.engine.config import SampleConfig
-from playground.engine.generation import generate
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.model import checkpoint
+from playground.engine.model.generation import generate
 from playground.export import export_model
 from tests.export.conftest import TEXT, random_model, save
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from playground.engine.bpe import BPETokenizer
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.bpe import BPETokenizer
+from playground.engine.data.tokenizer import CharTokenizer
 from playground.export.hf_tokenizer import char_tokenizer, write_tokenizer
 from tests.export.conftest import BPE_TEXT
 

@@ -94,7 +94,7 @@ def main(scenario: str) -> int:
             say("launch", **geometry(window))
 
         def long_messages():
-            from playground.engine import download
+            from playground.engine.data import download
             long_url = "http://127.0.0.1:9/" + "a-very-long-folder-name/" * 12 + "book.txt"
             download.SOURCES["alice"] = download.Source("alice", "Alice", long_url, 1000, "0" * 64)
             window.corpus.select("alice")  # fails at once (nothing listens on port 9), long URL in words
@@ -124,7 +124,7 @@ def main(scenario: str) -> int:
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
         def start_download():
-            from playground.engine import download
+            from playground.engine.data import download
             url = f"http://127.0.0.1:{server.server_address[1]}/stall"
             download.SOURCES["sherlock"] = download.Source("sherlock", "Sherlock", url, 100000, "0" * 64)
             window.corpus.select("sherlock")

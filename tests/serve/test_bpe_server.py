@@ -6,9 +6,9 @@ import openai
 import pytest
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.corpus import build_corpus, builtin_text
-from playground.engine.generation import stream_tokens
-from playground.engine.train import Trainer
+from playground.engine.data.corpus import build_corpus, builtin_text
+from playground.engine.model.generation import stream_tokens
+from playground.engine.training.trainer import Trainer
 from playground.serve.api import Served, Settings
 
 from .conftest import running

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from playground.engine.config import ModelConfig, SampleConfig
-from playground.engine.corpus import build_corpus, builtin_text
-from playground.engine.train import Trainer
+from playground.engine.data.corpus import build_corpus, builtin_text
+from playground.engine.training.trainer import Trainer
 from playground.serve.api import Served, Settings
-from playground.serve.engine import Finished, Job, Piece, Scheduler
+from playground.serve.scheduler import Finished, Job, Piece, Scheduler
 from playground.serve.stops import StopFilter
 
 from .conftest import running
@@ -135,8 +135,8 @@ def test_stop_strings_are_held_back_until_ruled_out(pieces, stops, expected):
 
 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, seed_model):
-    from playground.engine import checkpoint
-    from playground.engine.checkpoint import Checkpoint
+    from playground.engine.model import checkpoint
+    from playground.engine.model.checkpoint import Checkpoint
     model, tok = seed_model
     path = checkpoint.save(tmp_path / "seed", Checkpoint(model, tok, None, {"start_char": "t"}))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

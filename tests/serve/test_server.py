@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from playground.engine.config import SampleConfig
-from playground.engine.generation import generate
+from playground.engine.model.generation import generate
 from playground.serve.api import Served, Settings
 
 from .conftest import running

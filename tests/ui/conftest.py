@@ -9,8 +9,8 @@ CORPUS = "the quick brown fox jumps over the lazy dog. " * 20
 
 @pytest.fixture(autouse=True, scope="session")
 def _collect_on_the_gui_thread(qapp):
-    """As the app does: Python's cycle collector runs on the GUI thread only (ui/collector.py)."""
-    from playground.ui.collector import collect_on_gui_thread
+    """As the app does: Python's cycle collector runs on the GUI thread only (ui/controllers/gui_collector.py)."""
+    from playground.ui.controllers.gui_collector import collect_on_gui_thread
     collect_on_gui_thread(qapp)
 
 

@@ -12,8 +12,8 @@ from PySide6.QtCore import QDir, QMimeData, QPoint, QPointF, QSettings, QStandar
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from playground.engine import download
-from playground.engine.corpus import builtin_text
+from playground.engine.data import download
+from playground.engine.data.corpus import builtin_text
 from playground.ui.main_window import SETTINGS_ENV, MainWindow
 from tests.fileserver import BODY, STALLING, source
 

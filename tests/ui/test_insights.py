@@ -11,9 +11,9 @@ from PySide6.QtWidgets import QLabel, QScrollArea, QToolButton
 
 from playground.engine.config import SampleConfig
 from playground.engine.events import Started, Step
-from playground.engine.generation import stream_tokens
-from playground.ui.health_panel import diagnose
-from playground.ui.sweep_view import TEMPERATURES
+from playground.engine.model.generation import stream_tokens
+from playground.ui.views.health_panel import diagnose
+from playground.ui.views.sweep_view import TEMPERATURES
 
 from .conftest import use_tiny_settings
 

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from playground.engine.config import ModelConfig
-from playground.engine.model import GPT
+from playground.engine.model.gpt import GPT
 
 from .conftest import CORPUS, use_tiny_settings
 

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import QPoint, QRect, QSize
 from PySide6.QtWidgets import QAbstractScrollArea, QWidget
 
-from playground.engine import download
+from playground.engine.data import download
 from tests.fileserver import BODY, source
 
 from .conftest import use_tiny_settings

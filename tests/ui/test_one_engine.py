@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from playground.engine import checkpoint
-from playground.engine.tasks import Task, score_tasks
+from playground.engine.analysis.evaluation import score_tasks
+from playground.engine.data.tasks import Task
+from playground.engine.model import checkpoint
 from playground.serve.api import Served, Settings
 from tests.serve.conftest import running
 from tests.serve.test_server import raw

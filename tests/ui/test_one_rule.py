@@ -5,8 +5,8 @@ import pytest
 
 from playground.cli import build_parser
 from playground.cli.train import configs_from_args
-from playground.engine.generation import prepare_prompt
-from playground.engine.tokenizer import CharTokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.model.generation import prepare_prompt
 
 SPINS = {"layers": "--layers", "heads": "--heads", "width": "--width", "block": "--block",
          "batch": "--batch", "steps": "--steps", "warmup": "--warmup",

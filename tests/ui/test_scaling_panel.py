@@ -9,12 +9,13 @@ import csv
 import pytest
 from PySide6.QtGui import QImage, QPainter
 
-from playground.engine.powerlaw import Fit
+from playground.engine.analysis.powerlaw import Fit
 from playground.engine.presets import PRESETS
-from playground.engine.scaling import LadderDone, RunResult
-from playground.ui.scaling import ScalingController, log_ticks
-from playground.ui.scaling_panel import LONG_LADDER_S, ScalingPanel
-from playground.ui.worker import WorkerPool
+from playground.engine.training.scaling import LadderDone, RunResult
+from playground.ui.controllers.scaling_control import ScalingController
+from playground.ui.controllers.workers import WorkerPool
+from playground.ui.views.log_axis import log_ticks
+from playground.ui.views.scaling_panel import LONG_LADDER_S, ScalingPanel
 
 from .conftest import use_tiny_settings
 
@@ -31,7 +32,7 @@ def _ladder(window, tokens_m: float):
 
 
 def test_a_ladder_of_three_trains_fits_and_exports(window, qtbot, tmp_path, monkeypatch):
-    from playground.engine.download import DATA_ENV
+    from playground.engine.data.download import DATA_ENV
     monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
     panel = _ladder(window, 0.01)
     archived_before = len(window.plot.runs)
@@ -63,7 +64,7 @@ def test_a_ladder_of_three_trains_fits_and_exports(window, qtbot, tmp_path, monk
 
 
 def test_stop_mid_ladder_keeps_the_finished_runs(window, qtbot, tmp_path, monkeypatch):
-    from playground.engine.download import DATA_ENV
+    from playground.engine.data.download import DATA_ENV
     monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
     panel = _ladder(window, 0.2)   # long enough that the second run is still training at Stop
     window.scale_ctl.runFinished.connect(lambda _event: window.scale_ctl.stop())
@@ -88,7 +89,7 @@ def test_training_and_a_ladder_never_run_at_once(window, qtbot):
 
 
 def test_the_frontier_marks_the_best_size_for_each_budget(window, qtbot, tmp_path, monkeypatch):
-    from playground.engine.download import DATA_ENV
+    from playground.engine.data.download import DATA_ENV
     monkeypatch.setenv(DATA_ENV, str(tmp_path / "data"))
     panel = _ladder(window, 0.01)
     panel.mode.setCurrentIndex(panel.mode.findData("frontier"))

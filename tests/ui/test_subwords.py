@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from playground.engine.bpe import BPETokenizer
+from playground.engine.data.bpe import BPETokenizer
 
 from .conftest import use_tiny_settings
 

@@ -8,8 +8,8 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QPlainTextEdit
 
-from playground.ui.attention_view import AttentionView
-from playground.ui.sweep_view import TEMPERATURES, SweepView
+from playground.ui.views.attention_view import AttentionView
+from playground.ui.views.sweep_view import TEMPERATURES, SweepView
 
 
 class FakeGeneration(QObject):
@@ -80,9 +80,9 @@ def test_a_wide_sweep_puts_temperatures_side_by_side(qtbot):
 def current():
     """A model in hand, untrained: serving it needs weights, not good ones."""
     from playground.engine.config import ModelConfig, TrainConfig
-    from playground.engine.corpus import build_corpus, builtin_text
-    from playground.engine.train import Trainer
-    from playground.ui.current import CurrentModel, TrainedModel
+    from playground.engine.data.corpus import build_corpus, builtin_text
+    from playground.engine.training.trainer import Trainer
+    from playground.ui.controllers.model_in_hand import CurrentModel, TrainedModel
     corpus = build_corpus("phrase", builtin_text("phrase"), 0.1, 8)
     cfg = ModelConfig(vocab_size=corpus.tokenizer.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=8)
     current = CurrentModel()
@@ -91,7 +91,7 @@ def current():
 
 
 def test_the_serve_toggle_says_stop_while_serving_and_examples_do_not_wrap(qtbot, current):
-    from playground.ui.serve_panel import ServePanel
+    from playground.ui.views.serve_panel import ServePanel
     panel = ServePanel(current)
     qtbot.addWidget(panel)
     panel.resize(300, 400)  # narrower than the curl line
@@ -116,8 +116,8 @@ def test_the_serve_toggle_says_stop_while_serving_and_examples_do_not_wrap(qtbot
 
 
 def test_serving_without_a_model_says_so_and_stays_off(qtbot):
-    from playground.ui.current import CurrentModel
-    from playground.ui.serve_panel import ServePanel
+    from playground.ui.controllers.model_in_hand import CurrentModel
+    from playground.ui.views.serve_panel import ServePanel
     panel = ServePanel(CurrentModel())
     qtbot.addWidget(panel)
     panel.resize(300, 400)

@@ -96,7 +96,7 @@ def test_save_on_closing_during_training_stops_saves_then_closes(window, qtbot, 
     assert not window.close()  # not yet: the run stops first
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     assert target.exists() and "Training is running" in window.ask.questions[-1][1]
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     assert checkpoint.load(str(target)).state["step"] >= 3
 
 
@@ -136,7 +136,7 @@ def test_a_new_run_does_not_show_the_last_runs_validation(window, qtbot):
 
 
 def test_perplexity_of_a_blown_up_loss_is_short_and_counts_are_plural():
-    from playground.ui.status import ppl_text
+    from playground.ui.views.status_line import ppl_text
     assert ppl_text(0.05) == "1.05" and ppl_text(8.0) == "2,981" and ppl_text(float("inf")) == "n/a"
     assert ppl_text(400.0) == ppl_text(699.0) == "over a million"
     from playground.engine.wording import plural
@@ -200,7 +200,7 @@ def test_the_pace_counts_characters_not_tokens(qtbot):
     written a third as often as a character token (the pace used to run 2.5x fast with BPE)."""
     from PySide6.QtWidgets import QPlainTextEdit
 
-    from playground.ui.typewriter import TICK_MS, Typewriter
+    from playground.ui.views.typewriter import TICK_MS, Typewriter
 
     class Clock:  # each tick is exactly one TICK_MS later: counts, not wall time
         def restart(self):
@@ -287,12 +287,12 @@ def test_a_ladder_on_the_plot_does_not_become_the_models_saved_curve(window, qtb
     assert window.plot.raw.n == 12  # the ladder's run is what the plot shows now
     path = tmp_path / "m.safetensors"
     assert window.save_model(str(path))
-    from playground.engine import checkpoint
+    from playground.engine.model import checkpoint
     assert checkpoint.load(str(path)).state["history"]["steps"] == [int(s) for s in steps]
 
 
 def test_train_waits_for_a_corpus_that_is_still_loading(window, qtbot, server, monkeypatch):
-    from playground.engine import download
+    from playground.engine.data import download
     from tests.fileserver import source
     use_tiny_settings(window)
     monkeypatch.setitem(download.SOURCES, "alice", source(server + "/slow", "alice"))

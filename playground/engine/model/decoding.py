@@ -1,0 +1,255 @@
+"""Decoding, beside the model (as nanochat keeps engine.py beside gpt.py): the caches that hold
+what a sequence has seen, and the one cached step that gives the next token's logits for a batch
+of sequences, each at its own position. generation.py drives it for every consumer (the command
+line, the window, evaluation, the server); a single sequence is a batch of one.
+
+A prompt goes through GPT.forward once with a cache of its own (the prefill); its keys and values
+then move into the batch's rows, and each later token is one row of the cached step.
+Learned positions: a row holds every position's keys and values until the block is full; after
+that the window slides, every position's absolute position changes, and the window is recomputed
+through GPT.forward for each token (learned position tables cannot be rolled).
+Rotary positions (window W at every layer): a ring of W slots per layer, slot = position % W,
+holds exactly the positions the next token may attend to. Attention ignores key order (positions
+are rotated into the keys), so the ring rolls on forever at constant cost.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from playground.engine.model.fastpath import ANY, Verified, check_same_parameters
+from playground.engine.model.gpt import GPT, attention_mask, rotate
+
+
+# -- the prefill's caches (GPT.forward's cache protocol) ----------------------------------
+class KVCache:
+    """Every position's keys and values, one pair per layer (learned positions)."""
+
+    def __init__(self, n_layer: int):
+        self.keys: list[Optional[torch.Tensor]] = [None] * n_layer
+        self.values: list[Optional[torch.Tensor]] = [None] * n_layer
+        self.seen = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        T = k.size(2)
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k.detach(), v.detach()
+        if T == 1:  # one new query may see every cached key
+            return k, v, None
+        q_pos = torch.arange(start, start + T, device=k.device)
+        return k, v, attention_mask(q_pos, torch.arange(k.size(2), device=k.device), None)
+
+
+class RingCache:
+    """A ring of `window` key and value slots per layer (rotary positions)."""
+
+    def __init__(self, n_layer: int, window: int):
+        self.rings: list[Optional[torch.Tensor]] = [None] * n_layer  # [keys, values] x (B, nh, W, hs)
+        self.window = window
+        self.seen = 0
+
+    def ring(self, layer: int, like: torch.Tensor) -> torch.Tensor:
+        if self.rings[layer] is None:
+            B, nh, _, hs = like.shape
+            self.rings[layer] = like.new_zeros(2, B, nh, self.window, hs)
+        return self.rings[layer]
+
+    def valid(self, position: int, device) -> Optional[torch.Tensor]:
+        """Which slots hold a position the query at `position` may see (None: all of them)."""
+        if position + 1 >= self.window:
+            return None
+        return (torch.arange(self.window, device=device) <= position)[None, :]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor, start: int):
+        W, T = self.window, k.size(2)
+        ring = self.ring(layer, k)
+        if T == 1:
+            ring[0][:, :, start % W] = k[:, :, 0].detach()  # a cache is never part of a gradient
+            ring[1][:, :, start % W] = v[:, :, 0].detach()
+            return ring[0], ring[1], self.valid(start, k.device)
+        if start != 0:
+            raise ValueError("a rotary cache takes a prompt only as its first input")
+        # a prefill: plain windowed attention, then the last W positions go into the ring
+        positions = torch.arange(T, device=k.device)
+        keep = min(T, W)
+        slots = positions[T - keep:] % W
+        ring[0][:, :, slots] = k[:, :, T - keep:].detach()
+        ring[1][:, :, slots] = v[:, :, T - keep:].detach()
+        return k, v, attention_mask(positions, positions, W)
+
+
+def new_cache(model: GPT):
+    cfg = model.config
+    return RingCache(cfg.n_layer, cfg.block_size) if cfg.position == "rope" else KVCache(cfg.n_layer)
+
+
+def prefill_ids(model: GPT, ids: list[int]) -> list[int]:
+    """What a prefill feeds: a rotary token's ring entries depend on at most n_layer windows
+    before it; learned positions take the prompt as it is (at most the block)."""
+    cfg = model.config
+    return ids[-cfg.block_size * (cfg.n_layer + 1):] if cfg.position == "rope" else ids
+
+
+@torch.no_grad()
+def forward_logits(model: GPT, ids: list[int], cache=None) -> torch.Tensor:
+    """GPT.forward on one sequence, logits (V,) of its last position, on the CPU."""
+    device = next(model.parameters()).device
+    logits, _ = model(torch.tensor([ids], device=device), cache=cache, last_only=True)
+    return logits[0, -1].float().cpu()
+
+
+def window(model: GPT, ids: list[int]) -> list[int]:
+    """The plain path's input for the next token: learned positions see the last block of ids;
+    rotary positions the whole history (each layer attends within its window)."""
+    return ids if model.config.position == "rope" else ids[-model.config.block_size:]
+
+
+def plain_logits(model: GPT, ids: list[int]) -> torch.Tensor:
+    """The next token's logits by the plain path: no cache, the whole window through
+    GPT.forward. What the cached step is held to, and the bench's baseline."""
+    return forward_logits(model, window(model, ids))
+
+
+# -- the cached step ----------------------------------------------------------------------
+# Verified on the CPU for both position schemes; dropout is off when decoding. A setting this
+# does not name sends decoding through GPT.forward with each sequence's own cache instead.
+CACHED_STEP = Verified("the cached decoding step", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
+
+
+def block_params(b) -> list[torch.Tensor]:
+    """A block's weights in the order the cached step unpacks them: ln_1, c_attn, c_proj, ln_2,
+    c_fc, mlp c_proj, each weight then bias."""
+    return [b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
+            b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
+            b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight, b.mlp.c_proj.bias]
+
+
+class CachedRows:
+    """One new token for each of several sequences per step, each at its own position:
+    forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights
+    (at these sizes the cost is per operation, not per FLOP). Rows stay packed (0..B-1): a
+    sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
+
+    Rotary: a ring of block_size slots per layer and row. Learned: block_size slots per layer
+    and row, filled in order; a row whose next position would be the block's end cannot go on
+    here (generation.py then recomputes its window)."""
+
+    def __init__(self, model: GPT, capacity: int):
+        refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device)
+        if refusal:
+            raise ValueError(refusal)
+        cfg = model.config
+        self.config, self.capacity = cfg, capacity
+        self.rotary_positions = cfg.position == "rope"
+        self.W, self.nh, self.hs, self.C = cfg.block_size, cfg.n_head, cfg.head_size, cfg.n_embd
+        d = lambda t: t.detach()  # noqa: E731  (no autograd bookkeeping per operation)
+        held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias, model.lm_head.weight]
+        held += [model.wpe.weight] if model.wpe is not None else []
+        self.layers = []
+        for b in model.h:
+            params = block_params(b)
+            held += params
+            self.layers.append(([d(p) for p in params], b.ln_1.eps, b.ln_2.eps))
+        head = model.lm_head
+        check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
+        self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
+        self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
+        self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
+        self.rotary = model.h[0].attn.rotary  # the same tables for every layer
+        # per layer: [keys, values] x (capacity, nh, W, hs)
+        self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
+        self.positions: list[int] = []  # the next token's position, per row
+        self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
+        self._views: dict[int, list] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.positions)
+
+    def fits(self, position: int) -> bool:
+        """Whether a row whose next token is at `position` can step here."""
+        return self.rotary_positions or position < self.W
+
+    def add(self, cache) -> int:
+        """Take a sequence prefilled into a batch-of-one cache (KVCache or RingCache); returns
+        its row."""
+        if self.rows == self.capacity:
+            raise ValueError(f"the batch holds {self.capacity} sequences at most")
+        row = self.rows
+        for layer, slots in enumerate(self.slots):
+            if self.rotary_positions:
+                slots[:, row] = cache.rings[layer][:, 0]
+            else:
+                n = cache.keys[layer].size(2)
+                slots[0, row, :, :n] = cache.keys[layer][0]
+                slots[1, row, :, :n] = cache.values[layer][0]
+        self.positions.append(cache.seen)
+        return row
+
+    def remove(self, row: int) -> Optional[int]:
+        """Free a row; the last row moves into it. Returns the moved row's old index (None
+        when the freed row was the last)."""
+        last = self.rows - 1
+        if row != last:
+            for slots in self.slots:
+                slots[:, row] = slots[:, last]
+            self.positions[row] = self.positions[last]
+        self.positions.pop()
+        return last if row != last else None
+
+    def _packed(self, B: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, views of the keys and values of rows 0..B-1 (kept: a step makes no new ones)."""
+        if B not in self._views:
+            self._views[B] = [(slots[0, :B], slots[1, :B]) for slots in self.slots]
+        return self._views[B]
+
+    @torch.no_grad()
+    def step(self, tokens: list[int]) -> torch.Tensor:
+        """Logits (B, V) for one new token per row (tokens[i] goes to row i)."""
+        B, W, nh, hs, C = self.rows, self.W, self.nh, self.hs, self.C
+        if len(tokens) != B:
+            raise ValueError(f"the cached step takes a token for each of its {B} rows, not {len(tokens)}")
+        positions = self.positions
+        if B == 1:  # plain integers index a single row: far fewer operations than index tensors
+            p = positions[0]
+            x = self.wte[tokens[0]].view(1, C)
+            if self.rotary_positions:
+                cos, sin = self.rotary.tables(p, 1, x.device)  # (1, 1, 1, hs/2)
+            else:
+                x = x + self.wpe[p]
+            slot, rows = p % W, 0
+            valid = None if p + 1 >= W else (self._slot_numbers <= p).view(1, 1, 1, W)
+        else:
+            pos = torch.tensor(positions)
+            x = self.wte[torch.tensor(tokens)]  # (B, C)
+            if self.rotary_positions:
+                cos, sin = self.rotary.tables(0, max(positions) + 1, x.device)
+                cos, sin = cos[pos].view(B, 1, 1, hs // 2), sin[pos].view(B, 1, 1, hs // 2)
+            else:
+                x = x + self.wpe[pos]
+            slot, rows = pos % W, self._row_numbers[:B]
+            # which slots each row may see: all once its window is full, else 0..position
+            valid = None if min(positions) + 1 >= W else \
+                (self._slot_numbers[None, :] <= pos[:, None]).view(B, 1, 1, W)
+        for (keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2) in \
+                zip(self._packed(B), self.layers):
+            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
+            if self.rotary_positions:
+                qk = rotate(qkv[:, :2], cos, sin)  # (B, 2, nh, hs)
+                q, k = qk[:, 0], qk[:, 1]
+            else:
+                q, k = qkv[:, 0], qkv[:, 1]
+            keys[rows, :, slot] = k
+            values[rows, :, slot] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values, attn_mask=valid)
+            x = x + F.linear(y.reshape(B, C), wp, bp)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wm, bm)
+        self.positions = [p + 1 for p in positions]
+        return F.linear(F.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)

@@ -1,0 +1,83 @@
+"""What a run will cost before it starts: seconds per step, the whole run, and memory.
+
+The window shows these beside the settings; `python -m playground bench --only estimates`
+trains every preset and compares. The constants were measured on the bench machine (2 cores,
+AVX2, no GPU): another machine scales the seconds, not the shape of the formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from playground.engine.config import ModelConfig, TrainConfig
+from playground.engine.model.param_count import count_params
+from playground.engine.wording import duration, size
+
+MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
+STEP_OVERHEAD_S = 0.5e-3   # fixed per-step cost: batch, clipping, optimizer launch
+# per layer per step: dispatch and small element-wise operations, which dominate tiny models
+LAYER_OVERHEAD_S = 1.0e-3
+SAMPLE_CHAR_S = 0.25e-3    # per layer per generated character, besides its arithmetic
+START_S = 0.2              # a run's first steps: thread pools, first allocations
+# Fitted to the runs of `bench --only estimates` (2026-12-04): every CPU preset's run time
+# within 13% of the median of five measurements, memory within 14%. A run first pages in torch's
+# kernels, thread pools and allocator caches (~92 MB, the tiny preset's whole growth), and the
+# backward pass keeps ~1.75x the main activations counted below.
+RUNTIME_BYTES = 92 * 2**20
+ACTIVATION_FACTOR = 1.75
+
+
+@dataclass(frozen=True)
+class Estimate:
+    step_s: float          # one training step
+    eval_s: float          # one evaluation (both splits) and its sample
+    run_s: float           # every step and evaluation of the run
+    memory_bytes: float    # weights, gradients, optimizer state and activations
+
+    def describe(self, steps: int) -> str:
+        run = duration(self.run_s)
+        return (f"about {size(self.memory_bytes)} of memory, ~{self.step_s * 1000:.0f} ms per step, "
+                f"{run if run.startswith('under') else '~' + run} for {steps:,} steps")
+
+
+def rows_per_step(batch: int, windows: int, dropout: float) -> float:
+    """Rows a step computes: repeated windows are merged (corpus.get_weighted_batch) when
+    there is no dropout and at most 3/4 of the batch is distinct."""
+    if dropout > 0 or windows <= 0:
+        return batch
+    expected = windows * (1 - (1 - 1 / windows) ** batch)  # distinct among batch draws
+    return expected if expected <= 0.75 * batch else batch
+
+
+def muon_flops(model: ModelConfig) -> float:
+    """Newton-Schulz (5 quintic iterations) on each block matrix, every step."""
+    C, total = model.n_embd, 0.0
+    for m, n in ((C, 3 * C), (C, C), (C, 4 * C), (C, 4 * C)):
+        m, n = min(m, n), max(m, n)
+        total += 5 * (4 * m * m * n + 2 * m ** 3)
+    return model.n_layer * total
+
+
+def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
+    """The cost of training `model` with `train` on a text holding `windows` distinct windows."""
+    n = count_params(model)
+    B, T, C, L = train.batch_size, model.block_size, model.n_embd, model.n_layer
+    rows = rows_per_step(B, windows, model.dropout)
+    flops = 6 * n * rows * T + 12 * L * rows * T * T * C
+    if train.optimizer == "muon":
+        flops += muon_flops(model)
+    step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
+    # an evaluation: eval_batches forward passes on each split (a third of a step's work
+    # each), then sample_chars characters, each a forward over at most the block
+    forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3
+    # a sample: learned positions recompute the window for every character past the block,
+    # the rotary cache computes one row
+    rows_per_char = 1 if model.position == "rope" else min(T, train.sample_chars)
+    sample_s = train.sample_chars * (2 * n * rows_per_char / MATMUL_FLOPS + L * SAMPLE_CHAR_S)
+    eval_s = 2 * train.eval_batches * forward_s + sample_s
+    evals = train.max_steps // train.eval_interval + (train.max_steps % train.eval_interval > 0)
+    # weights, gradients and two AdamW moments, activations kept for the backward pass, and
+    # the logits with their gradient
+    activations = 4 * B * T * L * (16 * C + 2 * model.n_head * T)
+    memory = RUNTIME_BYTES + 16 * n + ACTIVATION_FACTOR * activations + 4 * B * T * 2 * model.vocab_size
+    return Estimate(step_s, eval_s, START_S + step_s * train.max_steps + eval_s * evals, memory)

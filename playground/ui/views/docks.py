@@ -1,0 +1,114 @@
+"""Dockable panels: each panel sits in a QDockWidget whose title bar carries its name, a "?"
+that shows one paragraph about it, and float and close buttons. The View menu brings closed
+panels back; the window remembers where they were."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QTabBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from playground.ui.views.explain import help_key, help_text
+from playground.ui.views.widgets import named
+
+
+class Dock(QDockWidget):
+    def __init__(self, title: str, widget: QWidget, object_name: str, parent: QWidget, tab: str = "",
+                 scroll: bool = False):
+        """title: the panel's name on its title bar; tab: a shorter one for its tab (a tab
+        bar of five long names is cut to "Gene…", "Atten…" on a laptop screen); scroll: a
+        form that scrolls when the dock is short, instead of making the window taller than
+        the screen."""
+        super().__init__(tab or title, parent)
+        self.setObjectName(object_name)
+        self.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        self.toggleViewAction().setText(title)
+        key = help_key(title)
+        self.help = help_text(title, key)
+        self.help.hide()
+        self.setTitleBarWidget(self._title_bar(title, key))
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(6, 2, 6, 6)
+        layout.addWidget(self.help)
+        layout.addWidget(scrolled(widget) if scroll else widget, 1)
+        self.setWidget(body)
+
+    def _title_bar(self, title: str, key: str) -> QWidget:
+        bar = QFrame()
+        bar.setObjectName(f"{self.objectName()}Title")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(6, 2, 2, 0)
+        row.addWidget(QLabel(f"<b>{title}</b>"))
+        row.addStretch(1)
+        self.help_button = named(QToolButton(), f"help{key}", f"What is {title}?",
+                                 f"What is this? ({title})")
+        self.help_button.setText("?")
+        self.help_button.setCheckable(True)
+        self.help_button.toggled.connect(self.help.setVisible)
+        row.addWidget(self.help_button)
+        for text, tip, slot in (("⧉", f"Float {title} in a window of its own", self._toggle_float),
+                                ("✕", f"Close {title} (View menu brings it back)", self.close)):
+            button = QToolButton()
+            button.setText(text)
+            button.setToolTip(tip)
+            button.setAutoRaise(True)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+        return bar
+
+    @Slot()
+    def _toggle_float(self) -> None:
+        self.setFloating(not self.isFloating())
+
+    def raise_tab(self) -> None:
+        """Show this panel: open it if it was closed, bring its tab to the front."""
+        self.show()
+        self.raise_()
+
+
+def scrolled(widget: QWidget) -> QScrollArea:
+    """The widget in a box that scrolls up and down (never sideways: it keeps its width)."""
+    area = QScrollArea()
+    area.setObjectName(f"{widget.objectName() or type(widget).__name__}Scroll")
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
+
+
+def tidy_tab_bars(window) -> None:
+    """Dock tabs show their whole names (scroll arrows when there is no room, never "Gene…")."""
+    for bar in window.findChildren(QTabBar):
+        bar.setElideMode(Qt.ElideNone)
+        bar.setUsesScrollButtons(True)
+
+
+DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
+              "bottom": Qt.BottomDockWidgetArea}
+
+
+def add_view_menu(window, docks, reset) -> None:
+    """View: a toggle for every panel, then Reset layout."""
+    from PySide6.QtGui import QAction
+    view = window.menuBar().addMenu("&View")
+    view.setObjectName("viewMenu")
+    for dock in docks:
+        view.addAction(dock.toggleViewAction())
+    view.addSeparator()
+    action = QAction("&Reset layout", window)
+    action.setObjectName("resetLayoutAction")
+    action.triggered.connect(reset)
+    view.addAction(action)
