@@ -17,10 +17,10 @@ import pytest
 
 from playground.engine.config import ModelConfig, SampleConfig
 from playground.engine.data.corpus import build_corpus, builtin_text
+from playground.engine.model.generation import StopFilter
 from playground.engine.training.trainer import Trainer
 from playground.serve.api import Served, Settings
 from playground.serve.scheduler import Finished, Job, Piece, Scheduler
-from playground.serve.stops import StopFilter
 
 from .conftest import running
 from .test_server import metric, raw

@@ -119,10 +119,7 @@ class GenerationController(QObject):
             maps = model.snapshot().attention_maps(torch.tensor([ids]))[:, 0].numpy().copy()
             yield [model.tokenizer.label(i) for i in ids], maps, model.step
 
-        worker = GeneratorWorker(run, "attention")
-        worker.yielded.connect(self.attentionReady)
-        worker.errored.connect(self.failed)
-        self.workers.launch(worker)
+        self.workers.run(run, "attention", self.attentionReady, self.failed)
         return True
 
     def evaluate(self, text: Optional[str], tasks: tuple, label: str) -> bool:
@@ -144,10 +141,7 @@ class GenerationController(QObject):
                 result["tasks"] = score_tasks(snapshot, model.tokenizer, list(tasks), model.start_char).to_dict()
             yield result
 
-        worker = GeneratorWorker(run, "evaluation")
-        worker.yielded.connect(self.evaluationReady)
-        worker.errored.connect(self.failed)
-        self.workers.launch(worker)
+        self.workers.run(run, "evaluation", self.evaluationReady, self.failed)
         return True
 
     def stop(self) -> None:
@@ -156,12 +150,8 @@ class GenerationController(QObject):
 
     def _start(self, run, name: str, items: Signal, ended: Signal) -> None:
         self._generating = True
-        worker = self._worker = GeneratorWorker(run, name)
-        worker.yielded.connect(items)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
         self._ended = ended
-        self.workers.launch(worker)
+        self._worker = self.workers.run(run, name, items, self._on_error, self._on_finished)
 
     @Slot(str)
     def _on_error(self, message: str) -> None:

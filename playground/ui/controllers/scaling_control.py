@@ -16,7 +16,7 @@ from playground.engine.data.corpus import distinct_windows
 from playground.engine.training.control import TrainControl
 from playground.engine.training.estimate import estimate
 from playground.engine.wording import duration, plural
-from playground.ui.controllers.workers import GeneratorWorker, WorkerPool
+from playground.ui.controllers.workers import WorkerPool
 
 MODES = {"tokens": "equal tokens", "flops": "equal compute", "frontier": "frontier (best size per budget)"}
 
@@ -123,11 +123,7 @@ class ScalingController(QObject):
                                             control, out, smallest=smallest, largest=largest)
             yield from events
 
-        worker = GeneratorWorker(run, "scaling")
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self.failed)
-        worker.finished.connect(self._on_finished)
-        self.workers.launch(worker)
+        self.workers.run(run, "scaling", self._on_event, self.failed, self._on_finished)
         return True
 
     def estimate(self, corpus_name: str, text: str, model: ModelConfig, train: TrainConfig, mode: str,

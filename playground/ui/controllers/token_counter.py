@@ -8,7 +8,7 @@ from typing import Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from playground.ui.controllers.workers import GeneratorWorker, WorkerPool
+from playground.ui.controllers.workers import WorkerPool
 
 
 class TokenCounter(QObject):
@@ -39,11 +39,7 @@ class TokenCounter(QObject):
             tokenizer = BPETokenizer.train(text[:n_train], vocab)
             yield key, len(tokenizer.encode_array(text)), tokenizer.vocab_size
 
-        worker = GeneratorWorker(run, "token count")
-        worker.yielded.connect(self._done)
-        worker.errored.connect(self._error)
-        worker.finished.connect(self._finished)
-        self.workers.launch(worker)
+        self.workers.run(run, "token count", self._done, self._error, self._finished)
         return True
 
     @Slot(object)

@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.training.control import TrainControl
 from playground.ui.controllers.model_in_hand import CurrentModel, TrainedModel
-from playground.ui.controllers.workers import GeneratorWorker, WorkerPool
+from playground.ui.controllers.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,7 @@ class TrainingController(QObject):
             yield from trainer.run(job.control)
 
         self._running = True
-        worker = GeneratorWorker(run, "training")
-        worker.yielded.connect(self._on_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
-        self.workers.launch(worker)
+        self.workers.run(run, "training", self._on_event, self._on_error, self._on_finished)
 
     def pause(self) -> None:
         if self._job is not None:

@@ -89,6 +89,17 @@ class WorkerPool(QObject):
         super().__init__(parent)
         self.handles: list[WorkerHandle] = []
 
+    def run(self, make_iterable: Callable[[], Iterable], name: str, yielded=None, errored=None,
+            finished=None) -> GeneratorWorker:
+        """A worker for this iterable on a thread of its own, its signals connected to the given
+        slots (each optional); returns the worker (abort() stops it)."""
+        worker = GeneratorWorker(make_iterable, name)
+        for signal, slot in ((worker.yielded, yielded), (worker.errored, errored), (worker.finished, finished)):
+            if slot is not None:
+                signal.connect(slot)
+        self.launch(worker)
+        return worker
+
     def launch(self, worker: GeneratorWorker) -> WorkerHandle:
         handle = WorkerHandle(worker, self)
         # a slot of this GUI-thread object, so the clean-up runs on the GUI thread

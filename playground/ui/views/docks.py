@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QTabBar,
     QToolButton,
     QVBoxLayout,
@@ -18,7 +17,7 @@ from PySide6.QtWidgets import (
 )
 
 from playground.ui.views.explain import help_key, help_text
-from playground.ui.views.widgets import named
+from playground.ui.views.widgets import named, scrolled
 
 
 class Dock(QDockWidget):
@@ -75,18 +74,6 @@ class Dock(QDockWidget):
         """Show this panel: open it if it was closed, bring its tab to the front."""
         self.show()
         self.raise_()
-
-
-def scrolled(widget: QWidget) -> QScrollArea:
-    """The widget in a box that scrolls up and down (never sideways: it keeps its width)."""
-    area = QScrollArea()
-    area.setObjectName(f"{widget.objectName() or type(widget).__name__}Scroll")
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-    area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
-    return area
 
 
 def tidy_tab_bars(window) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget
 
-from playground.ui.views.widgets import named
+from playground.ui.views.widgets import named, scrolled
 
 EXPLANATIONS = {
     "Corpus": "The corpus is the text the model learns from. The model only ever sees characters: "
@@ -70,12 +69,7 @@ def help_text(title: str, key: str) -> QScrollArea:
     text = named(QLabel(EXPLANATIONS[title]), f"help{key}Text", f"About {title}", EXPLANATIONS[title])
     text.setWordWrap(True)
     text.setStyleSheet("background: #eef4fb; padding: 6px; border-radius: 4px;")
-    area = QScrollArea()
-    area.setObjectName(f"help{key}Area")
-    area.setWidget(text)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area = scrolled(text, f"help{key}Area", keep_width=False)
     area.setMaximumHeight(HELP_LINES * text.fontMetrics().lineSpacing() + 14)
     return area
 

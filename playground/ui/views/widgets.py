@@ -6,7 +6,7 @@ from typing import Optional, TypeVar
 
 from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QFontMetrics, QTextLayout, QTextOption
-from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QScrollArea, QSizePolicy, QWidget
 
 W = TypeVar("W", bound=QWidget)
 
@@ -131,6 +131,20 @@ def wrap_lines(text: str, font, width: int, max_lines: int) -> tuple[list[str], 
         return lines, False
     rest = " ".join(lines[max_lines - 1:])
     return lines[: max_lines - 1] + [fm.elidedText(rest, Qt.ElideRight, width)], True
+
+
+def scrolled(widget: QWidget, name: str = "", keep_width: bool = True) -> QScrollArea:
+    """The widget in a box that scrolls up and down, never sideways; keep_width: the box is at
+    least as wide as the widget needs (a form), else it wraps to the box (a paragraph)."""
+    area = QScrollArea()
+    area.setObjectName(name or f"{widget.objectName() or type(widget).__name__}Scroll")
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    if keep_width:
+        area.setMinimumWidth(widget.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    return area
 
 
 def ask_path(parent: QWidget, title: str, name: str, kinds: str, then) -> None:
