@@ -29,6 +29,10 @@ def measure(preset_name: str, steps: int = 0) -> dict:
     from playground.engine.events import Done, Step, proc_status_mb
     from playground.engine.presets import PRESETS
     from playground.engine.training.prepare import prepare_corpus, prepare_trainer
+
+    # the trainer's module and torch are in memory when a user clicks Train: load them before
+    # the mark (prepare_trainer imports them lazily, which would count torch's pages as the run's)
+    from playground.engine.training.trainer import Trainer  # noqa: F401
     preset = PRESETS[preset_name]
     train = preset.train.replace(max_steps=steps) if steps else preset.train
     corpus = prepare_corpus(preset.corpus, corpus_text(preset.corpus), preset.model.block_size, train)
