@@ -19,6 +19,7 @@ COMMANDS = {  # name: what it does (its module is playground.cli.NAME)
     "train": "train a model (from a preset, a corpus, or a checkpoint)",
     "generate": "stream text from a checkpoint to stdout",
     "info": "describe a checkpoint",
+    "finetune": "adapt a model (ours, or a GPT-2 or Starcoder2 folder) to new text, fully or with LoRA",
     "evaluate": "score a model on a text (loss, perplexity, bits per character) and on task prompts (accuracy)",
     "serve": "serve a model behind an OpenAI-compatible HTTP API",
     "export": "write a model as a Hugging Face transformers folder or an ONNX file, and verify it",

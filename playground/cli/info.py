@@ -24,7 +24,12 @@ def run(args) -> int:
         return 0
     print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
           f"block {cfg.block_size}, dropout {cfg.dropout:g}, {cfg.position} positions, "
-          f"{'a' if cfg.head_bias else 'no'} head bias")
+          f"{'a' if cfg.head_bias else 'no'} head bias"
+          + (", GPT-2's tanh GELU" if cfg.activation == "gelu_tanh" else "")
+          + (", tied embeddings" if cfg.tie_embeddings else "")
+          + (f", rotary base {cfg.rope_base:g}" if cfg.position == "rope" and cfg.rope_base != 10000 else ""))
+    if ckpt.state.get("source"):
+        print(f"source:     {ckpt.state['source']}")
     print(f"parameters: {ckpt.model.num_params():,}")
     print(f"tokenizer:  {vocabulary_line(ckpt.tokenizer)}")
     state = ckpt.state

@@ -145,10 +145,22 @@ class ModelConfig(_Declared):
                                tip="Train without a bias on the output layer: exports to transformers "
                                    "(GPT-2, Starcoder2 have none) are then exact for any vocabulary")
 
+    # GPT-2's tanh approximation of the GELU ("gelu_tanh"), for models opened from GPT-2
+    activation: str = _setting("gelu", "activation", choices=("gelu", "gelu_tanh"), key="activation",
+                               window=False, help="the MLP's GELU: exact (gelu) or GPT-2's tanh approximation")
+    # the output head shares the token embedding's weights (GPT-2 does)
+    tie_embeddings: bool = _setting(False, "tied embeddings", choices=(False, True), key="tie_embeddings",
+                                    window=False, help="the output head shares the token embeddings (as GPT-2)")
+    # the rotary positions' base (Starcoder2 models call it rope_theta)
+    rope_base: float = _setting(10000.0, "rotary base", low=1.0, high=1e9, key="rope_base", window=False,
+                                help="rotary positions' base frequency (rope_theta)")
+
     def problems(self) -> list[str]:
         errors = super().problems()
         if errors:
             return errors
+        if self.tie_embeddings and self.head_bias:
+            errors.append("tied embeddings need a head without bias (as GPT-2's)")
         if self.n_embd % self.n_head:
             errors.append(f"width {self.n_embd} must be divisible by heads {self.n_head}")
         elif self.position == "rope" and self.head_size % 2:
@@ -163,7 +175,10 @@ class ModelConfig(_Declared):
 
 def _field_problems(errors: list[str], f: dataclasses.Field, value: Any) -> None:
     meta = f.metadata
-    if meta["choices"]:
+    if f.type in (str, "str") and not meta["choices"]:  # free text: its own class checks its words
+        if not isinstance(value, str):
+            errors.append(f"{meta['label']} must be text, not {value!r}")
+    elif meta["choices"]:
         if value not in meta["choices"] or type(value) is not type(meta["choices"][0]):
             allowed = " or ".join(repr(c) for c in meta["choices"])
             errors.append(f"{meta['label']} {value!r} is unknown: use {allowed}")
@@ -264,6 +279,39 @@ class TrainConfig(_Declared):
 def _usable_rate(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and \
         math.isfinite(value) and value > 0
+
+
+LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # every projection of a block
+
+
+@dataclass(frozen=True)
+class AdaptConfig(_Declared):
+    """How a model is adapted to new text (the finetune command, the window's Fine-tune)."""
+    method: str = _setting("lora", "method", choices=("full", "lora"), key="method",
+                           names=("full: every weight", "LoRA: small adapters"),
+                           help="full: every weight trains; lora: low-rank adapters beside the projections")
+    rank: int = _setting(8, "LoRA rank", low=1, high=1024, key="rank", title="Rank",
+                         help="the adapters' rank: more can learn more, and is more to store")
+    alpha: float = _setting(16.0, "LoRA alpha", low=0.0, high=10_000.0, low_open=True, key="alpha", title="Alpha",
+                            help="the adapters' scale: their update is multiplied by alpha / rank")
+    targets: str = _setting(",".join(LORA_TARGETS), "LoRA targets", key="targets", title="Targets",
+                            help="which projections get adapters, by name, comma-separated "
+                                 f"(any of {', '.join(LORA_TARGETS)})")
+    replay: float = _setting(0.0, "replay share", low=0.0, high=0.9, key="replay", title="Replay", decimals=2,
+                             step=0.05, help="the share of each batch taken from the model's original text, "
+                                             "to forget less of it")
+
+    def target_list(self) -> list[str]:
+        return [t.strip() for t in self.targets.split(",") if t.strip()]
+
+    def problems(self) -> list[str]:
+        errors = super().problems()
+        if isinstance(self.targets, str):
+            unknown = [t for t in self.target_list() if t not in LORA_TARGETS]
+            if unknown or not self.target_list():
+                errors.append(f"LoRA targets {', '.join(unknown) or '(none)'} unknown: use some of "
+                              f"{', '.join(LORA_TARGETS)}")
+        return errors
 
 
 @dataclass(frozen=True)

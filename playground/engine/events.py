@@ -52,6 +52,8 @@ class Eval:
     task_accuracy: Optional[float] = None  # share of the corpus's held-out tasks answered (0-1)
     train_bpc: Optional[float] = None  # the losses in bits per character: comparable across
     val_bpc: Optional[float] = None    # tokenizers (a loss is per token, in nats)
+    base_val_loss: Optional[float] = None  # adapting a model: the loss on its original text's
+    # held-out part, which shows what the new text costs it (forgetting)
 
     @property
     def train_ppl(self) -> Optional[float]:

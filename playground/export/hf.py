@@ -1,8 +1,8 @@
 """Our GPT as a transformers model: learned positions become GPT-2 (GPT2LMHeadModel), rotary
 positions Starcoder2 (Starcoder2ForCausalLM, whose sliding window is our attention window).
 
-Both are the same computation as ours: pre-norm blocks, exact GELU, the same rotary pairing
-(channel i with i + hs/2, base 10000). Their heads have no bias, so ours is folded into the
+Both are the same computation as ours: pre-norm blocks, the same GELU (exact, or GPT-2's tanh),
+the same rotary pairing (channel i with i + hs/2, the same base). Their heads have no bias, so ours is folded into the
 final layer norm's bias (`fold_head_bias`), which is exact while the vocabulary is at most the
 width + 1 and a least-squares approximation beyond that.
 """
@@ -23,8 +23,9 @@ from playground.export.report import ExportError
 
 # the ModelConfig fields this mapping knows: a new one away from its default is refused
 KNOWN = frozenset({"vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout",
-                   "position", "head_bias"})
-ROPE_THETA = 10000.0
+                   "position", "head_bias", "activation", "tie_embeddings", "rope_base"})
+# our activation -> (GPT-2's activation_function, Starcoder2's hidden_act)
+ACTIVATIONS = {"gelu": ("gelu", "gelu"), "gelu_tanh": ("gelu_new", "gelu_pytorch_tanh")}
 FOLD_EXACT = 1e-6  # a fold residual below this moves no log-probability by more than 2e-6
 
 
@@ -51,14 +52,12 @@ def check_mappable(model: GPT) -> float:
     if len(eps) != 1 or any(m.weight is None or m.bias is None for m in norms):
         raise ExportError("the layer norms differ from one another or lack a scale or a bias")
     for block in model.h:
-        if block.mlp.gelu.approximate != "none":
-            raise ExportError("the MLP uses the tanh GELU; the export maps the exact one")
         rotary = block.attn.rotary
         if rotary is not None:
             hs = config.head_size
-            expected = 1.0 / (ROPE_THETA ** (torch.arange(0, hs, 2).float() / hs))
+            expected = 1.0 / (config.rope_base ** (torch.arange(0, hs, 2).float() / hs))
             if not torch.allclose(rotary.inv_freq, expected):
-                raise ExportError("the rotary frequencies differ from base 10000")
+                raise ExportError(f"the rotary frequencies differ from base {config.rope_base:g}")
     return eps.pop()
 
 
@@ -94,7 +93,8 @@ def convert(model: GPT) -> Converted:
                      "queries, keys and values split out of the fused projection")
     weights = {k: v.float().contiguous() for k, v in weights.items()}
     config.update(architectures=[architecture], dtype="float32", torch_dtype="float32",
-                  bos_token_id=None, eos_token_id=None, pad_token_id=None, tie_word_embeddings=False,
+                  bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                  tie_word_embeddings=model.config.tie_embeddings,
                   use_cache=True, initializer_range=0.02)
     return Converted(weights, config, architecture, notes, residual)
 
@@ -103,7 +103,7 @@ def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> tuple
     hf_config = dict(
         model_type="gpt2", vocab_size=config.vocab_size, n_positions=config.block_size,
         n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
-        activation_function="gelu",  # exact erf GELU, as ours ("gelu_new" is GPT-2's tanh)
+        activation_function=ACTIVATIONS[config.activation][0],  # "gelu_new" is GPT-2's tanh GELU
         resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
         layer_norm_epsilon=eps, scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
         reorder_and_upcast_attn=False)
@@ -124,10 +124,10 @@ def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) ->
     hf_config = dict(
         model_type="starcoder2", vocab_size=config.vocab_size, hidden_size=C, intermediate_size=4 * C,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
-        num_key_value_heads=config.n_head, hidden_act="gelu",  # exact erf GELU
+        num_key_value_heads=config.n_head, hidden_act=ACTIVATIONS[config.activation][1],
         max_position_embeddings=config.block_size, norm_epsilon=eps, use_bias=True,
         # transformers 5 reads rope_parameters, 4.x rope_theta: the same base either way
-        rope_parameters={"rope_type": "default", "rope_theta": ROPE_THETA}, rope_theta=ROPE_THETA,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_base}, rope_theta=config.rope_base,
         # ours: a query sees keys at most block_size - 1 positions back; so does theirs
         sliding_window=config.block_size, attention_dropout=config.dropout,
         residual_dropout=config.dropout, embedding_dropout=config.dropout)

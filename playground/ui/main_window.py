@@ -176,6 +176,7 @@ class MainWindow(QMainWindow):
         self.actions_by_name: dict[str, QAction] = {}
         self._menu("&File", [
             ("&Open model…", [QKeySequence.Open], self.ask_open_model, "openModelAction"),
+            ("Open &transformers folder…", [], self.ask_open_folder, "openFolderAction"),
             ("&Save model…", [QKeySequence.Save], self.ask_save_model, "saveModelAction"),
             ("Open &corpus file…", [], self.corpus.choose_file, "openCorpusAction"),
             ("&Evaluate…", [], lambda: self.show_dialog("evaluate"), "evaluateAction"),
@@ -469,6 +470,14 @@ class MainWindow(QMainWindow):
     def ask_open_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open model", last_folder("models"),
                                               "GPT Playground models (*.safetensors);;All files (*)")
+        if path:
+            self.open_model(path)
+
+    @Slot()
+    def ask_open_folder(self) -> None:
+        """A GPT-2 or Starcoder2 folder from transformers (what Export writes, or a download)."""
+        path = QFileDialog.getExistingDirectory(self, "Open a transformers folder (GPT-2 or Starcoder2)",
+                                                last_folder("models"))
         if path:
             self.open_model(path)
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
 from playground.engine.model.decoding import CACHED_STEP, CachedRows, plain_logits
+from playground.engine.model.fastpath import FAST_PATHS as TABLE
 from playground.engine.model.fastpath import Verified
 from playground.engine.model.flat_adamw import FLAT_ADAMW, FlatAdamW
 from playground.engine.model.generation import Engine, Request
@@ -24,7 +25,7 @@ from playground.engine.model.optimizers import build_optimizers
 from playground.engine.model.param_count import FORMULA, count_params, formula
 from playground.engine.training.step import choose_path
 
-FAST_PATHS = [FLAT_ADAMW, CACHED_STEP, FORMULA]
+FAST_PATHS = list(TABLE)
 CHECK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # small sizes keep each example fast; every other field is drawn from its declaration
 SIZES = {"vocab_size": st.integers(2, 20), "n_layer": st.integers(1, 3),
@@ -201,8 +202,8 @@ def test_parameter_formula_refuses_or_counts_exactly(config):
 def extended_config():
     """ModelConfig with one more setting nobody taught the fast paths about."""
     extra = dataclasses.field(default=True, metadata={
-        "label": "tied embeddings", "low": None, "high": None, "choices": (False, True)})
-    return dataclasses.make_dataclass("ExtendedConfig", [("tie_embeddings", bool, extra)],
+        "label": "query-key norm", "low": None, "high": None, "choices": (False, True)})
+    return dataclasses.make_dataclass("ExtendedConfig", [("qk_norm", bool, extra)],
                                       bases=(ModelConfig,), frozen=True)
 
 
@@ -210,14 +211,14 @@ def extended_config():
 def test_a_new_model_setting_makes_every_fast_path_refuse(fast_path: Verified):
     config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4)
     assert fast_path.applies(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4))
-    assert "tie_embeddings" in fast_path.refusal(config)
+    assert "qk_norm" in fast_path.refusal(config)
 
 
 def test_a_new_model_setting_trains_and_decodes_on_the_plain_paths():
     config = extended_config()(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4, position="rope")
     model = GPT(config)
     path = choose_path(model, model, TrainConfig(), torch.device("cpu"), plain_only=False)
-    assert path.name == "autograd" and "tie_embeddings" in path.note
+    assert path.name == "autograd" and "qk_norm" in path.note
     assert not Engine(model.eval(), CharTokenizerOf(5)).fast
     assert count_params(config) == model.num_params()
 

@@ -99,8 +99,18 @@ class BPETokenizer(Tokenizer):
     def token_bytes(self, i: int) -> bytes:
         return self._bytes[i]
 
+    @classmethod
+    def padded(cls, tokenizer: "BPETokenizer", size: int) -> "BPETokenizer":
+        """The same tokenizer for a model whose embedding has `size` rows, more than it has
+        tokens (a vocabulary padded to a round number): the extra ids stand for no bytes."""
+        out = cls.__new__(cls)
+        out.tok = tokenizer.tok
+        out._bytes = tokenizer._bytes[: len(tokenizer._bytes)] + [b""] * (size - tokenizer.vocab_size)
+        return out
+
     def to_dict(self) -> dict:
-        return {"type": "bpe", "json": self.tok.to_str()}
+        padded = {"pad_to": self.vocab_size} if self.vocab_size > self.tok.get_vocab_size() else {}
+        return {"type": "bpe", "json": self.tok.to_str(), **padded}
 
     def describe(self) -> str:
         return f"byte-level BPE: {self.vocab_size} tokens ({self.vocab_size - 256} merges)"
@@ -118,6 +128,11 @@ class BPETokenizer(Tokenizer):
         kinds = (type(tok.model).__name__, type(tok.pre_tokenizer).__name__, type(tok.decoder).__name__)
         if kinds != ("BPE", "ByteLevel", "ByteLevel"):
             raise ConfigError(f"the tokenizer is not a byte-level BPE ({', '.join(kinds)})")
+        pad_to = data.get("pad_to")
+        if pad_to is not None:
+            if not isinstance(pad_to, int) or not tok.get_vocab_size() <= pad_to <= MAX_VOCAB * 4:
+                raise ConfigError(f"the BPE tokenizer's padding {pad_to!r} is not a size")
+            return cls.padded(cls(tok), pad_to)
         return cls(tok)
 
 

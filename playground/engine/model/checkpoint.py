@@ -130,7 +130,13 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
         "state": ckpt.state, "has_optimizer": ckpt.optimizer_state is not None,
     }
-    weights = {k: _own(v) for k, v in ckpt.model.state_dict().items()}
+    weights, seen = {}, set()
+    for k, v in ckpt.model.state_dict().items():
+        t = _own(v)
+        if t.untyped_storage().data_ptr() in seen:  # a tied weight: safetensors stores each once
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        weights[k] = t
     try:
         payload = st_save(weights, metadata={"playground": json.dumps(meta, default=_jsonable)})
         if ckpt.optimizer_state is not None:
@@ -232,8 +238,13 @@ def _metadata(path: Path, header: dict, expected_format: str) -> dict:
 
 
 def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
-    """Load and check a model file; raise CheckpointError with a reason for any problem."""
+    """Load and check a model file, or open a transformers folder (GPT-2, Starcoder2: see
+    hf_folder.py); raise CheckpointError with a reason for any problem."""
     path = Path(path)
+    if path.is_dir():
+        from playground.engine.model import hf_folder
+        model, tokenizer, state = hf_folder.load(path)
+        return Checkpoint(model, tokenizer, None, state)
     header, blob = read_header(path)
     meta = _metadata(path, header, FORMAT)
     try:

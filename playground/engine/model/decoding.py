@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from playground.engine.model.fastpath import ANY, Verified, check_same_parameters
+from playground.engine.model.fastpath import CACHED_STEP, check_same_parameters
 from playground.engine.model.gpt import GPT, attention_mask, rotate
 
 
@@ -115,13 +115,6 @@ def plain_logits(model: GPT, ids: list[int]) -> torch.Tensor:
     return forward_logits(model, window(model, ids))
 
 
-# -- the cached step ----------------------------------------------------------------------
-# Verified on the CPU for both position schemes; dropout is off when decoding. A setting this
-# does not name sends decoding through GPT.forward with each sequence's own cache instead.
-CACHED_STEP = Verified("the cached decoding step", {
-    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
-
 
 def block_params(b) -> list[torch.Tensor]:
     """A block's weights in the order the cached step unpacks them: ln_1, c_attn, c_proj, ln_2,
@@ -150,7 +143,8 @@ class CachedRows:
         self.rotary_positions = cfg.position == "rope"
         self.W, self.nh, self.hs, self.C = cfg.block_size, cfg.n_head, cfg.head_size, cfg.n_embd
         d = lambda t: t.detach()  # noqa: E731  (no autograd bookkeeping per operation)
-        held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias, model.lm_head.weight]
+        held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias]
+        held += [] if cfg.tie_embeddings else [model.lm_head.weight]  # tied: it is wte.weight
         held += [model.wpe.weight] if model.wpe is not None else []
         self.layers = []
         for b in model.h:
@@ -163,6 +157,7 @@ class CachedRows:
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
+        self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
         self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
         self.positions: list[int] = []  # the next token's position, per row
@@ -250,6 +245,7 @@ class CachedRows:
             values[rows, :, slot] = qkv[:, 2]
             y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values, attn_mask=valid)
             x = x + F.linear(y.reshape(B, C), wp, bp)
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf)), wm, bm)
+            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf), approximate=self.gelu),
+                             wm, bm)
         self.positions = [p + 1 for p in positions]
         return F.linear(F.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)

@@ -1,6 +1,6 @@
 """What a fast path was verified for: an allow-list over every ModelConfig field.
 
-Each fast path (the flat AdamW, the lean decoder, the parameter-count formula) states the values of every model setting it was checked against the
+Each fast path (the flat AdamW, the cached decoding step, the parameter-count formula) states the values of every model setting it was checked against the
 plain model for. A setting it does not name, such as a field added to ModelConfig later, makes it
 refuse, so a new model option sends training and decoding down the plain path instead of a
 silently wrong one. tests/engine/test_fast_paths.py holds each one to the model over generated
@@ -49,3 +49,24 @@ def check_same_parameters(name: str, held: list, model: Any) -> None:
     if len(mine) != len(set(mine)) or set(mine) != set(theirs):
         raise ValueError(f"{name} does not hold exactly the model's parameters "
                          f"({len(set(mine))} of its own, {len(theirs)} in the model)")
+
+
+# -- the table: every fast path and what it was verified for ---------------------------------
+# The cached decoding step (decoding.py): both position schemes; dropout is off when decoding.
+# A setting it does not name sends decoding through GPT.forward with each sequence's own cache.
+CACHED_STEP = Verified("the cached decoding step", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "activation": {"gelu", "gelu_tanh"}, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
+# The flat AdamW (flat_adamw.py): elementwise over whatever parameters the model holds; the
+# fused kernel was checked on the CPU.
+FLAT_ADAMW = Verified("the flat AdamW", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "activation": ANY, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
+# The parameter count without torch (param_count.py), for the window's live figure.
+FORMULA = Verified("the parameter-count formula", {
+    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
+    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "activation": ANY, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
+FAST_PATHS = (CACHED_STEP, FLAT_ADAMW, FORMULA)

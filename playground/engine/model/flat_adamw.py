@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from playground.engine.model.fastpath import ANY, Verified, check_same_parameters
-
-# elementwise over whatever parameters the model holds; the fused kernel was checked on the CPU
-FLAT_ADAMW = Verified("the flat AdamW", {
-    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
+from playground.engine.model.fastpath import FLAT_ADAMW, check_same_parameters
 
 
 class FlatAdamW:

@@ -242,7 +242,10 @@ class Engine:
         self.rotary = model.config.position == "rope"
         device = next(model.parameters()).device
         self.fast = cached and CACHED_STEP.applies(model.config, device)
-        self.batch = CachedRows(model, capacity) if self.fast else None
+        try:
+            self.batch = CachedRows(model, capacity) if self.fast else None
+        except ValueError:  # weights it does not know (adapters being trained): GPT.forward's own cache
+            self.fast, self.batch = False, None
         self.rows: list[Row] = []
 
     def add(self, request: Request) -> Row:

@@ -74,7 +74,7 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.layer = layer  # which of a cache's layers holds this one's keys and values
         rope = config.position == "rope"
-        self.rotary = Rotary(config.head_size) if rope else None
+        self.rotary = Rotary(config.head_size, config.rope_base) if rope else None
         # rotary models attend to the last block_size positions only, at every layer
         self.window = config.block_size if rope else None
 
@@ -120,7 +120,8 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-        self.gelu = nn.GELU()  # the exact GELU (erf), not GPT-2's tanh approximation
+        # the exact GELU (erf) by default; GPT-2's tanh approximation for models opened from it
+        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -154,6 +155,8 @@ class GPT(nn.Module):
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.head_bias)
+        if config.tie_embeddings:  # one matrix reads tokens in and writes them out (GPT-2)
+            self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections so the residual stream's variance stays put
         for name, p in self.named_parameters():

@@ -8,11 +8,7 @@ the model on torch's meta device, which allocates nothing.
 
 from __future__ import annotations
 
-from playground.engine.model.fastpath import ANY, Verified
-
-FORMULA = Verified("the parameter-count formula", {
-    "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False}}, devices=("cpu",))
+from playground.engine.model.fastpath import FORMULA
 
 
 def count_params(config) -> int:
@@ -33,5 +29,6 @@ def formula(config) -> int:
     attention = (C * 3 * C + 3 * C) + (C * C + C)
     mlp = (C * 4 * C + 4 * C) + (4 * C * C + C)
     positions = T * C if config.position == "learned" else 0
-    return V * C + positions + config.n_layer * (norms + attention + mlp) + 2 * C + C * V + \
+    head = 0 if config.tie_embeddings else C * V
+    return V * C + positions + config.n_layer * (norms + attention + mlp) + 2 * C + head + \
         (V if config.head_bias else 0)

@@ -18,6 +18,7 @@ import torch
 from playground.engine.analysis.evaluation import answer
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig, check_fits_text
 from playground.engine.data.corpus import Corpus, distinct_windows, get_weighted_batch
+from playground.engine.errors import ConfigError
 from playground.engine.events import Done, Eval, Event, Sample, Started, Step, peak_rss_mb
 from playground.engine.model import generation as sampling
 from playground.engine.model.gpt import GPT
@@ -56,7 +57,8 @@ class Trainer:
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Corpus,
                  model: Optional[GPT] = None, step: int = 0, device: str = "cpu",
-                 compile: bool = False, autograd: bool = False):
+                 compile: bool = False, autograd: bool = False, original: Optional[Corpus] = None,
+                 replay: float = 0.0):
         train_cfg.check()
         model_cfg.check()
         if model_cfg.vocab_size != corpus.tokenizer.vocab_size:
@@ -72,8 +74,10 @@ class Trainer:
         self.model = model.to(self.device)
         self.rank, self.world = _dist_rank_world()
         self.train_model = self._wrap(compile)
+        # adapters (LoRA) train a few matrices beside frozen weights: torch's own optimizer
+        adapted = any(not p.requires_grad for p in self.model.parameters())
         self.path = choose_path(self.model, self.train_model, train_cfg, self.device,
-                                plain_only=autograd or compile or self.world > 1)
+                                plain_only=autograd or compile or self.world > 1 or adapted)
         self.optimizers = self.path.optimizers
         self.step = step  # optimizer steps applied so far, over the model's whole life
         self.last_loss: Optional[float] = None
@@ -84,6 +88,12 @@ class Trainer:
         self.control = TrainControl()
         # held for each step; snapshot() takes it so a copy never mixes two steps' weights
         self.lock = threading.Lock()
+        # adapting a model: its original text (loss on its held-out part at each evaluation:
+        # what the new text costs; a share of each batch from its training part, with replay)
+        self.original, self.replay = original, replay
+        if replay and (original is None or len(original.train_ids()) < model_cfg.block_size + 1):
+            raise ConfigError("replay needs the model's original text, long enough for a window")
+        self.original_record = original_record(corpus)  # kept with the model: its own text
 
     def _wrap(self, compile: bool) -> torch.nn.Module:
         model = self.model
@@ -107,8 +117,12 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def estimate_loss(self, split: str) -> Optional[float]:
-        """Mean loss over eval_batches fixed batches (the same ones every time)."""
-        data = self.corpus.train_ids() if split == "train" else self.corpus.val_ids()
+        """Mean loss over eval_batches fixed batches (the same ones every time); split
+        "original": the held-out part of the model's original text, when adapting it."""
+        if split == "original":
+            data = self.original.val_ids() if self.original.has_validation else self.original.train_ids()
+        else:
+            data = self.corpus.train_ids() if split == "train" else self.corpus.val_ids()
         T = self.model_cfg.block_size
         if len(data) < T + 1:
             return None
@@ -151,9 +165,10 @@ class Trainer:
         self.last_val_loss = self.estimate_loss("val")
         self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
         accuracy, answers = self._task_check()
+        base_val = self.estimate_loss("original") if self.original is not None else None
         yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step, accuracy,
                    self.corpus.bits_per_char(train_loss, "train"),
-                   self.corpus.bits_per_char(self.last_val_loss, "val"))
+                   self.corpus.bits_per_char(self.last_val_loss, "val"), base_val)
         if self.train_cfg.sample_chars or answers:
             text = self.sample_text() if self.train_cfg.sample_chars else ""
             yield Sample(self.step, text, answers)
@@ -181,6 +196,7 @@ class Trainer:
                       self.corpus.n_val, first, last, self.threads, message,
                       self.corpus.tokenizer.kind, self.corpus.chars_per_token())
         data = self.corpus.train_ids()
+        self._original_train = self.original.train_ids() if self.replay else None
         # each rank draws its own batches; a continued run does not repeat the first one's
         gen = torch.Generator().manual_seed(cfg.seed + first + 1_000_003 * self.rank)
         self._params = self.path.weights
@@ -206,8 +222,7 @@ class Trainer:
             for opt, peak in self.optimizers:
                 for group in opt.param_groups:
                     group["lr"] = lr_at(local, cfg.max_steps, cfg, peak)
-            # repeated windows are merged only without dropout (their masks would differ)
-            x, y, w = get_weighted_batch(data, T, B, gen, merge=self.model_cfg.dropout == 0)
+            x, y, w = self._batch(data, T, B, gen)
             with self.lock:
                 loss_value, norm, note = self._train_step(*self._to_device(x, y, w))
             if note:
@@ -241,6 +256,15 @@ class Trainer:
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
                    run_seconds, tokens * self.world, note, peak_rss_mb(), self.best.step,
                    None if self.best.step is None else self.best.val_loss, last_step)
+
+    def _batch(self, data, T: int, B: int, gen: torch.Generator):
+        """A batch of the text; with replay, its share of rows from the original text."""
+        if not self.replay:  # repeated windows merge only without dropout (their masks would differ)
+            return get_weighted_batch(data, T, B, gen, merge=self.model_cfg.dropout == 0)
+        old = min(max(round(self.replay * B), 1), B - 1)
+        x, y, _ = get_weighted_batch(data, T, B - old, gen, merge=False)
+        xo, yo, _ = get_weighted_batch(self._original_train, T, old, gen, merge=False)
+        return torch.cat([x, xo]), torch.cat([y, yo]), None
 
     def _keep_best(self, first_step: int) -> str:
         """With keep="best", end on the weights of the lowest validation loss; says so."""
@@ -291,14 +315,18 @@ class Trainer:
         import copy
 
         from playground.engine.model.checkpoint import Checkpoint
+        from playground.engine.model.lora import has_adapters, merged
         with self.lock:
-            model = copy.deepcopy(self.model)
+            adapted = has_adapters(self.model)
+            # with adapters: the merged model, an ordinary one (their optimizer state fits no model)
+            model = merged(self.model) if adapted else copy.deepcopy(self.model)
             opt_state = ([copy.deepcopy(opt.state_dict()) for opt, _ in self.optimizers]
-                         if with_optimizer else None)
+                         if with_optimizer and not adapted else None)
             state = {"step": self.step, "loss": self.last_loss, "val_loss": self.last_val_loss,
                      "trained_to": max(self.last_step, self.step),
                      "train_seconds": round(self.train_seconds, 3), "corpus": self.corpus.name,
-                     "start_char": self.start_char, "params": self.model.num_params()}
+                     "start_char": self.start_char, "params": model.num_params(),
+                     "original": self.original_record}
         return Checkpoint(model, self.corpus.tokenizer, self.train_cfg, state, opt_state)
 
     @classmethod
@@ -307,6 +335,8 @@ class Trainer:
         trainer = cls(ckpt.model_config, train_cfg, corpus, model=ckpt.model,
                       step=int(ckpt.state.get("step", 0)), **options)
         trainer.train_seconds = float(ckpt.state.get("train_seconds") or 0.0)
+        if isinstance(ckpt.state.get("original"), dict):  # it stays the text the model first learned
+            trainer.original_record = ckpt.state["original"]
         for key, attr in (("loss", "last_loss"), ("val_loss", "last_val_loss")):
             value = ckpt.state.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
@@ -346,3 +376,17 @@ def _global_mean(value: torch.Tensor, world: int) -> float:
         dist.all_reduce(value)
         value /= world
     return value.item()
+
+
+ORIGINAL_CHARS = 100_000  # of each part of its text kept with a model (a few hundred KB of JSON at most)
+
+
+def original_record(corpus: Corpus) -> dict:
+    """What a model file keeps of the text it learned, so that adapting it later can measure
+    what it forgets (and replay some of it): the text's name and fingerprint, the start of its
+    training part and of its held-out part."""
+    import hashlib
+    text = corpus.text
+    split = corpus.train_chars if corpus.has_validation else len(text)
+    return {"name": corpus.name, "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+            "train": text[:split][:ORIGINAL_CHARS], "validation": text[split:][:ORIGINAL_CHARS]}
