@@ -84,7 +84,7 @@ def add_setting_flags(parser, *config_classes, only: Optional[set] = None) -> No
             if only is not None and meta["key"] not in only:
                 continue
             dest = meta["key"]
-            if meta["invert"]:  # a yes/no whose flag turns it off
+            if f.type in (bool, "bool"):  # a yes/no: its flag turns it on (or off, inverted)
                 parser.add_argument(meta["flag"], dest=dest, action="store_true", default=None,
                                     help=meta["help"])
             elif meta["choices"]:

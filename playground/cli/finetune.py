@@ -51,6 +51,7 @@ def run(args) -> int:
     from playground.engine.model import checkpoint
     from playground.engine.model.lora import trainable
     from playground.engine.training.adapt import prepare_adaptation, save_adapter
+    from playground.engine.training.health import forgetting
     adapt = AdaptConfig().replace(**setting_edits(args, AdaptConfig)).check()
     if args.adapter_out and adapt.method != "lora":
         raise ConfigError("--adapter-out needs --method lora (a full fine-tune changes every weight)")
@@ -64,7 +65,7 @@ def run(args) -> int:
     original_text = (read_text_file(args.base_text) if args.base_text else
                      builtin_text(args.base_builtin) if args.base_builtin else None)
     trainer = prepare_adaptation(base, name, text, train, adapt, args.base_text or args.base_builtin,
-                                 original_text, args.drop_unknown)
+                                 original_text, args.drop_unknown, in_place=True)
     progress = Progress(sys.stderr, args.quiet)
     n_train, n_total = trainable(trainer.model)
     progress.line(f"adapting {Path(args.base).name} ({adapt.method}"
@@ -77,6 +78,7 @@ def run(args) -> int:
     stop_on_ctrl_c(trainer.control.stop)
     first = last = 0
     done: Optional[Done] = None
+    points = []  # (step, new text's validation, original text's validation) of each evaluation
     try:
         for ev in trainer.run():
             if log_file:
@@ -89,6 +91,7 @@ def run(args) -> int:
                 val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f}"
                 base_val = "" if ev.base_val_loss is None else f", original text {ev.base_val_loss:.4f}"
                 progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f}, new text {val}{base_val}")
+                points.append((ev.step, ev.val_loss, ev.base_val_loss))
             elif isinstance(ev, Done):
                 done = ev
     finally:
@@ -97,6 +100,9 @@ def run(args) -> int:
     assert done is not None
     progress.line(f"{done.status} at step {done.last_step} in {done.train_seconds:.1f} s"
                   + (f" - {done.message}" if done.message else ""))
+    hint = forgetting(points, adapt.method, adapt.replay, flags=True)
+    if hint:
+        progress.line(hint)
     if out is not None:
         progress.line(f"saved {checkpoint.save(out, trainer.checkpoint())}")
     if args.adapter_out:

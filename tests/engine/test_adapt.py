@@ -12,6 +12,7 @@ from playground.engine.events import Done, Eval
 from playground.engine.model import checkpoint
 from playground.engine.model.lora import has_adapters, merged, trainable
 from playground.engine.training.adapt import prepare_adaptation
+from playground.engine.training.health import forgetting
 from playground.engine.training.prepare import prepare_run
 
 OLD = "the cat sat on the mat. " * 40           # what the base learns
@@ -38,9 +39,16 @@ def test_the_base_keeps_its_original_text_and_a_full_fine_tune_shows_what_it_for
     assert base.state["original"]["name"] == "old" and base.state["original"]["validation"]
     trainer, evals, done = run(base, AdaptConfig(method="full"))
     assert isinstance(done, Done) and all(e.base_val_loss is not None for e in evals)
+    # the base is scored before the first step: its original text's loss is its own validation's
+    assert evals[0].step == 0 and evals[0].base_val_loss == pytest.approx(base.state["val_loss"], abs=0.05)
     assert evals[-1].val_loss < evals[0].val_loss          # the new text is learned
     assert evals[-1].base_val_loss > evals[0].base_val_loss  # and the old one forgotten, measured
     assert trainable(trainer.model)[0] == trainable(trainer.model)[1]  # every weight trains
+    points = [(e.step, e.val_loss, e.base_val_loss) for e in evals]
+    hint = forgetting(points, "full")
+    assert hint.startswith("Forgetting") and "Replay 0.25" in hint and "LoRA" in hint
+    assert "raise Replay" in forgetting(points, "full", replay=0.2) and "LoRA" not in forgetting(points, "lora")
+    assert forgetting(points[:1] + [(60, points[-1][1], points[0][2] * 1.05)], "full") == ""  # within 10%
 
 
 def test_lora_trains_a_small_share_leaves_the_base_frozen_and_merges_exactly(base):
@@ -84,13 +92,16 @@ def test_characters_the_base_never_saw_are_named_or_left_out_on_request(base):
 def test_stopping_keeps_what_was_trained(base):
     trainer = prepare_adaptation(base, "new", NEW, TRAIN.replace(max_steps=10_000, eval_interval=10_000),
                                  AdaptConfig(method="lora", rank=2))
-    done = None
+    done, evals = None, []
     for event in trainer.run():
         if getattr(event, "step", 0) == 15 and not isinstance(event, Done):
             trainer.control.stop()
+        if isinstance(event, Eval):
+            evals.append(event.step)
         if isinstance(event, Done):
             done = event
-    assert done.status == "stopped" and done.last_step == 15
+    # stopped between evaluations: the weights in hand are scored, then compared with the base's
+    assert done.status == "stopped" and done.last_step == 15 and evals == [0, 15]
     kept = trainer.checkpoint()
     assert kept.state["trained_to"] == 15 and not torch.equal(kept.model.h[0].attn.c_attn.weight,
                                                                base.model.h[0].attn.c_attn.weight)

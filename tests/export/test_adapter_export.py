@@ -78,9 +78,14 @@ def test_the_finetune_command_logs_what_it_forgets_and_writes_both(tmp_path, cap
     err = capsys.readouterr().err
     assert "of " in err and "parameters train (" in err
     evals = [json.loads(line) for line in log.read_text().splitlines() if '"eval"' in line]
-    assert len(evals) == 3 and all(e["base_val_loss"] is not None and e["val_loss"] is not None for e in evals)
+    assert [e["step"] for e in evals] == [0, 10, 20, 30] and all(e["base_val_loss"] is not None and e["val_loss"] is not None for e in evals)
     adapted = checkpoint.load(tmp_path / "adapted.safetensors")  # merged: an ordinary model file
     assert adapted.model.num_params() == base.model.num_params()
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    # a full fine-tune at a high rate forgets: the hint says so, in the command line's flags
+    assert main(["finetune", str(base_file), "--corpus", str(new), "--method", "full", "--lr", "0.03", "--steps", "30",
+                 "--eval-interval", "10", "--threads", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "Forgetting: the original text's loss rose" in err and "--replay 0.25" in err and "--method lora" in err
     refused = main(["finetune", str(base_file), "--text", "QQQ" * 40, "--steps", "2"])
     assert refused == 2 and "never saw ('Q')" in capsys.readouterr().err

@@ -230,7 +230,14 @@ def verify_against_transformers(folder: Path, model, windows: int = 3, length: i
         from transformers import AutoModelForCausalLM
     except ImportError:
         return None
-    theirs = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    from transformers.utils import logging as hf_logging
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Loading weights" bar is not ours to print
+    try:
+        theirs = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     cfg = model.config
     gen = torch.Generator().manual_seed(0)
     worst = 0.0

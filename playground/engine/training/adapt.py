@@ -69,9 +69,11 @@ def original_corpus(ckpt, train: TrainConfig, name: Optional[str] = None, text: 
 # -- a run --------------------------------------------------------------------------------
 def prepare_adaptation(base, name: str, text: str, train: TrainConfig, adapt: AdaptConfig,
                        original_name: Optional[str] = None, original_text: Optional[str] = None,
-                       drop_unknown: bool = False, tasks: tuple = (), **options):
+                       drop_unknown: bool = False, tasks: tuple = (), in_place: bool = False, **options):
     """A Trainer that adapts the checkpoint `base` to the text: its tokenizer and settings kept,
-    a copy of its weights (with adapters for LoRA), its original text measured beside the new."""
+    a copy of its weights (with adapters for LoRA), its original text measured beside the new.
+    in_place trains base.model itself instead of a copy (the command line, which needs the base
+    no more: one copy of GPT-2 small's weights is 500 MB)."""
     from playground.engine.training.trainer import Trainer, original_record
     adapt.check()
     train = train.replace(tokenizer=base.tokenizer.kind, keep=train.keep).check()
@@ -81,11 +83,12 @@ def prepare_adaptation(base, name: str, text: str, train: TrainConfig, adapt: Ad
     if adapt.replay and original is None:
         raise ConfigError("replay needs the model's original text: this model file does not keep it; "
                           "name it (--base-text FILE or --base-builtin NAME)")
-    model = copy.deepcopy(base.model).train()
+    model = (base.model if in_place else copy.deepcopy(base.model)).train()
     if adapt.method == "lora":
         model = add_adapters(model, adapt)
     trainer = Trainer(base.model_config, train, corpus, model=model, original=original, replay=adapt.replay,
                       **options)
+    trainer.evaluate_first = True
     trainer.original_record = (base.state.get("original") if isinstance(base.state.get("original"), dict)
                                else original_record(original) if original is not None else None)
     return trainer

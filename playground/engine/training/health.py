@@ -60,4 +60,34 @@ def overfitting(evals: Sequence[tuple[int, float, Optional[float]]], keep: str =
             f"learning what generalises. Try more text, dropout, a smaller model or fewer steps; {kept}.")
 
 
-__all__ = ["diagnose", "overfitting", "STALL_STEPS"]
+FORGETTING = 1.10    # the original text's loss this many times its value before adapting
+
+
+def forgetting(evals: Sequence[tuple[int, Optional[float], Optional[float]]], method: str = "full",
+               replay: float = 0.0, flags: bool = False) -> str:
+    """Words when adapting a model has cost it its original text: that text's held-out loss rose
+    over FORGETTING times its value before the first step. evals are (step, new text's validation
+    loss, original text's validation loss) of each evaluation, the first one before training.
+    Names the usual remedies, the one not yet tried first (flags: as the command line's)."""
+    points = [(s, v, b) for s, v, b in evals if b is not None and math.isfinite(b)]
+    if len(points) < 2:
+        return ""
+    before, now = points[0][2], points[-1][2]
+    if now <= before * FORGETTING:
+        return ""
+    new = points[-1][1]
+    gained = (f" while the new text's fell to {new:.3f}" if new is not None and points[0][1] is not None
+              and new < points[0][1] else "")
+    remedies = []
+    if replay < 0.5:
+        setting = ("--replay " + (f"{min(2 * replay, 0.5):g}" if replay else "0.25")) if flags else (
+            "raise Replay" if replay else "Replay 0.25")
+        remedies.append(f"replay more of the original text ({setting}: a share of each batch from it)")
+    if method == "full":
+        remedies.append(f"LoRA{' (--method lora)' if flags else ''}, which changes far fewer weights")
+    remedies.append("a lower learning rate or fewer steps")
+    return (f"Forgetting: the original text's loss rose from {before:.3f} before adapting to {now:.3f}{gained}. "
+            f"The usual remedies: {'; '.join(remedies)}.")
+
+
+__all__ = ["diagnose", "overfitting", "forgetting", "STALL_STEPS", "FORGETTING"]

@@ -94,6 +94,10 @@ class Trainer:
         if replay and (original is None or len(original.train_ids()) < model_cfg.block_size + 1):
             raise ConfigError("replay needs the model's original text, long enough for a window")
         self.original_record = original_record(corpus)  # kept with the model: its own text
+        # adapting a model: evaluate it once before the first step, so the new text's and the
+        # original text's losses have their "before" (and the base is the first best to beat)
+        self.evaluate_first = False
+        self._evaluated: Optional[int] = None  # the step last evaluated
 
     def _wrap(self, compile: bool) -> torch.nn.Module:
         model = self.model
@@ -158,6 +162,7 @@ class Trainer:
     def _evaluate(self, elapsed: float) -> Generator[Event, None, str]:
         """Eval (and Sample) events; returns why training must stop when the last update left
         weights whose loss is not finite (the step's own loss came before the update)."""
+        self._evaluated = self.step
         train_loss = self.estimate_loss("train")
         if train_loss is not None and not math.isfinite(train_loss):
             with self.lock:
@@ -207,6 +212,8 @@ class Trainer:
             # a continued run keeps the weights it started from unless it beats them: more
             # steps at a bad learning rate must never replace a good model with a worse one
             self.best.observe(first, self.estimate_loss("val"), self.last_loss, self._params, self.optimizers)
+        if self.evaluate_first and first == 0:
+            yield from self._evaluate(0.0)
         self.model.train()
         status, note, tokens, paused_for = "completed", "", 0, 0.0
         t0 = t_step = time.perf_counter()
@@ -247,6 +254,11 @@ class Trainer:
                     break
                 t_step = time.perf_counter()
         run_seconds = time.perf_counter() - t0 - paused_for
+        if status == "stopped" and cfg.keep == "best" and self.step > first and self.best.step is not None \
+                and self._evaluated != self.step:
+            # stopped between evaluations: score the weights in hand, so that keeping the best
+            # compares them too (and never drops the steps since the last evaluation unseen)
+            yield from self._evaluate(run_seconds)
         self.train_seconds += run_seconds
         if status == "diverged":
             log.warning(note)
