@@ -73,6 +73,11 @@ def bench_tokenizers(quick: bool) -> list[Result]:
     return [Result(**r) for r in rows(quick)]
 
 
+def bench_finetune(quick: bool) -> list[Result]:
+    from playground.bench.finetune import rows
+    return [Result(**r) for r in rows(quick)]
+
+
 def bench_estimates(quick: bool) -> list[Result]:
     from playground.bench.estimates import rows
     return [Result(**r) for r in rows(quick, _env())]
@@ -188,7 +193,7 @@ BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
     "serve": bench_serve, "tokenizers": bench_tokenizers, "estimates": bench_estimates,
-    "gpu": bench_gpu,
+    "gpu": bench_gpu, "finetune": bench_finetune,
 }
 
 
