@@ -74,7 +74,7 @@ def bench_tokenizers(quick: bool) -> list[Result]:
 
 
 def bench_finetune(quick: bool) -> list[Result]:
-    from playground.bench.finetune import rows
+    from playground.bench.fine_tuning import rows
     return [Result(**r) for r in rows(quick)]
 
 

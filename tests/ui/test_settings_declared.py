@@ -23,14 +23,16 @@ def test_every_declared_setting_has_a_flag_with_its_help(f):
     flags = {flag: action for action in train_parser()._actions for flag in action.option_strings}
     action = flags[f.metadata["flag"]]
     assert action.help == f.metadata["help"] and action.help
-    if f.metadata["choices"] and not f.metadata["invert"]:
+    if f.type in (bool, "bool"):  # a yes/no is a switch: its flag turns it on (off, inverted)
+        assert action.nargs == 0 and action.const is True
+    elif f.metadata["choices"]:
         assert list(action.choices) == list(f.metadata["choices"])
 
 
 def test_flags_become_the_settings_they_name():
     args = train_parser().parse_args(["--layers", "3", "--lr", "0.02", "--no-head-bias", "--keep", "last",
-                                      "--vocab-size", "300", "--grad-clip", "0.5"])
-    assert setting_edits(args, ModelConfig) == {"n_layer": 3, "head_bias": False}
+                                      "--vocab-size", "300", "--grad-clip", "0.5", "--tie-embeddings"])
+    assert setting_edits(args, ModelConfig) == {"n_layer": 3, "head_bias": False, "tie_embeddings": True}
     assert setting_edits(args, TrainConfig) == {"learning_rate": 0.02, "keep": "last", "bpe_vocab": 300,
                                                 "grad_clip": 0.5}
 

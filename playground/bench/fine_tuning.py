@@ -2,7 +2,7 @@
 and with LoRA at rank 4 and 16 and with replay; and a random model of GPT-2 small's shape opened
 from a transformers folder, generating, and fine-tuned fully and with LoRA.
 
-Each measurement runs in its own process (`python -m playground.bench.finetune --measure ...`),
+Each measurement runs in its own process (`python -m playground.bench.fine_tuning --measure ...`),
 so its peak resident set is its own; the parent prints the rows.
 """
 
@@ -141,7 +141,7 @@ def adapt_gpt2(folder: str, method: str, rank: int, steps: int) -> dict:
 
 # -- the rows ------------------------------------------------------------------------------
 def _measure(*args) -> dict:
-    out = subprocess.run([sys.executable, "-m", "playground.bench.finetune", "--measure", *map(str, args)],
+    out = subprocess.run([sys.executable, "-m", "playground.bench.fine_tuning", "--measure", *map(str, args)],
                          capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{args[0]} failed: {out.stderr.strip().splitlines()[-1:]}")
