@@ -1,11 +1,13 @@
 """The serve rows of the bench: N = 1, 2, 4, 8, 16 concurrent streaming clients of 300 characters
 each against `python -m playground serve` in its own process, on 127.0.0.1: completed requests,
 errors, time to first token and between tokens (p50, p99), and aggregate characters per second
-against one stream. The clients are plain asyncio streams in this process."""
+against one stream. The clients are plain asyncio streams in this process. And the keep-alive
+row: one-token requests one after another on one connection, as the openai client sends them."""
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
 import re
@@ -19,6 +21,7 @@ from pathlib import Path
 CHARS = 300
 CONCURRENCY = (1, 2, 4, 8, 16)
 GOAL_RATIO, GOAL_TTFT_MS = 3.0, 100.0
+KEEP_ALIVE_REQUESTS, GOAL_KEEP_ALIVE_MS = 50, 20.0  # Nagle + a delayed ACK alone cost ~40 ms
 
 
 def _model(position: str, folder: Path) -> Path:
@@ -71,6 +74,25 @@ async def _load(port: int, n: int) -> dict:
             "ttft_p99_ms": pick(ttft, 0.99), "tbt_p50_ms": pick(gaps, 0.5), "tbt_p99_ms": pick(gaps, 0.99)}
 
 
+def keep_alive_ms(port: int, requests: int = KEEP_ALIVE_REQUESTS) -> list[float]:
+    """Each one-token completion's round trip on one kept-alive connection (after one to warm up)."""
+    body = json.dumps({"model": "m", "prompt": "ROMEO:\n", "max_tokens": 1, "temperature": 0})
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    times = []
+    try:
+        for _ in range(requests + 1):
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            ok = reply.status == 200 and json.loads(reply.read())["usage"]["completion_tokens"] == 1
+            if not ok:
+                raise RuntimeError(f"a one-token request failed ({reply.status})")
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        conn.close()
+    return times[1:]
+
+
 def _serve(ckpt: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "-m", "playground", "serve", str(ckpt), "--port", "0",
@@ -88,9 +110,9 @@ def _serve(ckpt: Path, extra: list[str]) -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-def measure(position: str, quick: bool, batched: bool = True) -> tuple[list[dict], list[float]]:
+def measure(position: str, quick: bool, batched: bool = True) -> tuple[list[dict], list[float], list[float]]:
     """Every N once for the table; then one stream and eight, alternated (this machine's speed
-    drifts), for the ratio: the median of the pairs' ratios."""
+    drifts), for the ratio: the median of the pairs' ratios; then the keep-alive round trips."""
     with tempfile.TemporaryDirectory() as folder:
         proc, port = _serve(_model(position, Path(folder)), [] if batched else ["--no-batch"])
         try:
@@ -100,7 +122,7 @@ def measure(position: str, quick: bool, batched: bool = True) -> tuple[list[dict
             for _ in range(1 if quick else 5):
                 one, eight = asyncio.run(_load(port, 1)), asyncio.run(_load(port, 8))
                 pairs.append(eight["chars_per_s"] / one["chars_per_s"])
-            return loads, pairs
+            return loads, pairs, keep_alive_ms(port, 10 if quick else KEEP_ALIVE_REQUESTS)
         finally:
             proc.terminate()
             proc.wait(60)
@@ -109,7 +131,7 @@ def measure(position: str, quick: bool, batched: bool = True) -> tuple[list[dict
 def rows(quick: bool) -> list[dict]:
     out = []
     for position in ("rope", "learned"):
-        loads, pairs = measure(position, quick)
+        loads, pairs, round_trips = measure(position, quick)
         at8 = next((x for x in loads if x["n"] == 8), loads[-1])
         ratio = statistics.median(pairs)
         table = "; ".join(f"N={x['n']}: {x['chars_per_s']:,.0f} chars/s, TTFT p50/p99 {x['ttft_p50_ms']:.0f}/"
@@ -125,7 +147,21 @@ def rows(quick: bool) -> list[dict]:
             "measured": f"8 streams = {ratio:.2f}x one stream's chars/s (median of {len(pairs)} alternated "
                         f"pairs: {', '.join(f'{r:.2f}' for r in pairs)}); p99 TTFT at 8: {at8['ttft_p99_ms']:.0f} ms",
             "reference": table, "passed": passed, "details": {"loads": loads, "ratio_8": ratio, "pairs": pairs}})
+        if position == "rope":
+            out.append(keep_alive_row(round_trips, quick))
     return out
+
+
+def keep_alive_row(round_trips: list[float], quick: bool) -> dict:
+    ordered = sorted(round_trips)
+    median, p90 = statistics.median(ordered), ordered[min(int(0.9 * len(ordered)), len(ordered) - 1)]
+    return {"name": "serve_keepalive",
+            "target": f"median 1-token request on a kept-alive connection < {GOAL_KEEP_ALIVE_MS:g} ms",
+            "measured": f"median {median:.1f} ms, p90 {p90:.1f} ms ({len(ordered)} requests, one connection)",
+            "reference": "Nagle's algorithm with the client's delayed ACK adds ~40 ms to each; TCP_NODELAY "
+                         "(the listening socket made as IPPROTO_TCP) removes it",
+            "passed": None if quick else median < GOAL_KEEP_ALIVE_MS,
+            "details": {"ms": round_trips}}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ decodes exactly as `generate` does."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import torch
 
 from playground.engine.config import SampleConfig
 from playground.engine.model.generation import Engine, Request, Row
+
+FLOOR_LOGPROB = -9999.0  # a chosen token of probability 0, as vLLM gives it: JSON has no -inf
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ class Job:
 
 
 class Scheduler:
+    """The engine decodes up to its capacity of rows together (max_concurrent; one with
+    batched=False); max_queue more jobs may wait for a row. Jobs are accepted while running +
+    waiting stays within the two together."""
+
     def __init__(self, model, tokenizer, start_char: Optional[str] = None, max_concurrent: int = 8,
                  max_queue: int = 64, metrics=None, batched: bool = True):
         self.model, self.tokenizer, self.start_char = model.eval(), tokenizer, start_char
@@ -66,6 +73,7 @@ class Scheduler:
         # batched=False (--no-batch, to compare): one request at a time
         self.engine = Engine(model, tokenizer, start_char, capacity=max_concurrent if batched else 1)
         self._pending: list[Job] = []
+        self._running = 0    # jobs taken from the queue and not yet finished (changed under _cond)
         self._active: dict[int, tuple[Job, Row]] = {}   # id(row) -> its job and row
         self._last_token_at: dict[int, float] = {}
         self._cond = threading.Condition()
@@ -76,15 +84,27 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, job: Job) -> bool:
-        """Queue a request; False when the queue is full (the caller answers 503)."""
+    def submit(self, *jobs: Job) -> bool:
+        """Queue a request's jobs, all or none; False when they do not fit (the caller answers
+        503). Jobs whose client has gone are dropped first: they hold no place."""
         with self._cond:
-            if self._stopping or len(self._pending) >= self.max_queue:
+            self._drop_cancelled()
+            room = self.engine.capacity + self.max_queue - self._running - len(self._pending)
+            if self._stopping or len(jobs) > room:
                 return False
-            self._pending.append(job)
+            self._pending.extend(jobs)
             self._gauges()
             self._cond.notify()
         return True
+
+    def cancel(self, *jobs: Job) -> None:
+        """The client went away: a queued job leaves the queue now, a running one at the next step."""
+        for job in jobs:
+            job.cancelled.set()
+        with self._cond:
+            self._drop_cancelled()
+            self._gauges()
+            self._cond.notify()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Finish the requests in flight and queued, then end the thread."""
@@ -95,20 +115,24 @@ class Scheduler:
 
     @property
     def busy(self) -> int:
-        return len(self._active) + len(self._pending)
+        return self._running + len(self._pending)
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self) -> None:
         torch.set_num_threads(1)  # batch-1 decoding is fastest on one thread (the threads bench)
         while True:
             with self._cond:
+                self._drop_cancelled()
                 while not (self._pending or self._active or self._stopping):
                     self._cond.wait()
+                    self._drop_cancelled()
                 if self._stopping and not (self._pending or self._active):
                     return
                 admitted = []
                 while self._pending and len(self.engine.rows) + len(admitted) < self.engine.capacity:
                     admitted.append(self._pending.pop(0))
+                self._running += len(admitted)
+                self._gauges()  # before their first token: whoever has read it sees them running
             try:
                 for job in admitted:
                     self._admit(job)
@@ -119,9 +143,26 @@ class Scheduler:
             with self._cond:
                 self._gauges()
 
+    def _drop_cancelled(self) -> None:
+        """(Under _cond.) Queued jobs whose client has gone end here, as cancelled."""
+        gone = [job for job in self._pending if job.cancelled.is_set()]
+        if not gone:
+            return
+        self._pending = [job for job in self._pending if not job.cancelled.is_set()]
+        for job in gone:
+            self._count("cancelled", job)
+            job.on_event(Finished("cancelled", len(job.ids), 0))
+
     def _admit(self, job: Job) -> None:
         config = job.config.replace(max_new_tokens=job.max_tokens)
-        row = self.engine.add(Request(tuple(job.ids), config, job.stop, logits=job.logprobs is not None))
+        try:
+            row = self.engine.add(Request(tuple(job.ids), config, job.stop, logits=job.logprobs is not None))
+        except Exception as exc:  # this request alone cannot start: it alone fails
+            with self._cond:
+                self._running -= 1
+            self._count("error", job)
+            job.on_event(Finished("error", len(job.ids), 0, f"generation failed: {type(exc).__name__}: {exc}"))
+            return
         self._active[id(row)] = (job, row)
         if row.finished:  # a zero budget
             self._finish(job, row, row.finished)
@@ -141,13 +182,16 @@ class Scheduler:
                 self._finish(job, row, token.finished)
 
     def _info(self, item, alternatives: int) -> TokenInfo:
+        """JSON has no -inf: alternatives of probability 0 (a start token's, given with certainty)
+        are left out, and a chosen token of probability 0 is given FLOOR_LOGPROB."""
         token, logits, piece = item
         tok = self.tokenizer
         logprobs = logits.float().log_softmax(-1)
         top = torch.topk(logprobs, min(alternatives, logprobs.numel()))
-        return TokenInfo(tok.label(token), float(logprobs[token]),
-                         tuple((tok.label(i), float(v), tok.token_bytes(i))
-                               for v, i in zip(top.values.tolist(), top.indices.tolist())),
+        chosen = float(logprobs[token])
+        return TokenInfo(tok.label(token), chosen if math.isfinite(chosen) else FLOOR_LOGPROB,
+                         tuple((tok.label(i), v, tok.token_bytes(i))
+                               for v, i in zip(top.values.tolist(), top.indices.tolist()) if math.isfinite(v)),
                          tok.token_bytes(token), len(piece))
 
     def _observe(self, job: Job, key: int) -> None:
@@ -167,13 +211,18 @@ class Scheduler:
             return
         self._last_token_at.pop(id(row), None)
         self.engine.remove(row)
+        with self._cond:
+            self._running -= 1
+        self._count(reason, job)
+        job.on_event(Finished(reason, row.prompt_tokens, row.produced, message))
+
+    def _count(self, reason: str, job: Job) -> None:
         m = self.metrics
         if m is not None:
             (m.cancelled if reason == "cancelled" else m.finished.labels(reason)).inc()
             m.request_seconds.observe(time.perf_counter() - job.submitted)
-        job.on_event(Finished(reason, row.prompt_tokens, row.produced, message))
 
     def _gauges(self) -> None:
         if self.metrics is not None:
-            self.metrics.running.set(len(self._active))
+            self.metrics.running.set(self._running)
             self.metrics.waiting.set(len(self._pending))

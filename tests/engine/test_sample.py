@@ -38,6 +38,8 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert (filter_probs(logits, 1.0, 0, 0.7) > 0).tolist() == [True, True, False, False]
     assert (filter_probs(logits, 1.0, 0, 0.5) > 0).tolist() == [True, False, False, False]
     assert (filter_probs(logits, 1.0, 0, 0.81) > 0).tolist() == [True, True, True, False]
+    # a top_p below float32's smallest number reads as 0 there: the likeliest still stays
+    assert filter_probs(logits, 1.0, 0, 1e-320).tolist() == [1.0, 0.0, 0.0, 0.0]
 
 
 def test_sampled_characters_stay_in_the_top_k_support():

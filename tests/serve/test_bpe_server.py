@@ -1,6 +1,9 @@
 """Serving a subword model over real HTTP (127.0.0.1, a free port) with the openai client:
 max_tokens and usage count BPE tokens, streamed text never holds half a character, logprobs
-carry each token's bytes, and stop strings spanning tokens never leak."""
+carry each token's bytes, stop strings spanning tokens never leak, and text no tokenizer can
+encode (a lone surrogate) is refused in words on a connection that stays usable."""
+
+import json
 
 import openai
 import pytest
@@ -11,7 +14,7 @@ from playground.engine.model.generation import stream_tokens
 from playground.engine.training.trainer import Trainer
 from playground.serve.api import Served, Settings
 
-from .conftest import running
+from .conftest import LogRecords, connect, running, strict_json
 
 PROMPT = "café 🎉 The "
 
@@ -28,10 +31,15 @@ def bpe_model():
 
 
 @pytest.fixture(scope="module")
-def client(bpe_model):
+def server(bpe_model):
     model, tok = bpe_model
     with running(Served(Settings(model_name="fable")), model, tok, start_char="T") as url:
-        yield openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=30)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key="none", max_retries=0, timeout=30)
 
 
 def ours(bpe_model, tokens: int, **settings) -> str:
@@ -83,3 +91,24 @@ def test_a_stop_string_inside_a_token_never_leaks(client, bpe_model):
         chunks = list(reply) if stream else [reply]
         text = "".join(c.choices[0].text for c in chunks if c.choices)
         assert text == whole[: whole.index(stop)], stream
+
+
+def test_a_lone_surrogate_is_refused_on_every_endpoint_and_the_connection_lives(server):
+    conn = connect(server)
+    conn.connect()
+    sock = conn.sock
+    with LogRecords() as log:
+        for path, body, param in [("/v1/completions", {"prompt": "caf\udce9"}, "prompt"),
+                                  ("/v1/completions", {"prompt": "\ud800", "echo": True, "stream": True}, "prompt"),
+                                  ("/v1/chat/completions", {"messages": [{"role": "user", "content": "\udfff"}]},
+                                   "messages")]:
+            conn.request("POST", path, json.dumps({"model": "fable", "max_tokens": 3, **body}),
+                         {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            error = strict_json(reply.read())["error"]
+            assert reply.status == 400 and error["param"] == param and "lone surrogate" in error["message"]
+            conn.request("POST", "/v1/completions", json.dumps({"model": "fable", "prompt": "The", "max_tokens": 3}),
+                         {"Content-Type": "application/json"})
+            reply = conn.getresponse()
+            assert reply.status == 200 and strict_json(reply.read())["usage"]["completion_tokens"] == 3
+    assert conn.sock is sock and not log.records, log.text()

@@ -125,7 +125,7 @@ def test_chat_joins_messages_as_plain_text(client, seed_model):
     ({"model": "other", "prompt": "to"}, 404, "model", "does not exist"),
     ({"model": "seed", "prompt": "to", "temperature": 7}, 400, "temperature", "less than or equal to 2"),
     ({"model": "seed", "prompt": "to", "stop": ["a", "b", "c", "d", "e"]}, 400, "stop", "at most 4"),
-    ({"model": "seed", "prompt": "to", "n": 2}, 400, "n", "less than or equal to 1"),
+    ({"model": "seed", "prompt": "to", "n": 9}, 400, "n", "less than or equal to 8"),
     ({"model": "seed", "prompt": "XYZ"}, 400, "prompt", "none of the prompt's characters"),
     ({"model": "seed", "prompt": "to", "max_tokens": 10**6}, 400, "max_tokens", "above this server's limit"),
     ({"model": "seed", "prompt": "to", "logprobs": 9}, 400, "logprobs", "less than or equal to 5"),

@@ -80,7 +80,9 @@ class BPETokenizer(Tokenizer):
         return len(self._bytes)
 
     def encode_lenient(self, text: str) -> Encoded:
-        return Encoded(self.tok.encode(text).ids, ())
+        # encode_batch, not encode: the same ids, and it lets go of Python's lock while it works,
+        # so a server tokenising a long prompt on a thread keeps streaming to the others
+        return Encoded(self.tok.encode_batch([text])[0].ids, ())
 
     def encode_array(self, text: str, progress: Optional[Callable[[float], None]] = None,
                      piece_chars: int = PIECE_CHARS) -> np.ndarray:

@@ -144,6 +144,7 @@ def filter_probs(logits: torch.Tensor, temperature: float, top_k: int, top_p: fl
         sorted_probs, order = torch.sort(probs, descending=True)
         # keep a character while the mass before it is below p: the top one always stays
         drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
+        drop_sorted[0] = False  # even when top_p is below float32's smallest number (it reads as 0)
         drop = torch.zeros_like(drop_sorted).scatter(0, order, drop_sorted)
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum()
