@@ -119,7 +119,7 @@ def test_a_bpe_model_trains_logs_bits_per_character_and_generates_tokens(bpe_tra
     chars = cli("generate", ckpt, "--prompt", "The", "--chars", "40", "--seed", "1")
     assert len(chars.stdout.rstrip("\n")) == 3 + 40
     info = cli("info", ckpt)
-    assert "byte-level BPE: 300 tokens (44 merges)" in info.stdout and "no head bias" in info.stdout
+    assert "byte-level BPE: 300 tokens (43 merges, end-of-text)" in info.stdout and "no head bias" in info.stdout
 
 
 def test_continuing_a_bpe_model_keeps_its_tokenizer(bpe_trained, tmp_path):

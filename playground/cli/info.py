@@ -62,7 +62,7 @@ def tokenizer_summary(tokenizer) -> dict:
     if tokenizer.kind == "char":
         return tokenizer.to_dict()
     return {"type": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-            "merges": tokenizer.vocab_size - 256}
+            "merges": tokenizer.merges, "end_of_text": tokenizer.end_of_text}
 
 
 def _fmt(value) -> str:

@@ -2,8 +2,12 @@
 
 GPT-2's recipe: the text is split into words by the ByteLevel pre-tokenizer (its regex, no
 prefix space), every byte is a token from the start (so any text encodes: there are no unknown
-characters), and the commonest neighbouring pairs are merged until the vocabulary is full. The
-trained tokenizer travels inside the model file as its JSON.
+characters), and the commonest neighbouring pairs are merged until the vocabulary is full. Its
+last id is GPT-2's end-of-text token, `<|endoftext|>`: a corpus that separates documents with it
+teaches the model where a text ends, and llama.cpp, Ollama and transformers stop there (a
+vocabulary without one makes llama.cpp take token 11 as the end). It stands for no text. The
+trained tokenizer travels inside the model file as its JSON; files from before the end-of-text
+token open as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from playground.engine.data.tokenizer import Encoded, Tokenizer
 from playground.engine.errors import ConfigError
 
 DEFAULT_VOCAB = 512      # about 1 MB of text wants 512-1024
+END_OF_TEXT = "<|endoftext|>"   # GPT-2's spelling, which llama.cpp recognises by name
 # A corpus is encoded in pieces (in parallel) cut where the pre-tokenizer always cuts: at a
 # newline between two non-space characters, which is a word of its own either way.
 _CUT = re.compile(r"(?<=\S)\n(?=\S)")
@@ -50,29 +55,37 @@ class BPETokenizer(Tokenizer):
         """tok: a tokenizers.Tokenizer with a BPE model and ByteLevel pre-tokenizer/decoder."""
         self.tok = tok
         size = tok.get_vocab_size()
+        # special tokens (end-of-text) stand for no bytes, as tokenizers' decode skips them
+        self.special = {i: t.content for i, t in tok.get_added_tokens_decoder().items() if t.special}
         self._bytes: list[bytes] = []
         for i in range(size):
             piece = tok.id_to_token(i)
+            if i in self.special:
+                self._bytes.append(b"")
+                continue
             if piece is None or any(c not in BYTE_OF for c in piece):
                 raise ConfigError(f"BPE token {i} ({piece!r}) is not made of byte-level symbols")
             self._bytes.append(bytes(BYTE_OF[c] for c in piece))
 
     @classmethod
     def train(cls, text: str, vocab_size: int = DEFAULT_VOCAB) -> "BPETokenizer":
-        """Learn merges from text until vocab_size tokens (fewer when the text runs out of
-        pairs seen at least twice)."""
+        """Learn merges from text until vocab_size tokens, the end-of-text token included
+        (fewer when the text runs out of pairs seen at least twice; 257 for 256, the bytes
+        alone)."""
+        from tokenizers import AddedToken, decoders, models, pre_tokenizers, trainers
         from tokenizers import Tokenizer as HFTokenizer
-        from tokenizers import decoders, models, pre_tokenizers, trainers
         if not isinstance(vocab_size, int) or not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
             raise ConfigError(f"BPE vocabulary size {vocab_size!r} is out of range: use "
                               f"{MIN_VOCAB} to {MAX_VOCAB:,}")
         tok = HFTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        trainer = trainers.BpeTrainer(vocab_size=max(vocab_size - 1, 256), min_frequency=2, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                       special_tokens=[])
         tok.train_from_iterator(_pieces(text), trainer, length=len(text) // PIECE_CHARS + 1)
+        # after training, so it takes the last id (as in GPT-2) and the merges are the text's
+        tok.add_special_tokens([AddedToken(END_OF_TEXT, special=True, normalized=False)])
         return cls(tok)
 
     @property
@@ -101,12 +114,21 @@ class BPETokenizer(Tokenizer):
     def token_bytes(self, i: int) -> bytes:
         return self._bytes[i]
 
+    @property
+    def end_of_text(self) -> Optional[int]:
+        ids = [i for i, content in self.special.items() if content == END_OF_TEXT]
+        return ids[0] if ids else None
+
+    @property
+    def merges(self) -> int:
+        return self.tok.get_vocab_size() - 256 - len(self.special)
+
     @classmethod
     def padded(cls, tokenizer: "BPETokenizer", size: int) -> "BPETokenizer":
         """The same tokenizer for a model whose embedding has `size` rows, more than it has
         tokens (a vocabulary padded to a round number): the extra ids stand for no bytes."""
         out = cls.__new__(cls)
-        out.tok = tokenizer.tok
+        out.tok, out.special = tokenizer.tok, tokenizer.special
         out._bytes = tokenizer._bytes[: len(tokenizer._bytes)] + [b""] * (size - tokenizer.vocab_size)
         return out
 
@@ -115,7 +137,8 @@ class BPETokenizer(Tokenizer):
         return {"type": "bpe", "json": self.tok.to_str(), **padded}
 
     def describe(self) -> str:
-        return f"byte-level BPE: {self.vocab_size} tokens ({self.vocab_size - 256} merges)"
+        end = ", end-of-text" if self.end_of_text is not None else ""
+        return f"byte-level BPE: {self.vocab_size} tokens ({self.merges} merges{end})"
 
     @classmethod
     def from_dict(cls, data: dict) -> "BPETokenizer":

@@ -44,6 +44,7 @@ class Tokenizer:
     """What every tokenizer answers. Subclasses set `kind` and implement the abstract five."""
 
     kind = ""
+    end_of_text: Optional[int] = None   # the id that ends a text (a BPE's <|endoftext|>), if any
 
     @property
     def vocab_size(self) -> int:
