@@ -1,5 +1,7 @@
-"""export_model: a checkpoint -> a transformers folder or an ONNX file, verified, then moved into
-place. The whole folder is written beside --out first, so --out is never half written.
+"""export_model: a checkpoint -> a transformers folder, an ONNX file or a GGUF file, verified, then
+moved into place. Everything is written in a folder beside --out first, so --out is never half
+written, and what cannot be written (no room, a read-only folder, too big for the format) is
+refused before anything is.
 
 Callable from a worker thread (the window's): no Qt here; `progress(fraction, stage)` reports.
 """
@@ -22,8 +24,10 @@ from playground.export import hf, onnx_file, verify
 from playground.export.hf_tokenizer import write_tokenizer
 from playground.export.report import FORMATS, INSTALL, TOLERANCE, ExportError, ExportReport
 
-NEEDS = {"hf": (), "onnx": ("onnx", "onnxscript")}              # to write
-VERIFIER = {"hf": "transformers", "onnx": "onnxruntime"}         # to reload and compare
+NEEDS = {"hf": (), "onnx": ("onnx", "onnxscript"), "gguf": ("gguf",)}   # to write
+VERIFIER = {"hf": "transformers", "onnx": "onnxruntime", "gguf": "llama_cpp"}   # to reload and compare
+EXTRA = {"hf": "export", "onnx": "export", "gguf": "gguf"}
+ONNX_LIMIT = 2**31   # bytes: an ONNX file with its weights inside is one protobuf message, at most 2 GB
 Progress = Callable[[float, str], None]
 log = logging.getLogger(__name__)
 
@@ -31,40 +35,44 @@ log = logging.getLogger(__name__)
 def export_model(ckpt_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
                  progress: Optional[Progress] = None, force: bool = False) -> ExportReport:
     """Export the model file `ckpt_path` as `fmt`: "hf" into the folder `out`, "onnx" into the
-    file `out` (FILE.onnx, its tokenizer beside it as FILE.tokenizer.json).
+    file `out` (FILE.onnx, its tokenizer beside it as FILE.tokenizer.json), "gguf" into the file
+    `out` (FILE.gguf, the tokenizer inside).
 
     The export is reloaded and compared with our model before it is moved into place; raises
     ExportError (or CheckpointError for the model file) with nothing left behind. Without the
-    verifying library (transformers, onnxruntime) it is written and says it was not verified."""
+    verifying library (transformers, onnxruntime) it is written and says it was not verified; a
+    GGUF file is then read back with gguf's reader instead of llama.cpp."""
     started = time.perf_counter()
     say = progress or (lambda fraction, stage: None)
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is unknown: use " + " or ".join(repr(f) for f in FORMATS))
     missing = [name for name in NEEDS[fmt] if importlib.util.find_spec(name) is None]
     if missing:
-        raise ExportError(f"exporting to {fmt} needs {', '.join(missing)}: {INSTALL}")
+        raise ExportError(f"exporting to {fmt} needs {', '.join(missing)}: "
+                          f"pip install 'gpt-playground-studio[{EXTRA[fmt]}]'")
     out = target(out, fmt, force, ckpt_path)
     say(0.0, "loading the model")
     ckpt = checkpoint.load(ckpt_path, with_optimizer=False)
     ckpt.model.eval()
-    with staging(out) as folder:
-        writer = _export_hf if fmt == "hf" else _export_onnx
+    check_room(ckpt.model, fmt, out)
+    with staging(out) as folder, _no_room_is_an_export_error(out):
+        writer = {"hf": _export_hf, "onnx": _export_onnx, "gguf": _export_gguf}[fmt]
         verifying = importlib.util.find_spec(VERIFIER[fmt]) is not None
-        report = writer(ckpt, folder, say, verifying)
+        report = writer(ckpt, folder, say, verifying, name=out.stem)
         report.out = str(out)
         say(0.95, "moving into place")
-        if fmt == "onnx":
-            report.files = place_file(folder, out)
-        else:
+        if fmt == "hf":
             report.files = sorted(p.name for p in folder.iterdir())
             place(folder, out)
+        else:
+            report.files = place_file(folder, out, fmt)
     report.seconds = time.perf_counter() - started
     say(1.0, "done")
     log.info("exported %s as %s to %s in %.1f s", ckpt_path, fmt, out, report.seconds)
     return report
 
 
-def _export_hf(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifying: bool) -> ExportReport:
+def _export_hf(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifying: bool, name: str) -> ExportReport:
     model, config = ckpt.model, ckpt.model_config
     say(0.1, "converting the weights")
     converted = hf.convert(model)
@@ -100,7 +108,7 @@ def _export_hf(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifyi
     return report
 
 
-def _export_onnx(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifying: bool) -> ExportReport:
+def _export_onnx(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifying: bool, name: str) -> ExportReport:
     from tokenizers import Tokenizer as HFTokenizer
     model, config = ckpt.model, ckpt.model_config
     say(0.1, "exporting the graph (torch.onnx)")
@@ -123,6 +131,15 @@ def _export_onnx(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verif
     report.notes.insert(0, "input_ids (batch, sequence) -> logits (batch, sequence, vocab), weights inside"
                         + (f"; up to {config.block_size} tokens" if window else "; any length"))
     return report
+
+
+def _export_gguf(ckpt: checkpoint.Checkpoint, folder: Path, say: Progress, verifying: bool, name: str) -> ExportReport:
+    from playground.export import gguf_check, gguf_file
+    say(0.1, "converting the weights")
+    plan = gguf_file.convert(ckpt.model, ckpt.tokenizer)
+    say(0.3, "writing")
+    gguf_file.write(plan, folder / "model.gguf", name)   # general.name: what Ollama and llama.cpp show
+    return gguf_check.check(ckpt, folder / "model.gguf", plan, verifying, say)
 
 
 def _unverified(ckpt, folder: Path, fmt: str, architecture: str, notes: list[str]) -> ExportReport:
@@ -168,10 +185,12 @@ def target(out: str | os.PathLike, fmt: str, force: bool, ckpt_path: str | os.Pa
     out = Path(out)
     if not out.parent.is_dir():
         raise ExportError(f"cannot export to {out}: folder {out.parent} does not exist")
-    if fmt == "onnx":
-        if out.suffix != ".onnx":
-            raise ExportError(f"for onnx, --out names the file to write: {out}.onnx, or {out / 'model.onnx'}")
-        if out.is_dir() or (out.exists() and not force) or tokenizer_beside(out).is_dir():
+    if fmt != "hf":
+        if out.suffix != f".{fmt}":
+            raise ExportError(f"for {fmt}, --out names the file to write: {out}.{fmt}, or {out / f'model.{fmt}'}")
+        if out.is_dir() or (fmt == "onnx" and tokenizer_beside(out).is_dir()):
+            raise ExportError(f"{out} is a folder: --out names the .{fmt} file to write")
+        if out.exists() and not force:
             raise ExportError(f"{out} exists: choose another --out, or --force to replace it")
         if out.exists() and out.resolve() == Path(ckpt_path).resolve():
             raise ExportError(f"{out} is the model itself: choose another --out")
@@ -195,9 +214,36 @@ def tokenizer_beside(onnx: Path) -> Path:
     return onnx.with_name(onnx.stem + ".tokenizer.json")
 
 
-def place_file(folder: Path, out: Path) -> list[str]:
-    """Move the verified ONNX file and its tokenizer into place (the tokenizer first, so a model
-    file that can be seen has its tokenizer); returns their names."""
+def check_room(model, fmt: str, out: Path) -> None:
+    """Refuse, before writing, a model the format cannot hold or the disk has no room for."""
+    weights = 4 * sum(p.numel() for p in model.parameters())   # float32, as every format here writes
+    if fmt == "onnx" and weights >= ONNX_LIMIT:
+        raise ExportError(f"the model's weights take {weights / 1e9:.1f} GB, and an ONNX file that holds its "
+                          f"weights is one protobuf message of at most {ONNX_LIMIT / 1e9:.1f} GB: export "
+                          "--format hf or gguf")
+    free = shutil.disk_usage(out.parent).free
+    needed = int(weights * 1.05) + 2**20   # plus the tokenizer and the metadata
+    if needed > free:
+        raise ExportError(f"not enough room in {out.parent}: the export needs about {needed / 1e6:,.0f} MB "
+                          f"and {free / 1e6:,.0f} MB are free")
+
+
+@contextmanager
+def _no_room_is_an_export_error(out: Path) -> Iterator[None]:
+    """A full disk or a folder taken away while writing: one clear line (staging cleans up)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ExportError(f"could not write the export beside {out}: {exc.strerror or exc}") from None
+
+
+def place_file(folder: Path, out: Path, fmt: str) -> list[str]:
+    """Move the verified file (and an ONNX file's tokenizer, first, so a model file that can be
+    seen has its tokenizer) into place; returns their names."""
+    if fmt == "gguf":
+        os.chmod(folder / "model.gguf", 0o644)
+        os.replace(folder / "model.gguf", out)
+        return [out.name]
     tokenizer = tokenizer_beside(out)
     for path in (folder / "tokenizer.json", folder / "model.onnx"):
         os.chmod(path, 0o644)
@@ -211,7 +257,11 @@ def staging(out: Path) -> Iterator[Path]:
     """A new folder beside `out`, removed afterwards unless place() moved it."""
     for stale in out.parent.glob(f".{out.name}.*.export-tmp"):  # left by a killed export
         shutil.rmtree(stale, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export-tmp", dir=out.parent))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export-tmp", dir=out.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write in {out.parent}: {exc.strerror or exc} (a read-only folder?): "
+                          "choose another --out") from None
     try:
         yield folder
     finally:

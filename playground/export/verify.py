@@ -42,16 +42,18 @@ def own_text(model: GPT, tokenizer: Tokenizer, start_char, seeds: tuple = (0, 1)
 
 
 @torch.no_grad()
-def max_logprob_error(model: GPT, theirs: Logits, seed: int = 0, own: torch.Tensor | None = None) -> float:
+def max_logprob_error(model: GPT, theirs: Logits, seed: int = 0, own: torch.Tensor | None = None,
+                      within_block: bool = False) -> float:
     """The largest |log-softmax(ours) - log-softmax(theirs)| over seeded random batches and,
-    when given, windows of real text (`own`: ids (B, T))."""
+    when given, windows of real text (`own`: ids (B, T)); within_block: no batch longer than
+    the block (for a file whose runtime cannot slide the window as ours does)."""
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
         worst = 0.0
         batches = [torch.randint(0, model.config.vocab_size, (B, T), generator=generator)
-                   for B, T in shapes(model)]
+                   for B, T in shapes(model) if not within_block or T <= model.config.block_size]
         for ids in batches + ([own] if own is not None else []):
             ours = model(ids)[0].double().log_softmax(-1)
             other = theirs(ids).double().log_softmax(-1)

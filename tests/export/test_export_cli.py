@@ -55,9 +55,9 @@ def test_a_non_empty_out_is_kept_unless_forced(char_checkpoint, tmp_path, capsys
 
 def test_unknown_format_is_refused_by_the_parser(char_checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(tmp_path / "x")])
+        main(["export", str(char_checkpoint), "--format", "tflite", "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'gguf'" in capsys.readouterr().err
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
@@ -103,5 +103,5 @@ def test_a_missing_package_names_the_extra(char_checkpoint, tmp_path, capsys, mo
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
     assert main(["export", str(char_checkpoint), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
-    assert "needs onnxscript" in err and "pip install 'gpt-playground[export]'" in err
+    assert "needs onnxscript" in err and "pip install 'gpt-playground-studio[export]'" in err
     assert not (tmp_path / "x.onnx").exists()

@@ -1,0 +1,166 @@
+"""GGUF export (llama.cpp, Ollama): what the file holds, read back with gguf's reader (always),
+checked in llama.cpp itself where llama-cpp-python is installed, and bad input refused with one
+line and nothing left behind."""
+
+import importlib.util
+
+import gguf
+import pytest
+import torch
+
+from playground.cli import main
+from playground.engine.data.bpe import END_OF_TEXT, BPETokenizer
+from playground.engine.data.tokenizer import CharTokenizer
+from playground.export import ExportError, export_model, exporter, gguf_file
+from tests.export.conftest import BPE_TEXT, TEXT, random_model, save
+
+HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+
+
+@pytest.fixture
+def reader_only(monkeypatch):
+    """As if llama-cpp-python were not installed: the file is checked with gguf's reader."""
+    monkeypatch.setitem(exporter.VERIFIER, "gguf", "no_such_module_for_gguf")
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return BPETokenizer.train(BPE_TEXT, 300)
+
+
+def field(reader, key):
+    return reader.get_field(key).contents()
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".export-tmp"))
+
+
+def test_a_bpe_model_reads_back_exactly_with_its_end_of_text(bpe, tmp_path, reader_only):
+    model = random_model(bpe, activation="gelu_tanh", head_bias=False)
+    out = tmp_path / "bpe.gguf"
+    report = export_model(save(tmp_path, "bpe", model, bpe), "gguf", out)
+    assert report.verified and report.checked_by.startswith("gguf's reader")
+    assert report.exact and report.max_logprob_error < 1e-4 and report.greedy_match
+    assert report.files == ["bpe.gguf"] and not leftovers(tmp_path)
+    assert any("llama-cpp-python is not installed" in w for w in report.warnings)
+    reader = gguf.GGUFReader(str(out))
+    assert field(reader, "general.architecture") == "gpt2" and field(reader, "general.name") == "bpe"
+    assert field(reader, "gpt2.context_length") == 256   # block 16, in llama.cpp's steps of 256
+    tokens = field(reader, "tokenizer.ggml.tokens")
+    assert len(tokens) == bpe.vocab_size and tokens[bpe.end_of_text] == END_OF_TEXT
+    assert field(reader, "tokenizer.ggml.eos_token_id") == bpe.end_of_text == bpe.vocab_size - 1
+    assert field(reader, "tokenizer.ggml.add_bos_token") is False
+    table = next(t for t in reader.tensors if t.name == "position_embd.weight")
+    assert tuple(table.shape) == (16, 256)   # gguf lists (columns, rows): padded to the context
+
+
+def test_a_character_model_gets_an_end_of_text_token_that_never_wins(tmp_path):
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer, activation="gelu_tanh", head_bias=False)
+    plan = gguf_file.convert(model, tokenizer)
+    eot = tokenizer.vocab_size
+    assert plan.end_of_text == eot and plan.tokens[eot] == END_OF_TEXT and len(plan.tokens) == eot + 1
+    assert not any("token 11" in w for w in plan.warnings)
+    gguf_file.write(plan, tmp_path / "c.gguf", "c")
+    rebuilt = gguf_file.read_back(tmp_path / "c.gguf", plan)
+    ids = torch.randint(0, eot, (4, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logits = rebuilt(ids)[0]
+    gap = logits[..., :eot].min(-1).values - logits[..., eot]
+    assert float(gap.min()) > 50   # MARGIN (60) below every other token, whatever the input
+
+
+def test_the_context_is_the_block_in_llama_cpp_steps():
+    assert [gguf_file.context_of(random_model(CharTokenizer.from_text(TEXT), block_size=b).config)
+            for b in (16, 256, 300)] == [256, 256, 512]
+
+
+def test_what_is_not_exact_is_said(bpe, tmp_path, reader_only):
+    tokenizer = CharTokenizer.from_text(TEXT)
+    rope = random_model(tokenizer, position="rope", head_bias=False)    # exact GELU, rotary
+    report = export_model(save(tmp_path, "rope", rope, tokenizer), "gguf", tmp_path / "rope.gguf")
+    assert report.architecture == "llama.cpp starcoder2"
+    said = " ".join(report.warnings)
+    assert "exact for the first 16 tokens" in said and "exact GELU" in said and "--activation gelu_tanh" in said
+    biased = random_model(bpe, activation="gelu_tanh")   # 300 tokens' head bias into width 16
+    report = export_model(save(tmp_path, "biased", biased, bpe), "gguf", tmp_path / "biased.gguf")
+    assert not report.exact and any("--no-head-bias" in w for w in report.warnings)
+
+
+def test_a_file_that_reads_back_wrong_is_refused_and_removed(tmp_path, monkeypatch, reader_only):
+    tokenizer = CharTokenizer.from_text(TEXT)
+    path = save(tmp_path, "m", random_model(tokenizer, activation="gelu_tanh", head_bias=False), tokenizer)
+    real = gguf_file.write
+
+    def swapped(plan, target, name):   # two blocks' MLPs swapped: every name and shape still right
+        t = plan.tensors
+        t["blk.0.ffn_up.weight"], t["blk.1.ffn_up.weight"] = t["blk.1.ffn_up.weight"], t["blk.0.ffn_up.weight"]
+        real(plan, target, name)
+    monkeypatch.setattr(gguf_file, "write", swapped)
+    with pytest.raises(ExportError, match="verification failed: the GGUF file's tensors give log-prob"):
+        export_model(path, "gguf", tmp_path / "m.gguf")
+    assert not (tmp_path / "m.gguf").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python is not installed (the llama extra)")
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_llama_cpp_runs_it_as_we_do(bpe, tmp_path, position):
+    model = random_model(bpe, activation="gelu_tanh", head_bias=False, position=position)
+    report = export_model(save(tmp_path, "m", model, bpe), "gguf", tmp_path / "m.gguf")
+    assert report.checked_by.startswith("llama.cpp")
+    assert report.exact and report.max_logprob_error < 1e-2 and report.greedy_match
+    from llama_cpp import Llama
+    llm = Llama(str(tmp_path / "m.gguf"), n_ctx=0, verbose=False)
+    text = "Café au lait, naïve: to be 😀"
+    assert llm.tokenize(text.encode(), add_bos=False, special=False) == bpe.encode_lenient(text).ids
+    assert llm.token_eos() == bpe.end_of_text and llm.n_ctx() == 256
+    llm.close()
+
+
+def test_bad_out_is_one_line_and_loses_nothing(char_checkpoint, tmp_path, capsys):
+    mine = tmp_path / "mine.gguf"
+    mine.write_text("keep me")
+    for out, words in ((mine, "exists: choose another --out, or --force"),
+                       (tmp_path / "model", "--out names the file to write"),
+                       (tmp_path / "nowhere" / "m.gguf", "does not exist")):
+        assert main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(out), "--quiet"]) == 2
+        assert words in capsys.readouterr().err
+    (tmp_path / "folder.gguf").mkdir()
+    assert main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(tmp_path / "folder.gguf")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert mine.read_text() == "keep me" and not leftovers(tmp_path)
+
+
+def test_a_read_only_folder_is_one_line(char_checkpoint, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        probe = folder / "probe"
+        try:   # root writes anyway: make the folder refuse as a read-only one would
+            probe.write_text("")
+            probe.unlink()
+            monkeypatch.setattr("tempfile.mkdtemp", lambda **_: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+        except PermissionError:
+            pass
+        assert main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(folder / "m.gguf"),
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: cannot write in {folder}: Permission denied") and err.count("\n") == 1
+        assert list(folder.iterdir()) == []
+    finally:
+        folder.chmod(0o755)
+
+
+def test_too_large_for_the_format_or_the_disk_is_refused_before_writing(char_checkpoint, tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setattr(exporter, "ONNX_LIMIT", 1000)   # this model's weights are larger than that
+    assert main(["export", str(char_checkpoint), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "at most 0.0 GB: export --format hf or gguf" in capsys.readouterr().err
+    import collections
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr("shutil.disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    assert main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(tmp_path / "m.gguf")]) == 2
+    assert "not enough room in" in capsys.readouterr().err
+    assert not any(p.name.startswith(("m.", ".m.")) for p in tmp_path.iterdir())
