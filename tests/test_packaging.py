@@ -1,8 +1,10 @@
-"""The built wheel works without the source checkout: it carries the corpora, trains the seed
-preset and a built-in corpus, and builds the window, installed into a folder of its own and run
-from outside the checkout, with the checkout's editable install switched off."""
+"""The built wheel works without the source checkout: it carries the corpora and every module
+(and nothing stale), installs both commands (gpt-playground, the command line; gpt-playground-window,
+the window), trains the seed preset and a built-in corpus, and builds the window, installed into a
+folder of its own and run from outside the checkout, with the checkout's editable install switched off."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,11 +21,19 @@ PRELUDE = ("import sys; sys.meta_path = [f for f in sys.meta_path "
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
+    # from a copy of the sources: setuptools builds in place and would pack whatever a stale
+    # build/ folder of the checkout still holds
+    source = tmp / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("playground", "corpora", "resources"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                            "-q", "-w", str(tmp / "dist"), str(ROOT)],
+                            "-q", "-w", str(tmp / "dist"), str(source)],
                            capture_output=True, text=True, timeout=240)
     assert build.returncode == 0, build.stderr
-    wheel = next((tmp / "dist").glob("gpt_playground-*.whl"))
+    wheel = next((tmp / "dist").glob("gpt_playground_studio-*.whl"))
     site = tmp / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
                               "--target", str(site), str(wheel)], capture_output=True, text=True, timeout=120)
@@ -35,10 +45,40 @@ def installed(tmp_path_factory):
 
 def run_installed(installed, code: str, timeout: int = 240) -> subprocess.CompletedProcess:
     _, site, workdir = installed
-    env = {**os.environ, "PYTHONPATH": str(site), "QT_QPA_PLATFORM": "offscreen",
-           "PLAYGROUND_SETTINGS_FILE": str(workdir / "settings.ini")}
-    return subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=workdir, env=env,
+    return subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=workdir, env=environment(installed),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def environment(installed, platform: str = "offscreen") -> dict:
+    _, site, workdir = installed
+    return {**os.environ, "PYTHONPATH": str(site), "QT_QPA_PLATFORM": platform,
+            "PLAYGROUND_SETTINGS_FILE": str(workdir / "settings.ini")}
+
+
+def test_the_wheel_carries_every_module_nothing_stale_and_the_license(installed):
+    names = set(zipfile.ZipFile(installed[0]).namelist())
+    source = {str(p.relative_to(ROOT)) for p in (ROOT / "playground").rglob("*.py") if "__pycache__" not in p.parts}
+    source |= {f"playground/corpora/{p.name}" for p in (ROOT / "corpora").glob("*.py")}   # package-dir
+    shipped = {n for n in names if n.startswith("playground/") and n.endswith(".py")}
+    assert shipped == source   # a new sub-package missing from pyproject's list fails here
+    assert "gpt_playground_studio-0.1.0.dist-info/licenses/resources/LICENSE" in names
+
+
+def test_the_wheel_installs_both_commands_and_the_cli_one_opens_no_window(installed):
+    _, site, workdir = installed
+    cli, window = site / "bin" / "gpt-playground", site / "bin" / "gpt-playground-window"
+    assert "from playground.ui.app import main" in window.read_text()
+    # a platform plugin that does not exist: anything that started Qt would fail
+    result = subprocess.run([str(cli), "--help"], cwd=workdir, env=environment(installed, "no-such-platform"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: gpt-playground [-h]")
+    for command in ("train", "generate", "export", "serve", "gpt-playground-window"):
+        assert command in result.stdout
+    assert "character-level" not in result.stdout
+    export = subprocess.run([str(cli), "export", "--help"], cwd=workdir, env=environment(installed),
+                            capture_output=True, text=True, timeout=120)
+    assert "usage: gpt-playground export" in export.stdout and "gguf" in export.stdout
 
 
 def test_the_wheel_carries_every_built_in_corpus(installed):

@@ -1,5 +1,6 @@
-"""The command line: `python -m playground COMMAND`, one module per command (train, generate,
-info, evaluate, scale, serve, export, bench), all over the same engine as the window.
+"""The command line: `gpt-playground COMMAND` (or `python -m playground COMMAND`), one module per
+command (train, generate, info, finetune, evaluate, serve, export, scale, bench), all over the same
+engine as the window (whose command is `gpt-playground-window`).
 
 Human-readable lines and progress go to stderr; generated text and reports go to stdout.
 """
@@ -22,7 +23,8 @@ COMMANDS = {  # name: what it does (its module is playground.cli.NAME)
     "finetune": "adapt a model (ours, or a GPT-2 or Starcoder2 folder) to new text, fully or with LoRA",
     "evaluate": "score a model on a text (loss, perplexity, bits per character) and on task prompts (accuracy)",
     "serve": "serve a model behind an OpenAI-compatible HTTP API",
-    "export": "write a model as a Hugging Face transformers folder or an ONNX file, and verify it",
+    "export": "write a model as a Hugging Face transformers folder, an ONNX file or a GGUF file "
+              "(llama.cpp, Ollama), and verify it",
     "scale": "train a ladder of model sizes and fit a scaling law L(N) = E + A·N^-α",
     "bench": "run the performance benchmarks",
 }
@@ -32,10 +34,18 @@ def _module(name: str):
     return importlib.import_module(f"playground.cli.{name}")
 
 
+def program_name() -> str:
+    """How the user called us: `gpt-playground` (the installed command) or `python -m playground`."""
+    called = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "gpt-playground" if called.startswith("gpt-playground") else "python -m playground"
+
+
 def build_parser() -> Parser:
-    parser = Parser(prog="python -m playground",
+    parser = Parser(prog=program_name(),
                     description="Train a small GPT on your CPU (characters or subwords), then generate from it, "
-                                "evaluate, serve, export and scale it.")
+                                "evaluate it, fine-tune it, serve it behind an OpenAI-compatible API, export it "
+                                "(transformers, ONNX, GGUF for llama.cpp and Ollama) and fit scaling laws. "
+                                "The window: gpt-playground-window.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, words in COMMANDS.items():
         _module(name).add_arguments(sub.add_parser(name, help=words))

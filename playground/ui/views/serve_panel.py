@@ -83,7 +83,7 @@ class ServePanel(QWidget):
             from playground.serve.api import Served, Settings
             from playground.serve.lifecycle import Server, attach_model, listen
         except ImportError as exc:
-            return f"Serving needs the serve extra ({exc.name} is missing): pip install 'gpt-playground[serve]'"
+            return f"Serving needs the serve extra ({exc.name} is missing): pip install 'gpt-playground-studio[serve]'"
         from playground.engine.errors import PlaygroundError
         try:
             sock = listen("127.0.0.1", self.port.value())
