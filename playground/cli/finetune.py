@@ -18,10 +18,6 @@ from playground.cli.common import (
     stop_on_ctrl_c,
 )
 
-# a fine-tune's own starting settings (flags change them): short, gentle, AdamW on every kind of base
-DEFAULTS = {"max_steps": 200, "learning_rate": 1e-3, "min_lr": 1e-4, "eval_interval": 50, "warmup_steps": 0,
-            "optimizer": "adamw", "keep": "best", "patience": 0, "threads": 0}
-
 
 def add_arguments(f) -> None:
     from playground.engine.config import AdaptConfig, TrainConfig
@@ -50,15 +46,14 @@ def run(args) -> int:
     from playground.engine.events import Done, Eval, Started, Step, to_json_dict
     from playground.engine.model import checkpoint
     from playground.engine.model.lora import trainable
-    from playground.engine.training.adapt import prepare_adaptation, save_adapter
+    from playground.engine.training.adapt import finetune_settings, prepare_adaptation, save_adapter
     from playground.engine.training.health import forgetting
     adapt = AdaptConfig().replace(**setting_edits(args, AdaptConfig)).check()
     if args.adapter_out and adapt.method != "lora":
         raise ConfigError("--adapter-out needs --method lora (a full fine-tune changes every weight)")
     out: Optional[Path] = checkpoint.destination(args.out) if args.out else None
     base = checkpoint.load(args.base)
-    start = base.train_config or TrainConfig()
-    train = start.replace(**DEFAULTS).edited(**setting_edits(args, TrainConfig))
+    train = finetune_settings(base, **setting_edits(args, TrainConfig))
     if not _corpus_named(args):
         raise ConfigError("give the new text: --corpus FILE, --text STR or --builtin NAME")
     name, text = resolve_corpus(args, "")

@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         self.default_layout = self.saveState()
         self._proportions_pending = True  # until the first show, or a remembered layout
 
+    FIT_DELAYS = (0, 300, 1000)  # ms after the first show at which the window is fitted to its screen
+
     def showEvent(self, event) -> None:
         """At the first show, the docks take their share of the window's real width (a big
         screen gives every panel room, not only the plot), unless a layout was remembered; and
@@ -137,7 +139,7 @@ class MainWindow(QMainWindow):
         if self._proportions_pending:
             self._proportions_pending = False
             self.share_out()
-        for delay in (0, 300, 1000):  # window managers decorate a window a little after it maps
+        for delay in self.FIT_DELAYS:  # window managers decorate a window a little after it maps
             QTimer.singleShot(delay, self.fit_to_screen)
 
     def share_out(self) -> None:
@@ -186,6 +188,7 @@ class MainWindow(QMainWindow):
             ("&Train new model", ["Ctrl+Return", "Ctrl+Enter", "F5"], self.start_training, "trainAction"),
             ("&Continue training", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], self.continue_training,
              "continueAction"),
+            ("&Fine-tune…", [], lambda: self.show_dialog("finetune"), "finetuneAction"),
             ("&Pause or resume", [], self.toggle_pause, "pauseAction"),
             ("&Stop", ["Esc"], self.stop_running, "stopAction"),
             ("&Reset model", [], self.reset_model, "resetAction"),
@@ -218,6 +221,7 @@ class MainWindow(QMainWindow):
         """The Run menu's entries are enabled as their buttons are."""
         a, t, g = self.actions_by_name, self.training, self.generation
         for name, button in (("trainAction", t.train), ("continueAction", t.resume_training),
+                             ("finetuneAction", t.finetune),
                              ("pauseAction", t.pause), ("resetAction", t.reset),
                              ("generateAction", g.generate), ("nextCharAction", g.next_char)):
             a[name].setEnabled(button.isEnabled())
@@ -237,6 +241,7 @@ class MainWindow(QMainWindow):
         t, train, gen = self.training, self.train_ctl, self.gen_ctl
         t.train.clicked.connect(self.start_training)
         t.resume_training.clicked.connect(self.continue_training)
+        t.finetune.clicked.connect(lambda: self.show_dialog("finetune"))
         t.pause.clicked.connect(self.toggle_pause)
         t.stop.clicked.connect(train.stop)
         t.reset.clicked.connect(self.reset_model)
@@ -319,6 +324,31 @@ class MainWindow(QMainWindow):
             self.show_error(f"Cannot continue: {why}")
             return False
         self._start(continuing=True)
+        return True
+
+    @Slot(object)
+    def start_finetune(self, request) -> bool:
+        """Fine-tune (a FinetuneRequest from the form): the model in hand, or the base of the
+        last fine-tune again, on the corpus shown; asks first when the model in hand is not
+        saved (the adapted model replaces it), and the form closes once the run starts."""
+        if self.train_ctl.running or self.scale_ctl.running:
+            self.show_error("Cannot fine-tune yet: " + ("a model is training: stop it first" if self.train_ctl.running
+                                                        else "a scaling ladder is training"))
+            return False
+        value = self.current.value
+        base = self.train_ctl.base_of(value) if request.again else value
+        if base is None:
+            self.show_error("Cannot fine-tune: there is no model in hand (open one, or train one first)")
+            return False
+        if not self.keep_or_discard("Fine-tuning"):
+            return False
+        # the model in hand as a checkpoint (a trained one's is a copy; an opened one's weights
+        # are copied on the worker): the base stays as it is while its copy trains
+        self.train_ctl.start_adaptation(base if request.again else value.checkpoint(), self.corpus.name(),
+                                        self.corpus.text(), request)
+        self.training.set_running(True)
+        self.status.begin()
+        self.dialogs["finetune"].hide()
         return True
 
     def _can_start(self, doing: str) -> bool:
@@ -512,12 +542,21 @@ class MainWindow(QMainWindow):
         return True
 
     def show_dialog(self, name: str):
-        """File > Evaluate… (score the model in hand) or Export… (to transformers or ONNX)."""
+        """File > Evaluate… (score the model in hand), Export… (to transformers or ONNX) or
+        Run > Fine-tune… (adapt the model in hand to the corpus shown)."""
         from playground.ui.views.evaluate_dialog import EvaluateDialog
         from playground.ui.views.export_dialog import ExportDialog
+        from playground.ui.views.finetune_dialog import FinetuneDialog
+        if name == "finetune" and name not in self.dialogs:
+            form = self.dialogs[name] = FinetuneDialog(self.current, self.corpus, self.train_ctl, self)
+            form.startRequested.connect(self.start_finetune)
+            form.openModelRequested.connect(self.ask_open_model)
+            form.openFolderRequested.connect(self.ask_open_folder)
         if name not in self.dialogs:
             self.dialogs[name] = (EvaluateDialog(self.gen_ctl, self.corpus, self) if name == "evaluate"
                                   else ExportDialog(self.current, self.workers, self))
+        if name == "finetune":
+            self.dialogs[name].refresh()
         self.dialogs[name].show()
         self.dialogs[name].raise_()
         return self.dialogs[name]

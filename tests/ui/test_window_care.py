@@ -10,6 +10,22 @@ from PySide6.QtWidgets import QFileDialog
 from .conftest import use_tiny_settings
 
 
+def settle(qtbot, window, rounds: int = 100):
+    """Process events until the window's layout stops changing (three still looks in a row,
+    10 ms apart; at most a second): a fixed wait is too short on a busy machine."""
+    def shape():
+        return (window.size(), window.minimumSizeHint(), window.plot.plot.size(),
+                tuple(w.geometry() for w in (window.health.hint, window.health.lr_plot, window.health.grad_plot)))
+    last, still = shape(), 0
+    for _ in range(rounds):
+        qtbot.wait(10)
+        now = shape()
+        still = still + 1 if now == last else 0
+        if still >= 3:
+            return
+        last = now
+
+
 def train(window, qtbot, continuing=False):
     with qtbot.waitSignal(window.trainingFinished, timeout=120_000):
         assert (window.continue_training() if continuing else window.start_training())
@@ -146,7 +162,7 @@ def test_perplexity_of_a_blown_up_loss_is_short_and_counts_are_plural():
 
 def test_long_samples_and_many_runs_never_widen_or_shrink_the_layout(window, qtbot):
     window.resize(1280, 690)
-    qtbot.wait(50)
+    settle(qtbot, window)
     width, plot_height = window.minimumSizeHint().width(), window.plot.plot.height()
     window.samples.add(10, "x" * 3000)
     window.samples.add(20, "word " * 600)
@@ -155,7 +171,7 @@ def test_long_samples_and_many_runs_never_widen_or_shrink_the_layout(window, qtb
         window.plot.add_step(1, 2.0)
         window.plot._label = f"{i + 1}x16, 2 heads, block 8, lr 0.01, 30 steps"
         window.plot.archive()
-    qtbot.wait(50)
+    settle(qtbot, window)
     assert window.minimumSizeHint().width() == width and window.width() == 1280
     assert window.plot.plot.height() == plot_height
     names = [c.name() for c in window.plot.runs]
@@ -168,7 +184,7 @@ def test_the_health_hint_sits_beside_its_charts(window, qtbot):
     window.docks["health"].raise_tab()
     health = window.health
     health.hint.setText("The loss blew up: " + "it is far above random guessing. " * 10)
-    qtbot.wait(50)
+    settle(qtbot, window)
     hint = health.hint.geometry()
     for chart in (health.lr_plot, health.grad_plot):
         assert not hint.intersects(chart.geometry())
@@ -237,7 +253,7 @@ def test_a_run_without_validation_says_so(window):
 def test_the_first_layout_gives_the_forms_their_room(window, qtbot):
     window.resize(1272, 680)
     window.share_out()
-    qtbot.wait(50)
+    settle(qtbot, window)
     from PySide6.QtWidgets import QScrollArea
     settings = window.docks["settings"]
     assert settings.width() >= window.settings.sizeHint().width()

@@ -67,6 +67,18 @@ def original_corpus(ckpt, train: TrainConfig, name: Optional[str] = None, text: 
 
 
 # -- a run --------------------------------------------------------------------------------
+# a fine-tune's own starting settings (the command line's flags and the window's form change
+# them): short, gentle, AdamW on every kind of base
+DEFAULTS = {"max_steps": 200, "learning_rate": 1e-3, "min_lr": 1e-4, "eval_interval": 50, "warmup_steps": 0,
+            "optimizer": "adamw", "keep": "best", "patience": 0, "threads": 0}
+
+
+def finetune_settings(base, **edits) -> TrainConfig:
+    """The training settings of a fine-tune of the checkpoint `base`: its own, with DEFAULTS,
+    then the user's edits by the rule every caller shares (TrainConfig.edited)."""
+    return (base.train_config or TrainConfig()).replace(**DEFAULTS).edited(**edits)
+
+
 def prepare_adaptation(base, name: str, text: str, train: TrainConfig, adapt: AdaptConfig,
                        original_name: Optional[str] = None, original_text: Optional[str] = None,
                        drop_unknown: bool = False, tasks: tuple = (), in_place: bool = False, **options):

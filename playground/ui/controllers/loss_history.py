@@ -1,6 +1,6 @@
 """The loss plot's data, apart from its drawing: each step's loss, a debiased moving average
-over it (as TensorBoard smooths), the validation points, and the seconds of training at each,
-in growable float64 arrays. Plain Python: no Qt."""
+over it (as TensorBoard smooths), the validation points, a fine-tune's original-text points (what
+it forgets), and the seconds of training at each, in growable float64 arrays. Plain Python: no Qt."""
 
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ class Series:
 class LossHistory:
     def __init__(self, smoothing: float):
         self.raw, self.smooth, self.val = Series(), Series(), Series()
+        self.original = Series()         # a fine-tune: the loss on the base's original text
         self.times = Series()            # (step, elapsed seconds) for the time axis
-        self.val_times = Series()
+        self.val_times, self.original_times = Series(), Series()
         self.smoothing = smoothing       # weight of the past in the moving average
         self._ema, self._ema_weight = 0.0, 0.0
         self._time_offset = 0.0          # seconds of earlier runs of the same model
@@ -54,7 +55,8 @@ class LossHistory:
         return self.to_bpc if self.per_char else 1.0
 
     def clear(self) -> None:
-        for series in (self.raw, self.smooth, self.val, self.times, self.val_times):
+        for series in (self.raw, self.smooth, self.val, self.original, self.times, self.val_times,
+                       self.original_times):
             series.clear()
         self._ema = self._ema_weight = 0.0
         self._time_offset = 0.0
@@ -66,7 +68,8 @@ class LossHistory:
     def rewind(self, step: int) -> None:
         """Drop the points after `step`: the model in hand went back to it (the run kept its
         best weights), so training goes on from there."""
-        for series, times in ((self.raw, self.times), (self.val, self.val_times)):
+        for series, times in ((self.raw, self.times), (self.val, self.val_times),
+                              (self.original, self.original_times)):
             keep = int(np.searchsorted(series.x[: series.n], step, side="right"))
             series.n = min(series.n, keep)
             times.n = min(times.n, keep)
@@ -92,6 +95,14 @@ class LossHistory:
         self.val_times.append(step, self._time_offset + elapsed)
         return True
 
+    def add_original(self, step: int, loss: Optional[float], elapsed: float) -> bool:
+        """A fine-tune's loss on the base's original text at an evaluation (step 0: before it)."""
+        if loss is None or not math.isfinite(loss):
+            return False
+        self.original.append(step, loss)
+        self.original_times.append(step, self._time_offset + elapsed)
+        return True
+
     def set_smoothing(self, smoothing: float) -> None:
         """Recompute the whole smoothed curve with a new weight."""
         self.smoothing = a = smoothing
@@ -108,7 +119,7 @@ class LossHistory:
         """A series against steps, or against seconds of training, in the shown unit."""
         x, y = series.view()
         if by_time:
-            times = self.val_times if series is self.val else self.times
+            times = {id(self.val): self.val_times, id(self.original): self.original_times}.get(id(series), self.times)
             x = times.y[: times.n]
         return x, y * self.scale
 
@@ -121,10 +132,11 @@ class LossHistory:
             i -= 1
         k = self.scale
         text = f"step {int(steps[i]):,}: loss {losses[i] * k:.4f}, smoothed {self.smooth.y[i] * k:.4f}"
-        if self.val.n:
-            vx, vy = self.val.view()
-            j = int(np.argmin(np.abs(vx - steps[i])))
-            text += f"; validation {vy[j] * k:.4f} at step {int(vx[j]):,}"
+        for series, words in ((self.val, "validation"), (self.original, "original text")):
+            if series.n:
+                vx, vy = series.view()
+                j = int(np.argmin(np.abs(vx - steps[i])))
+                text += f"; {words} {vy[j] * k:.4f} at step {int(vx[j]):,}"
         return text
 
     def seconds_at(self, step: int) -> float:
@@ -132,13 +144,19 @@ class LossHistory:
         return float(self.times.y[i])
 
     def write_csv(self, path: str) -> None:
-        """Every step's loss and smoothed loss, with the validation loss on evaluated steps."""
+        """Every step's loss and smoothed loss, with the validation loss on evaluated steps (and
+        a fine-tune's loss on the original text, with the evaluation before its first step)."""
         steps, losses = self.raw.view()
         at_step = dict(zip(*(a.tolist() for a in self.val.view())))
+        original = dict(zip(*(a.tolist() for a in self.original.view())))
+        rows = [(int(s), f"{loss:.6g}", f"{smooth:.6g}") for s, loss, smooth in
+                zip(steps.tolist(), losses.tolist(), self.smooth.y[: self.raw.n].tolist())]
+        if original and 0 not in {r[0] for r in rows}:
+            rows.insert(0, (0, "", ""))  # the base, scored before the first step
         with open(path, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            writer.writerow(["step", "loss", "smoothed_loss", "val_loss"])
-            for i in range(self.raw.n):
-                v = at_step.get(steps[i])
-                writer.writerow([int(steps[i]), f"{losses[i]:.6g}", f"{self.smooth.y[i]:.6g}",
-                                 "" if v is None else f"{v:.6g}"])
+            writer.writerow(["step", "loss", "smoothed_loss", "val_loss"] + (["original_val_loss"] if original else []))
+            for step, loss, smooth in rows:
+                v, o = at_step.get(step), original.get(step)
+                writer.writerow([step, loss, smooth, "" if v is None else f"{v:.6g}"]
+                                + (["" if o is None else f"{o:.6g}"] if original else []))

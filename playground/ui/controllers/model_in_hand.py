@@ -40,7 +40,12 @@ class TrainedModel:
         return self.trainer.corpus.name
 
     def snapshot(self):
-        """A model to generate from while training goes on (call it off the GUI thread)."""
+        """A model to generate from while training goes on (call it off the GUI thread); a
+        LoRA fine-tune's with its adapters merged, an ordinary model as its file will hold."""
+        from playground.engine.model.lora import has_adapters, merged
+        if has_adapters(self.trainer.model):
+            with self.trainer.lock:
+                return merged(self.trainer.model).eval()
         return self.trainer.snapshot()
 
     def checkpoint(self):

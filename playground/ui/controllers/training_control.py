@@ -1,6 +1,7 @@
-"""Training control: starts a run on a worker, relays its events as signals, pauses and stops
-it. The run's trainer becomes the model in hand when its first event arrives, on the GUI thread.
-Engine modules that import torch are imported in the worker, so the window paints first."""
+"""Training control: starts a run on a worker (training a model, or fine-tuning one), relays its
+events as signals, pauses and stops it. The run's trainer becomes the model in hand when its
+first event arrives, on the GUI thread. Engine modules that import torch are imported in the
+worker, so the window paints first."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class _Job:
         self.trainer = None
         self.done = None
         self.discarded = False  # reset or replaced: never becomes the model in hand
+        # a fine-tune: how it adapts, the checkpoint it started from (kept intact: the run
+        # trains a copy) and (parameters that train, all of them), counted on the worker
+        self.adapt = self.base = self.trainable = None
+        self.tag = ""           # the method in a word or two, for the plot's list of runs
 
 
 class TrainingController(QObject):
@@ -61,6 +66,28 @@ class TrainingController(QObject):
         """The run's settings in a few words, for the plot's legend: a continued run says what
         it added to the model it continued."""
         return self._job.label if self._job is not None else ""
+
+    @property
+    def adaptation(self):
+        """The AdaptConfig of the run in flight or of the last one, when it was a fine-tune."""
+        return self._job.adapt if self._job is not None else None
+
+    @property
+    def run_tag(self) -> str:
+        return self._job.tag if self._job is not None else ""
+
+    @property
+    def trainable(self) -> Optional[tuple[int, int]]:
+        """A fine-tune's (parameters that train, all of them), once its worker has counted them."""
+        return self._job.trainable if self._job is not None else None
+
+    def base_of(self, value):
+        """The checkpoint the last fine-tune started from, when `value` (the model in hand) is
+        that fine-tune's model; else None."""
+        job = self._job
+        if job is None or job.base is None or job.trainer is None or job.discarded:
+            return None
+        return job.base if getattr(value, "trainer", None) is job.trainer else None
 
     def continue_problem(self, model_cfg: ModelConfig, train_cfg: TrainConfig, text: str = "") -> str:
         """Why the model in hand cannot go on training with these settings on this text ('' when
@@ -115,6 +142,34 @@ class TrainingController(QObject):
         self._running = True
         self.workers.run(run, "training", self._on_event, self._on_error, self._on_finished)
 
+    def start_adaptation(self, base, corpus_name: str, text: str, request) -> None:
+        """Fine-tune the checkpoint `base` on the text (a FinetuneRequest says how) on a worker:
+        the corpus encoded by the base's tokenizer, a copy of its weights trained (the base
+        itself stays as it is), the original text measured at every evaluation. The adapted
+        model becomes the model in hand at the run's first event, as a trained one does."""
+        from playground.ui.controllers.adaptation import describe_adaptation, method_tag, read_original
+        if self._running:
+            return
+        adapt, train = request.adapt, request.train
+        job = self._job = _Job(base.model_config, train, describe_adaptation(adapt, train, corpus_name))
+        job.adapt, job.base, job.tag = adapt, base, method_tag(adapt)
+        original, drop = request.original, request.drop_unknown
+
+        def run():
+            from playground.engine.data.tasks import builtin_tasks
+            from playground.engine.model.lora import trainable
+            from playground.engine.training.adapt import prepare_adaptation
+            original_name, original_text = read_original(original)
+            trainer = prepare_adaptation(base, corpus_name, text, train, adapt, original_name, original_text,
+                                         drop, builtin_tasks(corpus_name))
+            if job.control.stopped:
+                return
+            job.trainable, job.trainer = trainable(trainer.model), trainer
+            yield from trainer.run(job.control)
+
+        self._running = True
+        self.workers.run(run, "fine-tuning", self._on_event, self._on_error, self._on_finished)
+
     def pause(self) -> None:
         if self._job is not None:
             self._job.control.pause()
@@ -156,7 +211,8 @@ class TrainingController(QObject):
 
     @Slot(str)
     def _on_error(self, message: str) -> None:
-        self.failed.emit(f"Training could not run: {message}")
+        doing = "Fine-tuning" if self._job is not None and self._job.adapt is not None else "Training"
+        self.failed.emit(f"{doing} could not run: {message}")
 
     @Slot()
     def _on_finished(self) -> None:

@@ -18,7 +18,8 @@ EXPLANATIONS = {
     "Training": "Loss measures surprise: the average of -ln(probability) the model gave the right "
                 "next character. A model that guesses at random among V characters scores ln(V), "
                 "the dashed line, which is why training starts there. e^loss (perplexity) is how "
-                "many characters it is effectively choosing between.",
+                "many characters it is effectively choosing between. Fine-tuning a model, the purple "
+                "squares are its loss on the text it first learned: they rise as it forgets.",
     "Samples": "At each evaluation the model writes a short text from the same start and the same "
                "random seed, so every difference between samples comes from what the model "
                "learned. Scrub the timeline to watch noise turn into words.",

@@ -1,5 +1,6 @@
 """Training health: the learning-rate schedule (previewed before training, marked live), the
-gradient norm with the count of clipped steps, and plain-words hints when something is off."""
+gradient norm with the count of clipped steps, and plain-words hints when something is off
+(a fine-tune that costs the model its original text among them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
 
 from playground.engine.config import TrainConfig
-from playground.engine.training.health import diagnose, overfitting
+from playground.engine.training.health import diagnose, forgetting, overfitting
 from playground.engine.training.schedule import schedule
 from playground.ui.controllers.loss_history import Series
 from playground.ui.views.widgets import Message, named
@@ -28,6 +29,8 @@ class HealthPanel(QWidget):
         self.grad = Series()
         self.losses = Series()     # the model's losses since it was new, for the hints
         self.evals: list[tuple[int, float, Optional[float]]] = []  # (step, train, validation)
+        # a fine-tune's (step, new text's validation, original text's validation), from step 0
+        self.forgets: list[tuple[int, Optional[float], float]] = []
         self.vocab_size, self.step = 1, 0
         self.clipped = 0
         self.first_step = 0
@@ -68,10 +71,13 @@ class HealthPanel(QWidget):
 
     @Slot(object)
     def _started(self, ev) -> None:
-        if ev.first_step == 0:
+        if ev.first_step == 0:  # a new model, or a fine-tune (whose first evaluation is at step 0)
             self.losses.clear()
+            self.evals.clear()
+            self.forgets.clear()
         # a run goes on from its first step (the kept best weights may lie before the last)
         self.evals = [e for e in self.evals if e[0] <= ev.first_step]
+        self.forgets = [e for e in self.forgets if e[0] <= ev.first_step]
         self.vocab_size = ev.vocab_size
         self.begin(ev.first_step, ev.last_step)
         self.preview(self.control.train_config, ev.first_step)
@@ -87,6 +93,8 @@ class HealthPanel(QWidget):
     @Slot(object)
     def _evaluated(self, ev) -> None:
         self.evals.append((ev.step, ev.train_loss, ev.val_loss))
+        if ev.base_val_loss is not None:
+            self.forgets.append((ev.step, ev.val_loss, ev.base_val_loss))
 
     @Slot(object)
     def _ended(self, done) -> None:
@@ -99,6 +107,7 @@ class HealthPanel(QWidget):
         self.grad.clear()
         self.losses.clear()
         self.evals.clear()
+        self.forgets.clear()
         self.clipped, self.step = 0, 0
         self.grad_curve.setData([], [])
         self.clipped_label.setText("Clipped steps: 0")
@@ -148,6 +157,9 @@ class HealthPanel(QWidget):
             self._grad_top = float(y.max()) * 1.15
             self.grad_plot.getPlotItem().setYRange(0, self._grad_top, padding=0)
         self.clipped_label.setText(f"Clipped steps: {self.clipped:,} of {self.grad.n:,}")
-        cfg = self.control.train_config
-        self.hint.setText(diagnose(self.losses.view()[1], self.vocab_size, status)
-                          or overfitting(self.evals, cfg.keep if cfg is not None else "best"))
+        cfg, adapt = self.control.train_config, self.control.adaptation
+        # a fine-tune's own trouble first: on a short dock the second hint is what gets cut
+        hints = [forgetting(self.forgets, adapt.method, adapt.replay) if adapt is not None else "",
+                 diagnose(self.losses.view()[1], self.vocab_size, status)
+                 or overfitting(self.evals, cfg.keep if cfg is not None else "best")]
+        self.hint.setText("\n".join(h for h in hints if h))

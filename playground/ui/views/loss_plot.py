@@ -1,6 +1,7 @@
 """Live loss plot: raw training loss (faint), a debiased moving average over it, validation
-points, a dashed "random guessing" line at ln(vocabulary), hover read-out, log-y, PNG/CSV export.
-In nats per token, or in bits per character, which compares runs of different tokenizers.
+points, a fine-tune's loss on its original text (what it forgets), a dashed "random guessing"
+line at ln(vocabulary), hover read-out, log-y, PNG/CSV export. In nats per token, or in bits
+per character, which compares runs of different tokenizers.
 
 Points go into preallocated float64 arrays; a timer redraws at most every 50 ms, so 100,000
 steps stay smooth (pyqtgraph clips to the view and downsamples by peak).
@@ -33,6 +34,7 @@ from playground.ui.views.widgets import Message, ask_path, compact, named
 
 SMOOTHING = 0.9   # default weight of the past in the moving average (debiased like TensorBoard's)
 MAX_RUNS = 8      # earlier runs kept on the plot as faint curves
+ORIGINAL = (117, 84, 180)  # a fine-tune's original text: purple squares on a dashed line
 REDRAW_MS = 100  # 10 frames/s: smooth to the eye, and the GUI thread leaves the GIL to training
 
 
@@ -42,8 +44,10 @@ class LossPlot(QWidget):
         super().__init__(parent)
         self.control = control
         self._label = ""                 # the settings of the run on the plot, for its legend
+        self._tag = ""                   # a fine-tune's method ("full", "LoRA r8"), for the list of runs
         self.data = LossHistory(SMOOTHING)
         self.raw, self.smooth, self.val = self.data.raw, self.data.smooth, self.data.val
+        self.original = self.data.original
         self.runs: list[pg.PlotDataItem] = []   # earlier runs, faint
         self._reference: Optional[float] = None
         self._dirty = False
@@ -65,6 +69,8 @@ class LossPlot(QWidget):
                                       antialias=True)
         self.val_points = item.plot(pen=None, symbol="o", symbolSize=7, symbolBrush=(230, 85, 13),
                                     symbolPen=None, name="validation loss")
+        self.original_points = item.plot(pen=pg.mkPen(ORIGINAL, width=1.5, style=Qt.DashLine), symbol="s",
+                                         symbolSize=7, symbolBrush=ORIGINAL, symbolPen=None, name="original text")
         self.best_point = item.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=(44, 160, 44),
                                     symbolPen=pg.mkPen((20, 90, 20)), name="best")
         self.best: Optional[tuple] = None  # (step, validation loss, seconds) of the best weights
@@ -161,14 +167,15 @@ class LossPlot(QWidget):
         if control is not self.control and self._owner is self.control and self.raw.n:
             self._model_history = self.history()  # a ladder takes the plot: the model's curve is kept
         self._owner = control
-        self._final = None
-        if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint
-            self.archive()
+        if ev.first_step == 0:  # a fresh model: the previous run stays on the plot, faint, named
+            self.archive()      # with the loss of the weights it kept
         elif self.raw.n and self.raw.x[self.raw.n - 1] > ev.first_step:
             self.data.rewind(ev.first_step)  # continuing from the kept best weights
         else:
             self.continue_run()
+        self._final = None
         self._label = label  # a continued run's label says what it added
+        self._tag = getattr(control, "run_tag", "")
         self.data.set_chars_per_token(ev.chars_per_token)
         self.set_vocab_size(ev.vocab_size)
         self.begin_run(ev.first_step, ev.last_step)
@@ -180,6 +187,9 @@ class LossPlot(QWidget):
     @Slot(object)
     def _evaluated(self, ev) -> None:
         self.add_validation(ev.step, ev.val_loss, ev.elapsed_s)
+        self._dirty |= self.data.add_original(ev.step, ev.base_val_loss, ev.elapsed_s)
+        if ev.base_val_loss is not None and self.original.n == 1:
+            self._update_legend()  # a fine-tune: its validation is the new text's, beside the original's
         if ev.best_step == ev.step and ev.val_loss is not None:  # a new best: mark it
             self.best = (ev.step, ev.val_loss, ev.elapsed_s)
             self._update_legend()
@@ -188,16 +198,22 @@ class LossPlot(QWidget):
     def _update_legend(self) -> None:
         def entry(color: str, mark: str, text: str) -> str:
             return f"<span style='color:{color}'>{mark}</span>&nbsp;{html.escape(text)}"
-        items = [entry("#9cc3e0", "━", "loss at each step"), entry("#1f77b4", "━", "smoothed"),
-                 entry("#e6550d", "●", "validation")]
+        items = [entry("#9cc3e0", "━", "loss at each step"), entry("#1f77b4", "━", "smoothed")]
+        if self.original.n:  # a fine-tune: the new text's validation, and what the original text costs
+            items += [entry("#e6550d", "●", "validation: new text"),
+                      entry(pg.mkColor(ORIGINAL).name(), "■", "original text (what it forgets)")]
+        else:
+            items.append(entry("#e6550d", "●", "validation"))
         if self.best is not None:
             items.append(entry("#2ca02c", "★", f"best: step {self.best[0]:,}, validation "
                                                f"{self.best[1] * self.data.scale:.4f}"))
         tips = [f"this run: {self._label}"] if self._label else []
         if self.runs:  # earlier runs by number only: their settings and results are in the tooltip
             marks = "&nbsp;".join(f"<span style='color:{c.opts['pen'].color().name()}'>━</span>"
-                                  f"{html.escape(c.name().partition(':')[0].removeprefix('run '))}" for c in self.runs)
-            items.append(f"earlier runs (hover): {marks}")
+                                  f"{html.escape(c.name().partition(':')[0].removeprefix('run '))}"
+                                  f"{html.escape(' ' + c.tag) if getattr(c, 'tag', '') else ''}" for c in self.runs)
+            compared = any(run.extras for run in self.runs)  # fine-tunes: their two validation curves
+            items.append(f"earlier runs (hover): {marks}" + (" (● new text, ■ original)" if compared else ""))
             tips += [curve.name() for curve in self.runs]
         self.legend.setText(" &nbsp; ".join(items))
         self.legend.setToolTip("What each curve and mark is. Faint curves are earlier runs:\n" + "\n".join(tips)
@@ -241,6 +257,7 @@ class LossPlot(QWidget):
         if not self._fixed or self.log_y.isChecked():
             return
         top = max(self.raw.y[: self.raw.n].max() if self.raw.n else 0.0,
+                  self.original.y[: self.original.n].max() if self.original.n else 0.0,
                   self._reference or 0.0) * self.data.scale
         if top > self._y_top:
             self._y_top = top * 1.08
@@ -255,21 +272,37 @@ class LossPlot(QWidget):
         self._dirty = True
 
     def archive_run(self, label: str) -> None:
-        """Keep the current run as a faint curve with its settings in the legend, then clear."""
+        """Keep the current run as a faint curve with its settings in the legend, then clear. A
+        fine-tune keeps its two validation curves too, in the run's colour: the new text's
+        (dots) and the original text's (dashed, squares), so runs compare on one chart."""
         if self.raw.n:
-            x, y = self._xy(self.smooth)
-            pen = pg.mkPen(pg.intColor(len(self.runs), hues=MAX_RUNS, alpha=110), width=1.5)
-            curve = self.plot.getPlotItem().plot(x.copy(), y.copy(), pen=pen, name=label)
-            curve.setZValue(-10)
-            curve.setProperty("steps", self.smooth.x[: self.smooth.n].copy())
-            curve.setProperty("times", self.data.times.y[: self.data.times.n].copy())
-            curve.setProperty("nats", self.smooth.y[: self.smooth.n].copy())
-            curve.setProperty("to_bpc", self.data.to_bpc)
+            color = pg.intColor(len(self.runs), hues=MAX_RUNS, alpha=110)
+            curve = self._faint(self.smooth, self.data.times, pg.mkPen(color, width=1.5), label)
+            curve.tag, curve.extras = self._tag, []
+            if self.original.n:
+                dots = {"symbol": "o", "symbolSize": 5, "symbolBrush": color, "symbolPen": None}
+                curve.extras = [
+                    self._faint(self.val, self.data.val_times, pg.mkPen(color, width=1.5), f"{label} (new text)", **dots),
+                    self._faint(self.original, self.data.original_times, pg.mkPen(color, width=1.5, style=Qt.DashLine),
+                                f"{label} (original text)", **{**dots, "symbol": "s"})]
             self.runs.append(curve)
             if len(self.runs) > MAX_RUNS:
                 old = self.runs.pop(0)
-                self.plot.getPlotItem().removeItem(old)
+                for item in [old] + old.extras:
+                    self.plot.getPlotItem().removeItem(item)
         self.clear()
+
+    def _faint(self, series: Series, times: Series, pen, name: str, **symbols) -> pg.PlotDataItem:
+        """A copy of a series drawn faint behind the run in flight, with what redraws it in
+        another unit or against time."""
+        x, y = self._xy(series)
+        curve = self.plot.getPlotItem().plot(x.copy(), y.copy(), pen=pen, name=name, **symbols)
+        curve.setZValue(-10)
+        curve.setProperty("steps", series.x[: series.n].copy())
+        curve.setProperty("times", times.y[: times.n].copy())
+        curve.setProperty("nats", series.y[: series.n].copy())
+        curve.setProperty("to_bpc", self.data.to_bpc)
+        return curve
 
     def continue_run(self) -> None:
         self.data.continue_run()
@@ -307,7 +340,8 @@ class LossPlot(QWidget):
     @Slot(int)
     def _set_axis(self, index: int) -> None:
         self.plot.getPlotItem().setLabel("bottom", "step" if index == 0 else "seconds of training")
-        for curve in self.runs:  # each earlier run in the shown unit, by its own characters per token
+        # each earlier run in the shown unit, by its own characters per token
+        for curve in [c for run in self.runs for c in [run] + run.extras]:
             x = curve.property("steps" if index == 0 else "times")
             y = curve.property("nats") * (curve.property("to_bpc") if self.data.per_char else 1.0)
             if x is not None and len(x) == len(y):
@@ -334,6 +368,7 @@ class LossPlot(QWidget):
         self.raw_curve.setData(*self._xy(self.raw))
         self.smooth_curve.setData(*self._xy(self.smooth))
         self.val_points.setData(*self._xy(self.val))
+        self.original_points.setData(*self._xy(self.original))
         if self.best is None:
             self.best_point.setData([], [])
         else:
@@ -374,7 +409,14 @@ class LossPlot(QWidget):
         stride = max(1, -(-self.raw.n // max_points))
         steps, losses = self.raw.view()
         vsteps, vlosses = self.val.view()
-        return {"label": self._label, "to_bpc": self.data.to_bpc,
+        extra = {}
+        if self.original.n:  # a fine-tune's: what it forgot, from the evaluation before it
+            osteps, olosses = self.original.view()
+            extra = {"tag": self._tag, "original_steps": osteps[-max_points:].astype(int).tolist(),
+                     "original_loss": olosses[-max_points:].round(6).tolist(),
+                     "original_seconds": self.data.original_times.y[: self.data.original_times.n][-max_points:]
+                     .round(3).tolist()}
+        return {**extra, "label": self._label, "to_bpc": self.data.to_bpc,
                 "steps": steps[::stride].astype(int).tolist(), "loss": losses[::stride].round(6).tolist(),
                 "seconds": self.data.times.y[: self.data.times.n][::stride].round(3).tolist(),
                 "val_steps": vsteps[-max_points:].astype(int).tolist(),
@@ -392,8 +434,10 @@ class LossPlot(QWidget):
             raw = list(zip(*(map(float, history[k]) for k in ("steps", "loss", "seconds")), strict=True))
             val = list(zip(*(map(float, history[k]) for k in ("val_steps", "val_loss", "val_seconds")),
                            strict=True))
+            original = list(zip(*(map(float, history.get(k, ())) for k in
+                                  ("original_steps", "original_loss", "original_seconds")), strict=True))
             to_bpc = float(history.get("to_bpc", self.data.to_bpc))
-            label = str(history.get("label", ""))[:200]
+            label, tag = str(history.get("label", ""))[:200], str(history.get("tag", ""))[:40]
         except (TypeError, ValueError, KeyError, AttributeError):
             return False
         self._owner, self._model_history = self.control, None
@@ -401,13 +445,15 @@ class LossPlot(QWidget):
             self.archive()
         else:
             self.clear()
-        self._label = label
+        self._label, self._tag = label, tag
         if math.isfinite(to_bpc) and to_bpc > 0:
             self.data.to_bpc = to_bpc
         for step, loss, seconds in raw:
             self.data.add_step(int(step), loss, seconds)
         for step, loss, seconds in val:
             self.data.add_validation(int(step), loss, seconds)
+        for step, loss, seconds in original:
+            self.data.add_original(int(step), loss, seconds)
         self._update_legend()
         self._dirty = True
         self.redraw()

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QTimer, Slot
 
 from playground.engine.events import perplexity
 from playground.engine.wording import plural
+from playground.ui.controllers.adaptation import method_tag, share_text
 
 REFRESH_MS = 250  # the status line: 4 updates a second is plenty to read
 
@@ -33,10 +34,11 @@ class StatusTracker(QObject):
     def __init__(self, control, panel, parent: Optional[QObject] = None):
         """Shows the TrainingController's runs on the training panel's line and bar."""
         super().__init__(parent)
-        self.panel = panel
+        self.control, self.panel = control, panel
         self.first = self.last = 0
         self.step_ev = None
         self.val_loss: Optional[float] = None
+        self.original_loss: Optional[float] = None  # a fine-tune's loss on its original text
         self.no_validation = ""   # why a run has no validation loss, when it has none
         self.paused = False
         self._error = False       # the line shows an error (cleared when what caused it changes)
@@ -60,6 +62,7 @@ class StatusTracker(QObject):
         self.first, self.last = ev.first_step, ev.last_step
         if ev.first_step == 0:
             self.val_loss = None
+        self.original_loss = None
         # the model's own step count: "457 / 900" on the bar while the line says step 457/900
         self.panel.progress.setRange(ev.first_step, ev.last_step)
         self.panel.progress.setValue(ev.first_step)
@@ -68,6 +71,11 @@ class StatusTracker(QObject):
         self.no_validation = "" if ev.n_val else (
             f"no validation: the text is too short to hold out a validation window ({ev.n_train:,} {unit})")
         note = f" ({self.no_validation})" if self.no_validation else ""
+        adapt, share = getattr(self.control, "adaptation", None), getattr(self.control, "trainable", None)
+        if adapt is not None and share is not None:
+            self.message(f"Fine-tuning ({method_tag(adapt)}): {share_text(*share)}, on "
+                         f"{plural(ev.n_train, unit[:-1])} with {plural(ev.threads, 'thread')}{note}")
+            return
         self.message(f"Training {ev.params:,} parameters on {plural(ev.n_train, unit[:-1])} with "
                      f"{plural(ev.threads, 'thread')}{note}")
 
@@ -78,6 +86,7 @@ class StatusTracker(QObject):
     @Slot(object)
     def evaluated(self, ev) -> None:
         self.val_loss, self._dirty = ev.val_loss, True
+        self.original_loss = ev.base_val_loss
 
     def set_paused(self, paused: bool) -> None:
         self.paused, self._dirty = paused, True
@@ -139,6 +148,8 @@ class StatusTracker(QObject):
             val = "no validation (text too short)"
         else:
             val = "val " + ("n/a" if self.val_loss is None else f"{self.val_loss:.4f}")
+        if self.original_loss is not None:
+            val += f" · original {self.original_loss:.4f}"
         ppl = ppl_text(self.val_loss if self.val_loss is not None else ev.loss)
         state = "Paused · " if self.paused else ""
         self.message(f"{state}step {ev.step:,}/{self.last:,} · loss {ev.loss:.4f} · {val} · "

@@ -1,5 +1,5 @@
 """Training controls and status: Train (a new model), Continue (the model in hand, for the steps
-set), Pause/Resume, Stop, Reset, a progress bar in the model's steps and a status line with step,
+set), Fine-tune… (adapt the model in hand to the corpus shown), Pause/Resume, Stop, Reset, a progress bar in the model's steps and a status line with step,
 loss, validation loss, perplexity, tokens per second, elapsed and time left."""
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ class TrainingPanel(QWidget):
                            TRAIN_TIP.format(keys=self.keys["train"]))
         self.resume_training = named(QPushButton("Continue"), "continueButton", "Continue training",
                                      CONTINUE_TIP.format(steps=0, keys=self.keys["continue"]))
+        self.finetune = named(QPushButton("Fine-tune…"), "finetuneButton", "Fine-tune",
+                              "Adapt the model in hand to the corpus shown, fully or with LoRA, and watch "
+                              "what it forgets of its original text (Run > Fine-tune…)")
         self.pause = named(QPushButton("Pause"), "pauseButton", "Pause or resume",
                            "Pause training between steps; press again to resume")
         self.stop = named(QPushButton("Stop"), "stopButton", "Stop",
@@ -38,16 +41,22 @@ class TrainingPanel(QWidget):
                             "statusLine", "Training status", "Step, losses, perplexity, speed and time")
         buttons = QHBoxLayout()
         self.resume_training.setText("Continue +100,000")  # its widest label, for its minimum width
-        compact([self.train, self.resume_training, self.pause, self.stop, self.reset])
+        compact([self.train, self.resume_training, self.finetune, self.pause, self.stop, self.reset])
         self.pause.setText("Resume")
         compact([self.pause])
         for b in (self.train, self.resume_training, self.pause, self.stop, self.reset):
             b.setAutoDefault(False)  # no button looks pressed-by-Enter: the shortcuts are explicit
             buttons.addWidget(b)
+        self.finetune.setAutoDefault(False)
+        # beside the progress bar: a sixth button in the row above made the middle too wide
+        # for a 1280x720 screen (the settings form beside it was cut)
+        bar = QHBoxLayout()
+        bar.addWidget(self.progress, 1)
+        bar.addWidget(self.finetune)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
-        layout.addWidget(self.progress)
+        layout.addLayout(bar)
         layout.addWidget(self.status)
         self._why_not_train = ""
         self._why_not_continue = "there is no model to continue yet"
@@ -79,5 +88,6 @@ class TrainingPanel(QWidget):
         has_model = "no model to continue" not in self._why_not_continue
         self.resume_training.setText(f"Continue +{self._steps:,}" if self._steps and has_model else "Continue")
         self.resume_training.setEnabled(not running and not why)
+        self.finetune.setEnabled(not running)
         self.resume_training.setToolTip(CONTINUE_TIP.format(steps=self._steps, keys=self.keys["continue"])
                                         if not why else f"Cannot continue: {why}")
