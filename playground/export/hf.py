@@ -27,6 +27,9 @@ KNOWN = frozenset({"vocab_size", "n_layer", "n_head", "n_embd", "block_size", "d
 # our activation -> (GPT-2's activation_function, Starcoder2's hidden_act)
 ACTIVATIONS = {"gelu": ("gelu", "gelu"), "gelu_tanh": ("gelu_new", "gelu_pytorch_tanh")}
 FOLD_EXACT = 1e-6  # a fold residual below this moves no log-probability by more than 2e-6
+# a rotary model's window slides, so it takes any length; transformers warns past
+# max_position_embeddings and vLLM takes it as the longest request, so it is long, not endless
+ROTARY_LENGTH = 32768
 
 
 @dataclass
@@ -86,7 +89,10 @@ def convert(model: GPT) -> Converted:
                      + ("exact)" if residual <= FOLD_EXACT else f"least squares, residual {residual:.2g})"))
     if model.config.position == "learned":
         (weights, config), architecture = _gpt2(model.config, eps, sd), "GPT2LMHeadModel"
-        notes.append("learned positions -> GPT-2: attention and MLP weights transposed for Conv1D")
+        notes.append("learned positions -> GPT-2: attention and MLP weights transposed for Conv1D; prompt and "
+                     f"output together take at most {model.config.block_size + 1} tokens (max_new_tokens up to "
+                     f"{model.config.block_size + 1} minus the prompt): past that transformers raises IndexError, "
+                     "as for any GPT-2")
     else:
         (weights, config), architecture = _starcoder2(model.config, eps, sd), "Starcoder2ForCausalLM"
         notes.append(f"rotary positions -> Starcoder2 with sliding window {model.config.block_size}: "
@@ -125,7 +131,7 @@ def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) ->
         model_type="starcoder2", vocab_size=config.vocab_size, hidden_size=C, intermediate_size=4 * C,
         num_hidden_layers=config.n_layer, num_attention_heads=config.n_head,
         num_key_value_heads=config.n_head, hidden_act=ACTIVATIONS[config.activation][1],
-        max_position_embeddings=config.block_size, norm_epsilon=eps, use_bias=True,
+        max_position_embeddings=max(config.block_size, ROTARY_LENGTH), norm_epsilon=eps, use_bias=True,
         # transformers 5 reads rope_parameters, 4.x rope_theta: the same base either way
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_base}, rope_theta=config.rope_base,
         # ours: a query sees keys at most block_size - 1 positions back; so does theirs
@@ -150,10 +156,10 @@ def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) ->
 def write(converted: Converted, config: ModelConfig, folder: Path) -> None:
     """config.json, generation_config.json and model.safetensors (no pickle, no transformers)."""
     from safetensors.torch import save_file
-    # plain sampling from the whole distribution, as the app samples by default (no hidden top-k)
+    # plain sampling from the whole distribution, as the app samples by default (no hidden top-k).
+    # No max_length: transformers warns on every call that gives max_new_tokens beside it, and
+    # max_new_tokens overrides it anyway; the limit of learned positions is n_positions
     generation = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
-    if config.position == "learned":
-        generation["max_length"] = config.block_size
     for name, data in (("config.json", converted.config), ("generation_config.json", generation)):
         (folder / name).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     save_file(converted.weights, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -48,7 +48,7 @@ def test_char_model_with_head_bias_becomes_an_exact_gpt2(char_checkpoint, tmp_pa
     assert (config["model_type"], config["activation_function"], config["tie_word_embeddings"],
             config["n_positions"]) == ("gpt2", "gelu", False, 16)
     generation = json.loads((tmp_path / "hf" / "generation_config.json").read_text())
-    assert (generation["do_sample"], generation["top_k"], generation["max_length"]) == (True, 0, 16)
+    assert (generation["do_sample"], generation["top_k"], "max_length" in generation) == (True, 0, False)
 
     ckpt = checkpoint.load(char_checkpoint)
     theirs, hf_tokenizer = reload(tmp_path / "hf")
