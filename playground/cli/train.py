@@ -1,4 +1,5 @@
-"""`python -m playground train`: settings from a preset and flags, a progress bar, JSON logs;
+"""`gpt-playground train`: settings from a preset and flags, a progress bar, JSON logs (and
+TensorBoard files of the same events);
 --resume continues a saved model by the engine's one set of rules (engine/training/prepare.py)."""
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def add_arguments(t) -> None:
     t.add_argument("--out", metavar="CKPT", help="save the model here (.safetensors)")
     t.add_argument("--resume", metavar="CKPT", help="continue training this checkpoint")
     t.add_argument("--log-json", metavar="FILE", help="write one JSON object per event")
+    t.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files of the same events, in a new folder under DIR "
+                        "per run (tensorboard --logdir DIR shows the runs side by side; needs the tensorboard "
+                        "extra)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -108,14 +113,28 @@ def run(args) -> int:
         shutdown(clean)
 
 
+def _tensorboard(root: str, trainer):
+    """The run's TensorBoard log under root, named by the time and corpus, its settings as
+    hyperparameters."""
+    from playground.engine.training.tensorboard_log import TensorBoardLog, run_folder
+    name = trainer.corpus.name
+    settings = {"corpus": name, **trainer.model_cfg.to_dict(), **trainer.train_cfg.to_dict(),
+                "first_step": trainer.step}
+    return TensorBoardLog(run_folder(root, name), settings)
+
+
 def _train(args, device: str, rank: int, world: int) -> int:
     from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
     from playground.engine.model import checkpoint
     from playground.engine.wording import plural
     if rank != 0:  # other ranks train silently; rank 0 logs and saves
-        args.log_json, args.out, args.quiet = None, None, True
+        args.log_json, args.tensorboard, args.out, args.quiet = None, None, None, True
     out: Optional[Path] = checkpoint.destination(args.out) if args.out else None
+    if args.tensorboard:
+        from playground.engine.training import tensorboard_log
+        tensorboard_log.check_available()   # before the corpus is prepared, not after
     trainer = make_trainer(args, device)
+    board = _tensorboard(args.tensorboard, trainer) if args.tensorboard else None
     log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     progress = Progress(sys.stderr, args.quiet) if rank == 0 else Progress(open(os.devnull, "w"), True)
     stop_on_ctrl_c(trainer.control.stop)
@@ -125,7 +144,11 @@ def _train(args, device: str, rank: int, world: int) -> int:
         for ev in trainer.run():
             if log_file:
                 log_file.write(json.dumps(to_json_dict(ev)) + "\n")
+            if board:
+                board.write(ev)
             if isinstance(ev, Started):
+                if board:
+                    progress.line(f"TensorBoard: {board.folder} (tensorboard --logdir {args.tensorboard})")
                 first, last = ev.first_step, ev.last_step
                 ranks = f" x {world} ranks" if world > 1 else ""
                 what = (f"{ev.n_train:,} characters ({ev.vocab_size} distinct)" if ev.tokenizer == "char"
@@ -154,6 +177,8 @@ def _train(args, device: str, rank: int, world: int) -> int:
     finally:
         if log_file:
             log_file.close()
+        if board:
+            board.close()
     assert done is not None
     at = done.last_step if done.last_step is not None else done.step
     progress.line(f"{done.status} at step {at} in {done.train_seconds:.1f} s; "
