@@ -1,4 +1,5 @@
-"""File > Export…: the model in hand as a Hugging Face transformers folder or an ONNX file, written
+"""File > Export…: the model in hand as a Hugging Face transformers folder, an ONNX file or a GGUF
+file (llama.cpp, Ollama), written
 and verified on a worker (a copy taken between training steps, if it trains), with what was
 written, how closely the export matches the model, and the lines of Python that open it."""
 
@@ -26,6 +27,8 @@ from PySide6.QtWidgets import (
 from playground.ui.controllers.workers import GeneratorWorker
 from playground.ui.views.widgets import named
 
+FILE_FORMATS = {"onnx": "ONNX models (*.onnx)", "gguf": "GGUF models (*.gguf)"}   # the others are folders
+
 
 class ExportDialog(QDialog):
     progressed = Signal(float, str)   # emitted on the worker: (fraction done, stage)
@@ -39,12 +42,15 @@ class ExportDialog(QDialog):
         self._worker = None
         self.format = named(QComboBox(), "exportFormatPicker", "Export format",
                             "A folder that transformers' AutoModelForCausalLM and AutoTokenizer "
-                            "open, or an ONNX file (with its tokenizer) for ONNX Runtime")
+                            "open, an ONNX file (with its tokenizer) for ONNX Runtime, or a GGUF file "
+                            "(the tokenizer inside) for llama.cpp and Ollama")
         self.format.addItem("Hugging Face transformers folder", "hf")
         self.format.addItem("ONNX file", "onnx")
+        self.format.addItem("GGUF file (llama.cpp, Ollama)", "gguf")
         self.out = named(QLineEdit(), "exportOutEdit", "Export to",
                          "Hugging Face: the folder to write (new or empty, unless you replace it). "
-                         "ONNX: the .onnx file; its tokenizer goes beside it as NAME.tokenizer.json")
+                         "ONNX: the .onnx file; its tokenizer goes beside it as NAME.tokenizer.json. "
+                         "GGUF: the .gguf file")
         self.out.setText(str(Path.home() / "gpt-playground-export"))
         browse = named(QPushButton("Browse…"), "exportBrowseButton", "Browse", "Choose where to write")
         browse.clicked.connect(self._browse)
@@ -79,8 +85,9 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _browse(self) -> None:
-        if self.format.currentData() == "onnx":
-            path, _ = QFileDialog.getSaveFileName(self, "Export to", self.out.text(), "ONNX models (*.onnx)")
+        fmt = self.format.currentData()
+        if fmt in FILE_FORMATS:
+            path, _ = QFileDialog.getSaveFileName(self, "Export to", self.out.text(), FILE_FORMATS[fmt])
         else:
             path = QFileDialog.getExistingDirectory(self, "Export into", str(Path(self.out.text()).parent))
         if path:
@@ -88,10 +95,10 @@ class ExportDialog(QDialog):
 
     @Slot()
     def _format_changed(self) -> None:
-        """An ONNX export is a file: the name follows the format (folder <-> FOLDER.onnx)."""
+        """An ONNX or GGUF export is a file: the name follows the format (NAME <-> NAME.onnx, NAME.gguf)."""
         path = Path(self.out.text().strip() or Path.home() / "gpt-playground-export")
-        onnx = self.format.currentData() == "onnx"
-        self.out.setText(str(path.with_suffix(".onnx") if onnx else path.with_suffix("")))
+        fmt = self.format.currentData()
+        self.out.setText(str(path.with_suffix(f".{fmt}" if fmt in FILE_FORMATS else "")))
 
     @property
     def busy(self) -> bool:
@@ -161,8 +168,11 @@ class ExportDialog(QDialog):
 
 def describe(report: dict) -> str:
     """The report as a person reads it (the CLI prints the same figures)."""
-    from playground.export.report import ExportReport, load_snippet
-    match = ("exact" if report["exact"] else "NOT exact") + f": max |Δ log-probability| {report['max_logprob_error']:.2e}"
+    from playground.export.report import TOLERANCE, ExportReport, load_snippet
+    within = "exact" if report["tolerance"] == TOLERANCE else f"within {report['tolerance']:g}"
+    match = (within if report["exact"] else "NOT " + within) + f": max |Δ log-probability| {report['max_logprob_error']:.2e}"
+    if report["checked_by"]:
+        match += f" (checked with {report['checked_by']})"
     if not report["verified"]:
         match = "NOT verified (see the warning)"
     lines = [f"Wrote {report['out']} ({report['architecture']}) in {report['seconds']:.1f} s",
