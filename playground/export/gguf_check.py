@@ -19,9 +19,11 @@ import torch
 from playground.export import gguf_file, hf, verify
 from playground.export.report import TOLERANCE, ExportError, ExportReport
 
-# ggml evaluates the GELU from a half-precision table, so even a tanh-GELU model moves by about
-# 2e-3 in log-probability there (measured on the export tests' models); a wrong tensor moves by 0.1+
+# ggml evaluates the GELU from a half-precision table, so even a tanh-GELU model moves by 2e-3 to
+# 6e-3 in log-probability there (the export tests' models; a trained 2 x 128 BPE model); more layers
+# may move more, which is reported, not refused. A wrong tensor or layout moves by 0.5 and more.
 LLAMA_TOLERANCE = 1e-2
+LLAMA_WRONG = 0.1   # beyond this, for a file that reads back exactly, llama.cpp computes another function
 LLAMA_INSTALL = "pip install 'gpt-playground-studio[llama]'"
 
 
@@ -48,11 +50,15 @@ def check(ckpt, path: Path, plan: gguf_file.Plan, in_llama: bool,
         say(0.7, "verifying: llama.cpp")
         error, theirs, text, found = in_llama_cpp(model, tokenizer, path, plan, own, prompt, n)
         warnings += found
-        checked_by = f"llama.cpp (llama-cpp-python {importlib.metadata.version('llama_cpp_python')})"
+        checked_by = f"llama.cpp (llama-cpp-python {_version('llama_cpp_python')})"
         tolerance = LLAMA_TOLERANCE
-        if exact_file and error >= LLAMA_TOLERANCE:
+        if exact_file and error >= LLAMA_WRONG:
             raise ExportError(f"verification failed: llama.cpp's log-probabilities differ from the model's by "
-                              f"up to {error:.3g} (more than {LLAMA_TOLERANCE:g})")
+                              f"up to {error:.3g} (more than {LLAMA_WRONG:g}), although the file reads back exactly")
+        if exact_file and error >= LLAMA_TOLERANCE:
+            warnings.append(f"llama.cpp's log-probabilities differ from the model's by up to {error:.2g}, more than "
+                            f"{LLAMA_TOLERANCE:g}, although the file holds the model exactly (read back within "
+                            f"{TOLERANCE:g}): ggml's half-precision GELU table, whose error grows with depth")
     else:
         theirs = verify.greedy_logits(lambda ids: rebuilt(ids)[0][..., :V], prompt, n, block)
         error, text, tolerance = read_error, tok.decode(theirs), TOLERANCE
@@ -75,6 +81,13 @@ def check(ckpt, path: Path, plan: gguf_file.Plan, in_llama: bool,
     return ExportReport(format="gguf", out="", architecture=f"llama.cpp {plan.arch}", max_logprob_error=error,
                         exact=error < tolerance, greedy_match=match, greedy_text=text, notes=notes,
                         warnings=warnings, checked_by=checked_by, tolerance=tolerance)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:   # importable without its metadata (a --target copy)
+        return "version unknown"
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import torch
 from playground.cli import main
 from playground.engine.data.bpe import END_OF_TEXT, BPETokenizer
 from playground.engine.data.tokenizer import CharTokenizer
-from playground.export import ExportError, export_model, exporter, gguf_file
+from playground.export import ExportError, export_model, exporter, gguf_file, verify
 from tests.export.conftest import BPE_TEXT, TEXT, random_model, save
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -101,6 +101,23 @@ def test_a_file_that_reads_back_wrong_is_refused_and_removed(tmp_path, monkeypat
     with pytest.raises(ExportError, match="verification failed: the GGUF file's tensors give log-prob"):
         export_model(path, "gguf", tmp_path / "m.gguf")
     assert not (tmp_path / "m.gguf").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("gap, outcome", [(0.02, "warns"), (0.5, "refuses")])
+def test_llama_cpp_beyond_its_tolerance_is_said_and_far_beyond_refused(bpe, tmp_path, monkeypatch, gap, outcome):
+    from playground.export import gguf_check
+    monkeypatch.setitem(exporter.VERIFIER, "gguf", "json")   # "installed": the check below stands in
+    monkeypatch.setattr(gguf_check, "in_llama_cpp", lambda model, tokenizer, path, plan, own, prompt, n:
+                        (gap, verify.greedy_ours(model, tokenizer, prompt, n), tokenizer.decode(
+                            verify.greedy_ours(model, tokenizer, prompt, n)), []))
+    path = save(tmp_path, "m", random_model(bpe, activation="gelu_tanh", head_bias=False), bpe)
+    if outcome == "refuses":
+        with pytest.raises(ExportError, match="although the file reads back exactly"):
+            export_model(path, "gguf", tmp_path / "m.gguf")
+        assert not (tmp_path / "m.gguf").exists() and not leftovers(tmp_path)
+    else:
+        report = export_model(path, "gguf", tmp_path / "m.gguf")
+        assert not report.exact and any("half-precision GELU" in w for w in report.warnings)
 
 
 @pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python is not installed (the llama extra)")
