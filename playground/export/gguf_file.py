@@ -111,7 +111,7 @@ def convert(model: GPT, tokenizer: Tokenizer) -> Plan:
                         f"model's block; llama.cpp counts its context in steps of {CONTEXT_STEP}, so it goes on "
                         f"to {context}, where our model would slide its window and llama.cpp cannot: the text past "
                         f"{config.block_size} tokens is not the model's. Keep prompt + output within "
-                        f"{config.block_size} tokens (llama-cli -n, Ollama's num_predict), or train with --block "
+                        f"{config.block_size} tokens (llama-completion -n, Ollama's num_predict), or train with --block "
                         f"{context}")
     if config.activation != "gelu_tanh":
         warnings.append("llama.cpp computes GPT-2's tanh GELU and this model was trained with the exact "
