@@ -71,6 +71,17 @@ def test_a_character_model_gets_an_end_of_text_token_that_never_wins(tmp_path):
     assert float(gap.min()) > 50   # MARGIN (60) below every other token, whatever the input
 
 
+def test_without_a_safe_end_of_text_token_the_export_warns_of_token_11():
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer, activation="gelu_tanh", head_bias=False)
+    with torch.no_grad():
+        model.ln_f.bias.zero_()   # no bias to build a never-winning row from
+    plan = gguf_file.convert(model, tokenizer)
+    assert plan.end_of_text is None and len(plan.tokens) == tokenizer.vocab_size
+    (said,) = [w for w in plan.warnings if "end-of-text" in w]
+    assert f"token 11 ({tokenizer.label(11)!r}) as the end" in said
+
+
 def test_the_context_is_the_block_in_llama_cpp_steps():
     assert [gguf_file.context_of(random_model(CharTokenizer.from_text(TEXT), block_size=b).config)
             for b in (16, 256, 300)] == [256, 256, 512]
