@@ -18,6 +18,7 @@ from playground.engine.data.corpus import split_sizes
 from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.controllers.generation_control import GenerationController
 from playground.ui.controllers.model_in_hand import CurrentModel, OpenedModel
+from playground.ui.controllers.preference_control import PreferenceController, PreferenceSet
 from playground.ui.controllers.remembered import SETTINGS_ENV, app_settings, last_folder, remember_folder  # noqa: F401 (tests set SETTINGS_ENV here)
 from playground.ui.controllers.scaling_control import ScalingController
 from playground.ui.controllers.training_control import TrainingController
@@ -29,6 +30,7 @@ from playground.ui.views.explain import explained
 from playground.ui.views.generate_panel import GeneratePanel
 from playground.ui.views.health_panel import HealthPanel
 from playground.ui.views.loss_plot import LossPlot
+from playground.ui.views.preference_panel import PreferencePanel
 from playground.ui.views.samples_panel import SamplesPanel
 from playground.ui.views.scaling_panel import ScalingPanel
 from playground.ui.views.serve_panel import ServePanel
@@ -45,6 +47,7 @@ FRAME_GUESS = QSize(8, 40)  # a title bar and borders, until the window manager 
 class MainWindow(QMainWindow):
     trainingFinished = Signal()
     generationFinished = Signal()
+    tuningFinished = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -67,6 +70,9 @@ class MainWindow(QMainWindow):
         self.sweep = SweepView(self.gen_ctl)
         self.serve = ServePanel(self.current)
         self.scaling = ScalingPanel(self.scale_ctl)
+        self.pref_set = PreferenceSet(self)   # the pairs rated in Preferences, and tuned on
+        self.pref_ctl = PreferenceController(self.current, self.workers, self)
+        self.preferences = PreferencePanel(self.pref_ctl, self.pref_set, self.generation.sample_config)
         self.status = StatusTracker(self.train_ctl, self.training, self)
         self.last_error = ""
         self.dialogs: dict = {}   # File > Evaluate…, Export…: made on first use
@@ -103,6 +109,7 @@ class MainWindow(QMainWindow):
                 ("sweep", "Temperature sweep", "Sweep", self.sweep, "right"),
                 ("serve", "Serve", "", self.serve, "right"),
                 ("scaling", "Scaling", "", self.scaling, "right"),
+                ("preferences", "Preferences", "", self.preferences, "right"),
                 ("samples", "Samples", "", self.samples, "bottom"),
                 ("health", "Health", "", self.health, "bottom")]:
             # the two forms scroll on a short screen rather than make the window taller than it
@@ -116,6 +123,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["attention"], d["sweep"])
         self.tabifyDockWidget(d["sweep"], d["serve"])
         self.tabifyDockWidget(d["serve"], d["scaling"])
+        self.tabifyDockWidget(d["scaling"], d["preferences"])
         self.tabifyDockWidget(d["samples"], d["health"])
         d["generate"].raise_()
         d["samples"].raise_()
@@ -189,6 +197,7 @@ class MainWindow(QMainWindow):
             ("&Continue training", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], self.continue_training,
              "continueAction"),
             ("&Fine-tune…", [], lambda: self.show_dialog("finetune"), "finetuneAction"),
+            ("T&une by preference…", [], self.show_tune_form, "tuneAction"),
             ("&Pause or resume", [], self.toggle_pause, "pauseAction"),
             ("&Stop", ["Esc"], self.stop_running, "stopAction"),
             ("&Reset model", [], self.reset_model, "resetAction"),
@@ -264,6 +273,12 @@ class MainWindow(QMainWindow):
         gen.sweepEnded.connect(self.generationFinished)
         train.failed.connect(self.show_error)
         gen.failed.connect(self.show_error)
+        # Preferences: its questions are the window's, and the tuned model replaces the one in hand
+        self.preferences.ask = lambda text, detail: self.ask(text, detail)
+        self.preferences.tuneRequested.connect(self.show_tune_form)
+        self.pref_ctl.may_replace = lambda: self.keep_or_discard("The model tuned by preference")
+        self.pref_ctl.failed.connect(self._tuning_failed)
+        self.pref_ctl.ended.connect(self._on_tuned)
 
     # -- training -----------------------------------------------------------------------
     def train_problem(self) -> str:
@@ -351,6 +366,56 @@ class MainWindow(QMainWindow):
         self.dialogs["finetune"].hide()
         return True
 
+    def show_tune_form(self):
+        """Run > Tune by preference…: the form of a DPO run on the preference set."""
+        from playground.ui.views.preference_dialog import TuneDialog
+        if "tune" not in self.dialogs:
+            self.dialogs["tune"] = TuneDialog(self.current, self.pref_set, self)
+            self.dialogs["tune"].startRequested.connect(self.start_preference)
+        form = self.dialogs["tune"]
+        self.docks["preferences"].raise_tab()   # where its curves will be
+        self.preferences.tabs.setCurrentIndex(2)
+        form.refresh()
+        form.show()
+        form.raise_()
+        return form
+
+    @Slot(object)
+    def start_preference(self, request) -> bool:
+        """Tune the model in hand on the preference set (a TuneRequest from the form), asking
+        first when it is not saved: the tuned model replaces it when the run ends."""
+        busy = ("a model is training: stop it first" if self.train_ctl.running else "a scaling ladder is training"
+                if self.scale_ctl.running else "a tuning is running" if self.pref_ctl.tuning else "")
+        if busy or self.current.value is None:
+            self.show_error(f"Cannot tune by preference yet: {busy or 'there is no model in hand'}")
+            return False
+        if not self.keep_or_discard("Tuning by preference"):
+            return False
+        self.preferences.begin_tuning()
+        self.docks["preferences"].raise_tab()
+        self.status.message("Tuning by preference: the curves are under Preferences > Tune")
+        name = self.pref_set.path.name if self.pref_set.path else "the preference set"
+        self.pref_ctl.tune(list(self.pref_set.pairs), request, name)
+        self.dialogs["tune"].hide()
+        return True
+
+    @Slot(str)
+    def _tuning_failed(self, message: str) -> None:
+        if "tune" not in self.dialogs:
+            self.show_error(message)
+            return
+        self.last_error = message   # the form again, with the engine's message, to change what it asks
+        self.status.message(message, error=True)
+        self.dialogs["tune"].show_error(message)
+
+    @Slot(object)
+    def _on_tuned(self, done) -> None:
+        if done is not None:
+            self.status.message(f"Tuned by preference ({done.status}, {done.step:,} steps): the tuned model is "
+                                "in hand, not saved yet")
+        self.tuningFinished.emit()
+        self._save_and_close_if_asked()
+
     def _can_start(self, doing: str) -> bool:
         problem = self.train_problem()
         if self.train_ctl.running:
@@ -382,6 +447,7 @@ class MainWindow(QMainWindow):
         """Esc: stop training and generating, whichever runs."""
         self.train_ctl.stop()
         self.generation.halt()
+        self.pref_ctl.stop()
 
     def _scaling_source(self) -> tuple:
         """The corpus and settings a ladder trains with; ValueError says why it cannot start."""
@@ -416,6 +482,9 @@ class MainWindow(QMainWindow):
         self.training.set_running(False)
         self._validate()
         self.trainingFinished.emit()
+        self._save_and_close_if_asked()
+
+    def _save_and_close_if_asked(self) -> None:
         if self._save_then_close:  # Save was chosen on closing during the run: now it can be
             self._save_then_close = False
             if self.ask_save_model():
@@ -587,6 +656,7 @@ class MainWindow(QMainWindow):
         self.train_ctl.stop()
         self.scale_ctl.stop()
         self.gen_ctl.stop()
+        self.pref_ctl.stop()
         if not self.workers.stop_all(5000):
             log.error("a worker did not stop within 5 s")
         event.accept()
@@ -594,6 +664,16 @@ class MainWindow(QMainWindow):
     def _may_close(self) -> bool:
         """Closing never throws an unsaved model away without asking (Ctrl+Q included). Save
         during a run stops the run first, saves, then closes."""
+        if not self._closing and not self.preferences.may_discard("Closing"):
+            return False
+        if not self._closing and self.pref_ctl.tuning:
+            answer = self.ask("Tuning by preference is running.",
+                              "Closing stops it and loses the tuned model. Save it first? (It stops, then you "
+                              "choose where to save.)")
+            if answer == "save":
+                self._save_then_close = True
+                self.pref_ctl.stop()
+            return answer == "discard"
         running = self.train_ctl.running
         if self._closing or self.current.value is None or not (self.current.unsaved or running):
             return True

@@ -37,7 +37,8 @@ def geometry(window) -> dict:
     screen = window.screen().availableGeometry()
     bars = []
     for bar in window.findChildren(QTabBar):
-        if not bar.isVisible() or bar.count() < 2:
+        # Qt parks the docks behind another's tab outside the window, "visible": nobody sees their bars
+        if not bar.isVisible() or bar.count() < 2 or not window.rect().contains(bar.mapTo(window, bar.rect().topLeft())):
             continue
         top_left = bar.mapToGlobal(bar.rect().topLeft())
         bars.append({"tabs": [bar.tabText(i) for i in range(bar.count())],

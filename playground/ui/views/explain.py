@@ -43,6 +43,13 @@ EXPLANATIONS = {
     "Temperature sweep": "The same prompt and random seed at several temperatures: low "
                          "temperatures repeat the safest patterns, high ones take more chances and "
                          "make more mistakes. It shows what temperature does to this model.",
+    "Preferences": "After pretraining and fine-tuning, alignment teaches a model which of its own answers "
+                   "people prefer. Show two writes two continuations of one prompt; pick the better one "
+                   "(or call a tie, or skip) and each pick becomes a pair: the prompt, the chosen and the "
+                   "rejected continuation. Tune runs DPO (Rafailov et al. 2023) on the pairs: it makes the "
+                   "chosen continuation likelier than the rejected one, measured against a frozen copy of "
+                   "where the model started. Beta keeps it close to that copy; the held-out accuracy "
+                   "counts the pairs it never trained on that it now prefers as you did.",
     "Scaling": "Bigger models reach lower loss: the scaling-law papers (Kaplan et al. 2020, Hoffmann et "
                "al. 2022) found validation loss falls as a power of the parameter count, L(N) = E + "
                "A·N^-α, where E is what no model can do better (the text's own randomness). The ladder "
