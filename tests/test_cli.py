@@ -164,3 +164,30 @@ def test_a_gpu_preset_without_a_gpu_says_how_to_train_it_here(monkeypatch):
     asked = build_parser().parse_args(["train", "--preset", "shakespeare-gpu", "--device", "cuda"])
     with pytest.raises(ConfigError, match="sees no CUDA GPU$"):  # asked for: no hint to drop it
         run_train(asked)
+
+
+def test_dpo_tunes_by_preference_and_names_a_bad_line(trained, tmp_path):
+    ckpt, _, _ = trained
+    pairs = tmp_path / "pairs.jsonl"
+    good = [{"prompt": "to be ", "chosen": "or", "rejected": "th"},  # the block is 8 tokens
+            {"prompt": "is ", "chosen": "the ", "rejected": "to b"}]
+    pairs.write_text("".join(json.dumps(p) + "\n" for p in good * 6), encoding="utf-8")
+    out, log = tmp_path / "tuned.safetensors", tmp_path / "dpo.jsonl"
+    result = cli("dpo", ckpt, "--pairs", pairs, "--steps", "4", "--eval-interval", "2", "--batch", "4",
+                 "--heldout", "0.25", "--threads", "1", "--out", out, "--log-json", log, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "DPO on 9 pairs (3 held out)" in result.stderr and f"saved {out}" in result.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    evals = [e for e in events if e["event"] == "preference_eval"]
+    assert [e["step"] for e in evals] == [0, 2, 4] and evals[-1]["heldout_accuracy"] is not None
+    assert evals[0]["base_val_loss"] is not None  # the phrase the model was trained on, scored
+    from playground.engine.model import checkpoint
+    assert checkpoint.load(out).state["preference"]["pairs"] == 9
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(good[0]) + "\n" + '{"prompt": "to be ", "chosen": "or"}\n', encoding="utf-8")
+    result = cli("dpo", ckpt, "--pairs", bad, "--out", tmp_path / "never.safetensors")
+    assert result.returncode == 2 and "bad.jsonl, line 2: no 'rejected'" in result.stderr
+    assert not (tmp_path / "never.safetensors").exists()
+    result = cli("dpo", ckpt)
+    assert result.returncode == 2 and "--pairs FILE.jsonl, or --auto arithmetic" in result.stderr

@@ -1,5 +1,5 @@
 """The command line: `gpt-playground COMMAND` (or `python -m playground COMMAND`), one module per
-command (train, generate, info, finetune, evaluate, serve, export, scale, bench), all over the same
+command (train, generate, info, finetune, dpo, evaluate, serve, export, scale, bench), all over the same
 engine as the window (whose command is `gpt-playground-window`).
 
 Human-readable lines and progress go to stderr; generated text and reports go to stdout.
@@ -21,6 +21,7 @@ COMMANDS = {  # name: what it does (its module is playground.cli.NAME)
     "generate": "stream text from a checkpoint to stdout",
     "info": "describe a checkpoint",
     "finetune": "adapt a model (ours, or a GPT-2 or Starcoder2 folder) to new text, fully or with LoRA",
+    "dpo": "tune a model by preference (DPO) on pairs of completions, one chosen over the other",
     "evaluate": "score a model on a text (loss, perplexity, bits per character) and on task prompts (accuracy)",
     "serve": "serve a model behind an OpenAI-compatible HTTP API",
     "export": "write a model as a Hugging Face transformers folder, an ONNX file or a GGUF file "

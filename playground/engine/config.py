@@ -248,8 +248,10 @@ class TrainConfig(_Declared):
                                   "sees more text")
     bpe_vocab: int = _setting(512, "BPE vocabulary size", low=MIN_BPE_VOCAB, high=MAX_BPE_VOCAB,
                               key="bpe_vocab", flag="--vocab-size", title="Vocabulary",
-                              help="BPE vocabulary size (256 is bytes only)",
-                              tip="How many tokens the BPE learns (256 are the bytes themselves); "
+                              help="BPE vocabulary size, its end-of-text token included (256: the bytes "
+                                   "alone, and end-of-text)",
+                              tip="How many tokens the BPE learns: the 256 bytes, merges, and an end-of-text "
+                                  "token (256 gives the bytes and end-of-text alone); "
                                   "about 1 MB of text wants 512 to 1024")
 
     def problems(self) -> list[str]:
@@ -312,6 +314,26 @@ class AdaptConfig(_Declared):
                 errors.append(f"LoRA targets {', '.join(unknown) or '(none)'} unknown: use some of "
                               f"{', '.join(LORA_TARGETS)}")
         return errors
+
+
+@dataclass(frozen=True)
+class PreferenceConfig(_Declared):
+    """How a model is tuned by preference (DPO: the dpo command, the window's Tune by preference)."""
+    beta: float = _setting(0.1, "beta", low=0.0, high=100.0, low_open=True, key="beta", title="Beta", decimals=3,
+                           step=0.05, help="DPO's beta: how far the model may move from where it started "
+                                           "(higher keeps it closer)")
+    heldout: float = _setting(0.1, "held-out share", low=0.0, high=0.5, key="heldout", title="Held out", decimals=2,
+                              step=0.05, help="the share of the pairs kept out of training, to measure the "
+                                              "preference accuracy on pairs it never saw")
+    nll: float = _setting(1.0, "chosen NLL weight", low=0.0, high=100.0, key="nll", title="Chosen NLL", decimals=2,
+                          step=0.1, help="adds this weight times the chosen completions' negative log-likelihood "
+                                         "per token to DPO's loss (DPO+NLL), so the chosen answers stay likely; "
+                                         "0 is the paper's DPO")
+    original_weight: float = _setting(1.0, "original-text weight", low=0.0, high=100.0, key="original_weight",
+                                      title="Original text", decimals=2, step=0.1,
+                                      help="adds this weight times the language-model loss on a batch of the "
+                                           "model's original text to each step (as InstructGPT mixed pretraining "
+                                           "into its RL), so the rest of what the model writes stays as it was")
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ def perplexity(loss: Optional[float]) -> Optional[float]:
 class Started:
     params: int
     vocab_size: int
-    n_train: int             # tokens in the training split (characters, for a character model)
-    n_val: int               # tokens held out (0: validation unavailable)
+    n_train: int             # tokens in the training split (characters, for a character model; pairs, DPO)
+    n_val: int               # tokens held out (0: validation unavailable; pairs, DPO)
     first_step: int          # 0 for a new model, more when continuing
     last_step: int           # the run ends after this step
     threads: int
@@ -65,6 +65,23 @@ class Eval:
 
 
 @dataclass(frozen=True)
+class PreferenceEval:
+    """An evaluation of a preference run (DPO): on a fixed sample of its training pairs and on
+    the held-out ones, the loss, the share the model prefers as the pairs do (reward margin > 0)
+    and the mean reward margin; what it costs on the original text; the corpus's tasks."""
+    step: int
+    loss: Optional[float]
+    accuracy: Optional[float]
+    margin: Optional[float]
+    heldout_loss: Optional[float]
+    heldout_accuracy: Optional[float]
+    heldout_margin: Optional[float]
+    elapsed_s: float
+    base_val_loss: Optional[float] = None   # the model's original text's held-out loss
+    task_accuracy: Optional[float] = None   # share of the corpus's held-out tasks answered (0-1)
+
+
+@dataclass(frozen=True)
 class Sample:
     step: int
     text: str                   # written from the corpus's first character, same seed each time
@@ -104,12 +121,13 @@ def proc_status_mb(field: str) -> Optional[float]:
     return None
 
 
-Event = Started | Step | Eval | Sample | Done
+Event = Started | Step | Eval | PreferenceEval | Sample | Done
 
 
 def to_json_dict(event: Event) -> dict:
     """One flat JSON-ready dict per event, with the keys the --log-json format promises."""
-    d = {"event": type(event).__name__.lower(), **asdict(event)}
+    d = {"event": "preference_eval" if isinstance(event, PreferenceEval) else type(event).__name__.lower(),
+         **asdict(event)}
     if isinstance(event, Eval):
         d["loss"] = event.train_loss
         d["train_ppl"], d["val_ppl"] = event.train_ppl, event.val_ppl
