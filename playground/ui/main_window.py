@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
         train.failed.connect(self.show_error)
         gen.failed.connect(self.show_error)
         # Preferences: its questions are the window's, and the tuned model replaces the one in hand
-        self.preferences.ask = lambda text, detail: self.ask(text, detail)
+        self.preferences.list.ask = lambda text, detail: self.ask(text, detail)
         self.preferences.tuneRequested.connect(self.show_tune_form)
         self.pref_ctl.may_replace = lambda: self.keep_or_discard("The model tuned by preference")
         self.pref_ctl.failed.connect(self._tuning_failed)
@@ -664,7 +664,7 @@ class MainWindow(QMainWindow):
     def _may_close(self) -> bool:
         """Closing never throws an unsaved model away without asking (Ctrl+Q included). Save
         during a run stops the run first, saves, then closes."""
-        if not self._closing and not self.preferences.may_discard("Closing"):
+        if not self._closing and not self.preferences.list.may_discard("Closing"):
             return False
         if not self._closing and self.pref_ctl.tuning:
             answer = self.ask("Tuning by preference is running.",

@@ -62,14 +62,14 @@ def test_keys_make_pairs_and_ties_and_skips_add_none(window, qtbot, base_path):
     next_two(qtbot, window, panel, Qt.Key_S)
     s = window.pref_set
     assert (len(s.pairs), s.ties, s.skips) == (2, 1, 1) and s.unsaved
-    assert panel.counts.text().startswith("2 pairs, 1 tie, 1 skipped")
-    assert panel.table.rowCount() == 2 and panel.table.item(1, 1).text() == right2.replace("\n", "\\n")
+    assert panel.list.counts.text().startswith("2 pairs, 1 tie, 1 skipped")
+    assert panel.list.table.rowCount() == 2 and panel.list.table.item(1, 1).text() == right2.replace("\n", "\\n")
     qtbot.keyClicks(panel.prompt, "12ts")   # plain keys type: they pick nothing
     assert panel.prompt.text() == "the 12ts" and len(s.pairs) == 2
 
 
 def test_the_set_is_edited_saved_and_opened_again(window, qtbot, tmp_path):
-    s, panel = window.pref_set, window.preferences
+    s, panel = window.pref_set, window.preferences.list
     for i in range(3):
         s.add(f"p{i}\n", f"good {i}\n", f"bad {i}")
     panel.table.item(0, 1).setText("better\\nanswer")   # a cell shows a newline as \n
@@ -112,7 +112,7 @@ def test_tuning_runs_on_a_worker_and_its_model_replaces_the_one_in_hand(window, 
              (Pair("the ", "cat sat on", f"mat {c}{c}t"), Pair("the c", "at sat", f"{c}{c}at mat"))]
     write_pairs(tmp_path / "pairs.jsonl", pairs)
     assert window.open_model(base_path)
-    assert window.preferences.open_set(str(tmp_path / "pairs.jsonl"))
+    assert window.preferences.list.open_set(str(tmp_path / "pairs.jsonl"))
     before = window.current.value
     form = window.show_tune_form()
     f = {k: w for k, (_, w) in form.fields.items()}

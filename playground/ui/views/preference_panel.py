@@ -7,51 +7,26 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QFont, QKeySequence, QShortcut, QTextCharFormat
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QKeySequence, QTextCharFormat
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
-    QHeaderView,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from playground.engine.config import SampleConfig
-from playground.engine.errors import ConfigError
 from playground.ui.controllers.preference_control import PreferenceController, PreferenceSet
-from playground.ui.controllers.remembered import last_folder, remember_folder
+from playground.ui.views.preference_list import PairsList
 from playground.ui.views.preference_plot import PreferencePlot
 from playground.ui.views.widgets import Message, compact, named
 
-FIELDS = ("prompt", "chosen", "rejected")
 KEYS = {"left": "Alt+1", "right": "Alt+2", "tie": "Alt+T", "skip": "Alt+S"}  # none types a character
-RED = "color: #b00020;"
-
-
-def escaped(text: str) -> str:
-    """A text on one line of the table: a newline as \\n, a tab as \\t, a backslash as \\\\."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-
-
-def unescaped(text: str) -> str:
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "\\nt":
-            out.append({"\\": "\\", "n": "\n", "t": "\t"}[text[i + 1]])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
 
 
 class PreferencePanel(QWidget):
@@ -64,19 +39,18 @@ class PreferencePanel(QWidget):
         sample_config: the Generate panel's settings (temperature, length, seed...)."""
         super().__init__(parent)
         self.control, self.pairs, self.sample_config = control, pairs, sample_config
-        # asks "save, discard or cancel?" about an unsaved set; the window gives its own question
-        self.ask: Callable[[str, str], str] = lambda text, detail: "cancel"
         self.shown: Optional[tuple[str, str, str]] = None   # (prompt, left, right) being rated
         self.round = 0   # rounds shown: each takes the next two seeds
+        self.seeds = (0, 0)   # of the two being written or shown
         self.tabs = named(QTabWidget(), "preferenceTabs", "Preferences", "Rate pairs, list them, tune by them")
         self.tabs.addTab(self._rate_page(), "Rate")
-        self.tabs.addTab(self._pairs_page(), "Pairs")
+        self.list = PairsList(pairs)
+        self.tabs.addTab(self.list, "Pairs")
         self.tabs.addTab(self._tune_page(), "Tune")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tabs)
         self._connect()
-        self._refresh_set()
         self._set_rating(False)
 
     # -- the pages -------------------------------------------------------------------------
@@ -123,39 +97,6 @@ class PreferencePanel(QWidget):
         layout.addWidget(self.rate_note)
         return page
 
-    def _pairs_page(self) -> QWidget:
-        self.counts = named(Message(lines=2), "preferenceCounts", "Preference set", "The pairs rated, ties, skips")
-        self.table = named(QTableWidget(0, 3), "pairsTable", "Preference pairs",
-                           "Each pair: the prompt, the continuation chosen and the one rejected. Double-click a "
-                           "cell to edit it (a newline is written \\n)")
-        self.table.setHorizontalHeaderLabels([f.title() for f in FIELDS])
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setWordWrap(False)
-        self.delete = named(QPushButton("Delete pair"), "deletePairButton", "Delete pair",
-                            "Delete the selected pairs from the set (Delete, in the list)")
-        # the key only in the list: Delete in any text field of the window edits that field
-        QShortcut(QKeySequence.Delete, self.table, self.delete_selected, context=Qt.WidgetShortcut)
-        self.open = named(QPushButton("Open…"), "openPairsButton", "Open pairs",
-                          "Open a preference set: JSON Lines of prompt, chosen and rejected (TRL's field names)")
-        self.save = named(QPushButton("Save…"), "savePairsButton", "Save pairs",
-                          "Save the preference set as JSON Lines, one {prompt, chosen, rejected} a line")
-        self.pairs_problem = named(Message(lines=3), "pairsProblem", "Pairs problem",
-                                   "Why the last open, save or edit did not happen")
-        self.pairs_problem.hide()
-        compact([self.delete, self.open, self.save])
-        buttons = QHBoxLayout()
-        for button in (self.open, self.save, self.delete):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        layout.addWidget(self.counts)
-        layout.addWidget(self.table, 1)
-        layout.addWidget(self.pairs_problem)
-        layout.addLayout(buttons)
-        return page
-
     def _tune_page(self) -> QWidget:
         self.tune = named(QPushButton("Tune by preference…"), "tuneButton", "Tune by preference",
                           "Tune the model in hand on the preference set with DPO (a form asks how)")
@@ -185,13 +126,10 @@ class PreferencePanel(QWidget):
         self.show_two.clicked.connect(self.request_two)
         for name, button in self.choices.items():
             button.clicked.connect(lambda _=False, n=name: self.choose(n))
-        self.delete.clicked.connect(self.delete_selected)
-        self.open.clicked.connect(self.ask_open)
-        self.save.clicked.connect(self.ask_save)
-        self.table.itemChanged.connect(self._cell_edited)
+        self.list.failed.connect(lambda: self.tabs.setCurrentWidget(self.list))
         self.tune.clicked.connect(self.tuneRequested)
         self.stop.clicked.connect(self.control.stop)
-        self.pairs.changed.connect(self._refresh_set)
+        self.pairs.changed.connect(self._refresh_counts)
         c = self.control
         c.shown.connect(self._show)
         c.writeFailed.connect(self._write_failed)
@@ -220,8 +158,8 @@ class PreferencePanel(QWidget):
         self.show_two.setEnabled(False)
         for view in (self.left, self.right):   # greyed until the new two replace them
             view.setEnabled(False)
+        self.seeds = seeds
         self.rate_note.setText(f"Writing two continuations (seeds {seeds[0]} and {seeds[1]})…")
-        self._seeds = seeds
         return True
 
     @Slot(object)
@@ -237,12 +175,9 @@ class PreferencePanel(QWidget):
             cursor.insertText(text, QTextCharFormat())
         for view in (self.left, self.right):
             view.setEnabled(True)
-        same = left == right
-        self._set_rating(True, same)
+        self._set_rating(True, left == right)
         self.show_two.setEnabled(True)
-        self.rate_note.setText((f"Seeds {self._seeds[0]} and {self._seeds[1]}. " if hasattr(self, "_seeds") else "")
-                               + ("The two are the same: a tie or a skip. " if same else "")
-                               + self.pairs.counts().capitalize() + ".")
+        self._refresh_counts()
 
     @Slot(str)
     def _write_failed(self, message: str) -> None:
@@ -271,91 +206,14 @@ class PreferencePanel(QWidget):
         self.request_two()
         return True
 
-    # -- the set ---------------------------------------------------------------------------
     @Slot()
-    def _refresh_set(self) -> None:
-        name = f" ({self.pairs.path.name})" if self.pairs.path else ""
-        self.counts.setText(self.pairs.counts().capitalize() + name + ".")
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(self.pairs.pairs))
-        for row, pair in enumerate(self.pairs.pairs):
-            for column, field in enumerate(FIELDS):
-                text = getattr(pair, field)
-                item = self.table.item(row, column)
-                if item is None:
-                    item = QTableWidgetItem()
-                    self.table.setItem(row, column, item)
-                item.setText(escaped(text))
-                item.setToolTip(text)
-        self.table.blockSignals(False)
-        self.delete.setEnabled(bool(self.pairs.pairs))
-
-    @Slot(QTableWidgetItem)
-    def _cell_edited(self, item: QTableWidgetItem) -> None:
-        problem = self.pairs.edit(item.row(), FIELDS[item.column()], unescaped(item.text()))
-        self._say(f"Not changed: {problem}" if problem else "", error=True)
-        if problem:
-            self._refresh_set()   # the cell shows the pair as it still is
-
-    @Slot()
-    def delete_selected(self) -> None:
-        for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
-            self.pairs.remove(row)
-
-    def may_discard(self, doing: str) -> bool:
-        """Before the set is replaced or the window closes: True when it may be (saved, saved now
-        or discarded), False when the user cancelled."""
-        if not self.pairs.unsaved or not self.pairs.pairs:
-            return True
-        n = len(self.pairs.pairs)
-        answer = self.ask(f"The preference set ({n} pair{'s' * (n != 1)}) is not saved.",
-                          f"{doing} loses it. Save it first?")
-        if answer == "save":
-            return self.ask_save()
-        return answer == "discard"
-
-    @Slot()
-    def ask_open(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a preference set", last_folder("pairs"),
-                                              "JSON Lines (*.jsonl *.json);;All files (*)")
-        if path:
-            self.open_set(path)
-
-    def open_set(self, path: str) -> bool:
-        """Open a pairs file (asking first when the set in hand is not saved); a bad file's
-        message is shown and the set in hand stays."""
-        if not self.may_discard("Opening another set"):
-            return False
-        try:
-            self.pairs.open(path)
-        except (ConfigError, OSError) as exc:
-            self._say(f"Could not open the preference set: {exc}", error=True)
-            self.tabs.setCurrentIndex(1)
-            return False
-        remember_folder("pairs", path)
-        self._say("")
-        return True
-
-    @Slot()
-    def ask_save(self) -> bool:
-        start = str(self.pairs.path) if self.pairs.path else f"{last_folder('pairs')}/preferences.jsonl"
-        path, _ = QFileDialog.getSaveFileName(self, "Save the preference set", start, "JSON Lines (*.jsonl)")
-        return bool(path) and self.save_set(path)
-
-    def save_set(self, path: str) -> bool:
-        try:
-            saved = self.pairs.save(path)
-        except (ConfigError, OSError) as exc:
-            self._say(f"The preference set was not saved: {exc}", error=True)
-            return False
-        remember_folder("pairs", str(saved))
-        self._say(f"Saved {saved}")
-        return True
-
-    def _say(self, message: str, error: bool = False) -> None:
-        self.pairs_problem.setText(message)
-        self.pairs_problem.setStyleSheet(RED if error else "")
-        self.pairs_problem.setVisible(bool(message))
+    def _refresh_counts(self) -> None:
+        """Under the two shown: their seeds and the set's counts."""
+        if self.shown is not None:
+            same = self.shown[1] == self.shown[2]
+            self.rate_note.setText(f"Seeds {self.seeds[0]} and {self.seeds[1]}. "
+                                   + ("The two are the same: a tie or a skip. " if same else "")
+                                   + self.pairs.counts().capitalize() + ".")
 
     # -- tuning ----------------------------------------------------------------------------
     @Slot(object)
