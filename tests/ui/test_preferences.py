@@ -160,3 +160,20 @@ def test_a_pair_the_model_cannot_read_is_named_and_closing_during_a_tune_asks(wi
     with qtbot.waitSignal(window.tuningFinished, timeout=30_000):
         assert window.close()
     assert window.current.value.ckpt.state.get("preference") is None   # closed: the run was dropped
+
+
+def test_stop_ends_the_run_after_a_step_and_keeps_what_it_tuned(window, qtbot, base_path):
+    assert window.open_model(base_path)
+    for i in range(4):
+        window.pref_set.add("the ", "cat sat", f"mat {'tmoa'[i]}")
+    form = window.show_tune_form()
+    for key, value in (("batch", 2), ("steps", 100_000), ("eval_interval", 1000), ("heldout", 0.0)):
+        form.fields[key][1].setValue(value)
+    panel = window.preferences
+    window.pref_ctl.stepped.connect(lambda ev: ev.step == 3 and panel.stop.click())
+    with qtbot.waitSignal(window.tuningFinished, timeout=30_000):
+        assert form.request_start()
+    assert panel.stop.isEnabled() is False and panel.tune.isEnabled()
+    steps = window.current.value.ckpt.state["preference"]["steps"]
+    assert 3 <= steps < 1000 and panel.tune_status.text().startswith(f"Stopped after {steps} steps")
+    assert window.preferences.plot.series["loss"].view()[0][-1] == steps   # what it tuned, scored
