@@ -106,12 +106,14 @@ class MainWindow(QMainWindow):
                 ("settings", "Model and training", "", self.settings, "left"),
                 ("generate", "Generate", "", self.generation, "right"),
                 ("attention", "Attention", "", self.attention, "right"),
-                ("sweep", "Temperature sweep", "Sweep", self.sweep, "right"),
-                ("serve", "Serve", "", self.serve, "right"),
                 ("scaling", "Scaling", "", self.scaling, "right"),
                 ("preferences", "Preferences", "", self.preferences, "right"),
                 ("samples", "Samples", "", self.samples, "bottom"),
-                ("health", "Health", "", self.health, "bottom")]:
+                ("health", "Health", "", self.health, "bottom"),
+                # below the plot: six tabs on the right would not fit its tab bar at 1280 px (and the
+                # sweep shows beside the Generate panel whose button starts it)
+                ("sweep", "Temperature sweep", "Sweep", self.sweep, "bottom"),
+                ("serve", "Serve", "", self.serve, "bottom")]:
             # the two forms scroll on a short screen rather than make the window taller than it
             dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self, tab,
                                           scroll=key in ("settings", "scaling"))
@@ -120,11 +122,11 @@ class MainWindow(QMainWindow):
         self.setTabPosition(Qt.AllDockWidgetAreas, QTabWidget.North)
         d = self.docks
         self.tabifyDockWidget(d["generate"], d["attention"])
-        self.tabifyDockWidget(d["attention"], d["sweep"])
-        self.tabifyDockWidget(d["sweep"], d["serve"])
-        self.tabifyDockWidget(d["serve"], d["scaling"])
+        self.tabifyDockWidget(d["attention"], d["scaling"])
         self.tabifyDockWidget(d["scaling"], d["preferences"])
         self.tabifyDockWidget(d["samples"], d["health"])
+        self.tabifyDockWidget(d["health"], d["sweep"])
+        self.tabifyDockWidget(d["sweep"], d["serve"])
         d["generate"].raise_()
         d["samples"].raise_()
         tidy_tab_bars(self)

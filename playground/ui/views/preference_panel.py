@@ -68,8 +68,8 @@ class PreferencePanel(QWidget):
         for view in (self.left, self.right):
             view.setReadOnly(True)
             view.setFont(QFont("monospace"))
-        words = {"left": ("◀ Left is better", "The left continuation is better: a pair with it chosen"),
-                 "right": ("Right is better ▶", "The right continuation is better: a pair with it chosen"),
+        words = {"left": ("◀ Left", "The left continuation is better: a pair with it chosen"),
+                 "right": ("Right ▶", "The right continuation is better: a pair with it chosen"),
                  "tie": ("Tie", "Both are as good: counted, no pair (a tie teaches nothing)"),
                  "skip": ("Skip", "Neither can be judged: counted, no pair")}
         self.choices = {}
