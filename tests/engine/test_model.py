@@ -1,5 +1,6 @@
 """The model: exact parameter counts, causality, determinism, the KV cache."""
 
+import pytest
 import torch
 
 from playground.engine.config import ModelConfig
@@ -104,3 +105,63 @@ def test_learned_positions_refuse_sequences_beyond_the_block(tiny_model_cfg):
     import pytest
     with pytest.raises(ValueError, match="exceeds block size"):
         GPT(tiny_model_cfg)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_attention_maps_are_the_scaled_dot_product_by_hand():
+    """One head of width 4 with queries 3x and keys 1x the input: the weight of key j for
+    query i is softmax_j(3 x_i . x_j / sqrt(4)) over j <= i, computed here in plain floats."""
+    import math
+    attn = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=4)).h[0].attn
+    with torch.no_grad():
+        attn.c_attn.weight.copy_(torch.cat([3 * torch.eye(4), torch.eye(4), torch.eye(4)]))
+        attn.c_attn.bias.zero_()
+    rows = [[1.0, 0.0, 0.0, 0.0], [0.5, 1.0, 0.0, 0.0], [0.0, -1.0, 2.0, 0.0], [1.0, 1.0, 1.0, 1.0]]
+    shown = attn.weights(torch.tensor([rows]))[0, 0]
+    for i, q in enumerate(rows):
+        scores = [3 * sum(a * b for a, b in zip(q, k)) / math.sqrt(4) for k in rows[:i + 1]]
+        total = sum(math.exp(s) for s in scores)
+        expected = [math.exp(s) / total for s in scores] + [0.0] * (3 - i)
+        assert shown[i].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_attention_maps_are_the_weights_the_model_attends_with(position):
+    """The maps the window shows, applied to the values, give the attention layer's output."""
+    cfg = ModelConfig(vocab_size=13, n_layer=2, n_head=2, n_embd=16, block_size=8, position=position)
+    torch.manual_seed(1)
+    model = GPT(cfg).eval()
+    with torch.no_grad():  # away from the initialisation, so the scores are far from uniform
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    idx = torch.randint(13, (1, 8), generator=torch.Generator().manual_seed(2))
+    maps = model.attention_maps(idx)
+    with torch.no_grad():
+        x = model.wte(idx) + (model.wpe(torch.arange(8)) if model.wpe is not None else 0)
+        for layer, block in enumerate(model.h):
+            h = block.ln_1(x)
+            _, _, v = block.attn.heads(h, 0)  # (1, nh, T, hs)
+            y = (maps[layer] @ v).transpose(1, 2).reshape(1, 8, 16)
+            torch.testing.assert_close(block.attn.c_proj(y), block.attn(h), rtol=1e-5, atol=1e-6)
+            x = block(x)
+
+
+def test_rotary_turns_each_channel_pair_by_its_position_times_its_frequency():
+    """Head size 4, base 10000: pairs (0, 2) and (1, 3) turn by t and t/100 radians at
+    position t, counter-clockwise (x1 cos - x2 sin, x1 sin + x2 cos), as Llama and
+    transformers' rotate_half do; `start` shifts the positions."""
+    import math
+    attn = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=4, block_size=8,
+                           position="rope")).h[0].attn
+    with torch.no_grad():  # queries, keys and values all equal the input
+        attn.c_attn.weight.copy_(torch.cat([torch.eye(4)] * 3))
+        attn.c_attn.bias.zero_()
+    x = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]])
+    for start in (0, 5):
+        q, k, v = attn.heads(x, start)
+        t = [start + i for i in range(3)]
+        expected = [[math.cos(t[0]), 0.0, math.sin(t[0]), 0.0],
+                    [0.0, math.cos(t[1] / 100), 0.0, math.sin(t[1] / 100)],
+                    [-math.sin(t[2]), 0.0, math.cos(t[2]), 0.0]]
+        for got in (q, k):
+            assert got[0, 0].flatten().tolist() == pytest.approx(sum(expected, []), abs=1e-6)
+        assert torch.equal(v[0, 0], x[0])  # values are not turned
