@@ -10,7 +10,7 @@ import torch
 from playground.engine.data.corpus import build_corpus, builtin_text
 from playground.engine.events import Done, Eval, Sample, Started, Step
 from playground.engine.presets import PRESETS
-from playground.engine.training.schedule import lr_at
+from playground.engine.training.schedule import lr_at, schedule
 from playground.engine.training.trainer import Trainer
 
 
@@ -61,6 +61,48 @@ def test_seed_preset_does_what_the_book_shows():
     assert "that is the question to be or not to be that is the question" in "to be " + text
 
 
+def test_schedule_values_by_hand(tiny_train_cfg):
+    """Warm-up 4 to a peak of 1e-3: steps 0..3 take 1/5..4/5 of the peak (the first step
+    learns, at lr > 0), step 4 the peak; then a cosine over the 4 steps left down to 1e-4 at
+    step 8: 1e-4 + 9e-4 (1 + cos(pi k / 4)) / 2 at step 4 + k. A peak of 2e-3 (the other
+    optimizer's) scales every value, the minimum with it."""
+    cfg = tiny_train_cfg.replace(learning_rate=1e-3, min_lr=1e-4, warmup_steps=4, max_steps=8)
+    cosine = [1e-4 + 9e-4 * (1 + math.cos(math.pi * k / 4)) / 2 for k in range(5)]
+    expected = [2e-4, 4e-4, 6e-4, 8e-4] + cosine
+    assert [lr_at(s, 8, cfg) for s in range(9)] == pytest.approx(expected, rel=1e-12)
+    assert [lr_at(s, 8, cfg, peak=2e-3) for s in range(9)] == pytest.approx([2 * v for v in expected], rel=1e-12)
+    assert schedule(cfg) == pytest.approx(expected[:8], rel=1e-12)  # one value per step
+    no_warmup = cfg.replace(warmup_steps=0)
+    assert lr_at(0, 8, no_warmup) == 1e-3 and lr_at(4, 8, no_warmup) == pytest.approx(5.5e-4, rel=1e-12)
+
+
+def test_weight_decay_shrinks_matrices_only(tiny_model_cfg):
+    """With zero gradients an AdamW step only decays: each embedding and weight matrix is
+    multiplied by 1 - lr x decay, and no bias or layer-norm parameter moves. Checked on the
+    optimizers the trainer uses, plain and flat."""
+    from playground.engine.config import TrainConfig
+    from playground.engine.model.gpt import GPT
+    from playground.engine.training.step import choose_path
+    train = TrainConfig(learning_rate=0.5, weight_decay=0.1)
+    for plain_only in (True, False):
+        torch.manual_seed(0)
+        model = GPT(tiny_model_cfg)
+        with torch.no_grad():  # biases and layer norms away from 0 and 1, so decay would show
+            for p in model.parameters():
+                p.add_(torch.rand_like(p) + 0.5)
+        path = choose_path(model, model, train, torch.device("cpu"), plain_only=plain_only)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p) if p.grad is None else p.grad.zero_()
+        for opt, _ in path.optimizers:
+            opt.step()
+        for name, p in model.named_parameters():
+            is_matrix = not (name.endswith(".bias") or name.split(".")[-2] in ("ln_1", "ln_2", "ln_f"))
+            factor = 1 - 0.5 * 0.1 if is_matrix else 1.0
+            torch.testing.assert_close(p.detach(), before[name] * factor, rtol=1e-6, atol=0,
+                                       msg=f"{path.name}: {name} should be scaled by {factor}")
+
+
 def test_schedule_warms_up_then_decays_to_min_lr(tiny_train_cfg):
     cfg = tiny_train_cfg.replace(learning_rate=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
     lrs = [lr_at(s, 110, cfg) for s in range(111)]
@@ -103,11 +145,14 @@ def test_stop_from_another_thread(tiny_model_cfg, tiny_train_cfg, phrase_corpus)
 
 
 def test_pause_holds_the_step_count_and_resume_continues(tiny_model_cfg, tiny_train_cfg, phrase_corpus):
-    trainer = Trainer(tiny_model_cfg, tiny_train_cfg.replace(max_steps=100_000), phrase_corpus)
+    # no evaluation inside the window and the last weights kept: Done.step is the step the run
+    # stopped at (with keep="best" an evaluation could roll it back below held + 3)
+    cfg = tiny_train_cfg.replace(max_steps=100_000, eval_interval=100_000, sample_chars=0, keep="last")
+    trainer = Trainer(tiny_model_cfg, cfg, phrase_corpus)
     run = _Run(trainer)
     assert run.wait_for_step(3)
     trainer.control.pause()
-    assert trainer.control.wait_parked(10), "the loop never stopped for the pause"
+    assert trainer.control.wait_parked(60), "the loop never stopped for the pause"
     held = trainer.step
     with run.changed:  # held between steps: every step applied so far was reported, no more
         assert max(e.step for e in run.events if isinstance(e, Step)) == held
