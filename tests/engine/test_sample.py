@@ -1,10 +1,22 @@
 """The sampler: greedy equals argmax, top-k/top-p restrict, the cache matches the plain path."""
 
+import math
+
+import pytest
 import torch
 
 from playground.engine.config import ModelConfig, SampleConfig
 from playground.engine.data.tokenizer import CharTokenizer
-from playground.engine.model.generation import filter_probs, generate, stream_tokens
+from playground.engine.model.generation import (
+    Engine,
+    Request,
+    draw,
+    draw_from,
+    filter_probs,
+    generate,
+    generate_many,
+    stream_tokens,
+)
 from playground.engine.model.gpt import GPT
 
 TOK = CharTokenizer.from_text("abcdefghijk")
@@ -23,6 +35,42 @@ def test_temperature_zero_picks_the_argmax_of_the_plain_forward():
         logits, _ = model(torch.tensor([ids[-8:]]))
         assert tok.id == int(logits[0, -1].argmax())
         ids.append(tok.id)
+
+
+def test_greedy_takes_the_first_of_equally_likely_tokens():
+    """Ties at temperature 0 go to the lowest id, as torch.argmax does: alone, in a batch
+    sharing one softmax, and after top-k/top-p."""
+    assert draw_from([0.1, 0.3, 0.3, 0.3], 0, torch.Generator()) == 1
+    assert draw(torch.tensor([0.25, 0.25, 0.25, 0.25]), 0, torch.Generator()) == 0
+    model = _model()
+    with torch.no_grad():  # every context gives the same logits, with ids 3, 6 and 9 tied on top
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.copy_(torch.tensor([0., 1, 2, 5, 0, 1, 5, 0, 2, 5, 1]))
+    for cfg in (SampleConfig(max_new_chars=3, temperature=0),
+                SampleConfig(max_new_chars=3, temperature=0, top_k=4, top_p=0.9)):
+        assert generate(model, TOK, "ab", cfg) == "ddd"
+    texts = generate_many(model, TOK, ["ab", "k"], [SampleConfig(max_new_chars=3, temperature=0)] * 2)
+    assert texts == ["ddd", "ddd"]
+
+
+def test_temperature_divides_the_logits_once():
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    for t in (0.5, 2.0):
+        expected = [math.exp(v / t) for v in logits.tolist()]
+        expected = [e / sum(expected) for e in expected]
+        assert filter_probs(logits, t, 0, 1.0).tolist() == pytest.approx(expected, rel=1e-6)
+    # the batched path (rows sharing a temperature share one softmax) gives the same numbers
+    model = _model()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.copy_(torch.arange(11.0) / 4)
+    cfg = SampleConfig(max_new_chars=1, temperature=2.0)
+    engine = Engine(model, TOK, capacity=2)
+    for prompt in ("ab", "c"):
+        engine.add(Request(tuple(TOK.encode(prompt)), cfg))
+    expected = torch.softmax(torch.arange(11.0) / 8, dim=-1)
+    for _, token in engine.step():
+        torch.testing.assert_close(token.probs, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_top_k_keeps_exactly_k_characters():
@@ -60,7 +108,10 @@ def test_same_seed_same_text_and_cache_matches_plain_probabilities():
     assert [t.id for t in cached] == [t.id for t in plain]
     for a, b in zip(cached, plain):
         torch.testing.assert_close(a.probs, b.probs, rtol=1e-5, atol=1e-6)
-    assert generate(model, TOK, "abcde", cfg) == generate(model, TOK, "abcde", cfg)
+    # the text is the streamed tokens' text, and the seed decides it
+    text = generate(model, TOK, "abcde", cfg)
+    assert text == "".join(t.text for t in cached)
+    assert generate(model, TOK, "abcde", cfg.replace(seed=10)) != text
 
 
 def test_empty_prompt_starts_from_the_start_character_and_long_prompts_are_cropped():
