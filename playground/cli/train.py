@@ -113,16 +113,6 @@ def run(args) -> int:
         shutdown(clean)
 
 
-def _tensorboard(root: str, trainer):
-    """The run's TensorBoard log under root, named by the time and corpus, its settings as
-    hyperparameters."""
-    from playground.engine.training.tensorboard_log import TensorBoardLog, run_folder
-    name = trainer.corpus.name
-    settings = {"corpus": name, **trainer.model_cfg.to_dict(), **trainer.train_cfg.to_dict(),
-                "first_step": trainer.step}
-    return TensorBoardLog(run_folder(root, name), settings)
-
-
 def _train(args, device: str, rank: int, world: int) -> int:
     from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
     from playground.engine.model import checkpoint
@@ -134,7 +124,7 @@ def _train(args, device: str, rank: int, world: int) -> int:
         from playground.engine.training import tensorboard_log
         tensorboard_log.check_available()   # before the corpus is prepared, not after
     trainer = make_trainer(args, device)
-    board = _tensorboard(args.tensorboard, trainer) if args.tensorboard else None
+    board = tensorboard_log.for_trainer(args.tensorboard, trainer) if args.tensorboard else None
     log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     progress = Progress(sys.stderr, args.quiet) if rank == 0 else Progress(open(os.devnull, "w"), True)
     stop_on_ctrl_c(trainer.control.stop)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
@@ -206,6 +206,12 @@ class MainWindow(QMainWindow):
             None,
             ("&Generate", ["Ctrl+G"], self.generate_now, "generateAction"),
             ("&Next character", ["Ctrl+Shift+G"], self.next_character, "nextCharAction")])
+        run_menu = self.menuBar().actions()[1].menu()
+        run_menu.addSeparator()
+        self.tensorboard_action = QAction("Log runs for &TensorBoard", self, checkable=True)
+        self.tensorboard_action.setObjectName("tensorboardAction")
+        self.tensorboard_action.toggled.connect(self.log_to_tensorboard)
+        run_menu.addAction(self.tensorboard_action)
         add_view_menu(self, self.docks.values(), self.reset_layout)
 
     def _menu(self, title: str, entries: list) -> None:
@@ -642,6 +648,30 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.setObjectName("errorDialog")
         box.open()  # window-modal but not blocking: the app keeps running behind it
+
+    @Slot(bool)
+    def log_to_tensorboard(self, on: bool, quiet: bool = False) -> None:
+        """Run > Log runs for TensorBoard: each training or fine-tuning run also writes TensorBoard
+        event files, in a folder of its own under the data folder's tensorboard/ (the command
+        line's train --tensorboard, from the same events). Refused, in words, without the
+        tensorboard package."""
+        from playground.engine.data.download import data_dir
+        from playground.engine.errors import ConfigError
+        from playground.engine.training.tensorboard_log import check_available
+        root = None
+        if on:
+            try:
+                check_available()
+                root = str(data_dir().parent / "tensorboard")
+            except ConfigError as exc:
+                if not quiet:
+                    self.status.message(str(exc).replace("--tensorboard", "Logging for TensorBoard"), error=True)
+        self.train_ctl.tensorboard = root
+        with QSignalBlocker(self.tensorboard_action):
+            self.tensorboard_action.setChecked(root is not None)
+        if root and not quiet:
+            self.status.message(f"Each run from now on also writes TensorBoard files under {root}: "
+                                f"tensorboard --logdir {root}")
 
     def _restore(self) -> None:
         from playground.ui.controllers.remembered import restore_window

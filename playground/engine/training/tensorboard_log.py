@@ -127,3 +127,27 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def for_trainer(root, trainer) -> TensorBoardLog:
+    """A run's TensorBoard log under root, named by the time and corpus, its settings as
+    hyperparameters: the command line's --tensorboard and the window's Run > Log to TensorBoard."""
+    name = trainer.corpus.name
+    settings = {"corpus": name, **trainer.model_cfg.to_dict(), **trainer.train_cfg.to_dict(),
+                "first_step": trainer.step}
+    return TensorBoardLog(run_folder(root, name), settings)
+
+
+def logged(events, board: Optional[TensorBoardLog]):
+    """The events as they come, each also written to the board (when there is one), which is
+    closed when they end, however they end."""
+    if board is None:
+        yield from events
+        return
+    try:
+        for event in events:
+            board.write(event)
+            yield event
+    finally:
+        board.close()
+

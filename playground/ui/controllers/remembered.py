@@ -9,7 +9,7 @@ from PySide6.QtCore import QByteArray, QDir, QSettings, QStandardPaths
 
 SETTINGS_ENV = "PLAYGROUND_SETTINGS_FILE"  # tests point this at a temporary file
 MAX_SAVED_TEXT = 1_000_000  # a pasted corpus above this is not written to the settings file
-LAYOUT_VERSION = 2          # the dock layout; 1 was the fixed three-column splitter
+LAYOUT_VERSION = 3          # the dock layout; 1 was the fixed three-column splitter, 2 had six tabs on the right
 
 
 def app_settings() -> QSettings:
@@ -30,6 +30,7 @@ def save_window(window, settings: QSettings) -> None:
         settings.setValue("corpus/text", own)
     settings.setValue("generate/temperature", window.generation.temperature.value())
     settings.setValue("generate/length", window.generation.length.value())
+    settings.setValue("run/tensorboard", window.tensorboard_action.isChecked())
     settings.sync()
 
 
@@ -53,6 +54,8 @@ def restore_window(window, settings: QSettings) -> None:
     window.settings.recall({key: settings.value(f"settings/{key}") for key in window.settings.fields})
     _set(window.generation.temperature, settings.value("generate/temperature"), int)
     _set(window.generation.length, settings.value("generate/length"), int)
+    if str(settings.value("run/tensorboard")).lower() == "true":
+        window.log_to_tensorboard(True, quiet=True)
 
 
 def last_folder(kind: str) -> str:

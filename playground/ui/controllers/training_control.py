@@ -32,6 +32,7 @@ class _Job:
         # trains a copy) and (parameters that train, all of them), counted on the worker
         self.adapt = self.base = self.trainable = None
         self.tag = ""           # the method in a word or two, for the plot's list of runs
+        self.board = None       # the run's TensorBoard folder, when it writes one (set like trainer)
 
 
 class TrainingController(QObject):
@@ -47,6 +48,14 @@ class TrainingController(QObject):
         self.current, self.workers = current, workers
         self._job: Optional[_Job] = None
         self._running = False  # set on the GUI thread: start .. worker finished
+        # a folder: each run also writes TensorBoard event files in a folder of its own there
+        # (Run > Log runs for TensorBoard); read by the worker when a run starts
+        self.tensorboard: Optional[str] = None
+
+    @property
+    def board_folder(self):
+        """The TensorBoard folder of the run in hand (after its first event), or None."""
+        return self._job.board if self._job is not None else None
 
     @property
     def running(self) -> bool:
@@ -137,8 +146,9 @@ class TrainingController(QObject):
             if job.control.stopped:  # reset or opened a file while the corpus was prepared
                 return
             job.trainer = trainer
-            yield from trainer.run(job.control)
+            yield from _logged(trainer, job, board_root)
 
+        board_root = self.tensorboard
         self._running = True
         self.workers.run(run, "training", self._on_event, self._on_error, self._on_finished)
 
@@ -165,8 +175,9 @@ class TrainingController(QObject):
             if job.control.stopped:
                 return
             job.trainable, job.trainer = trainable(trainer.model), trainer
-            yield from trainer.run(job.control)
+            yield from _logged(trainer, job, board_root)
 
+        board_root = self.tensorboard
         self._running = True
         self.workers.run(run, "fine-tuning", self._on_event, self._on_error, self._on_finished)
 
@@ -218,6 +229,14 @@ class TrainingController(QObject):
     def _on_finished(self) -> None:
         self._running = False
         self.ended.emit(self._job.done)
+
+
+def _logged(trainer, job: _Job, board_root: Optional[str]):
+    """The run's events (on the worker), also written as TensorBoard files when asked."""
+    from playground.engine.training.tensorboard_log import for_trainer, logged
+    board = for_trainer(board_root, trainer) if board_root else None
+    job.board = board and board.folder
+    yield from logged(trainer.run(job.control), board)
 
 
 def describe_run(m: ModelConfig, t: TrainConfig) -> str:

@@ -71,6 +71,9 @@ class StatusTracker(QObject):
         self.no_validation = "" if ev.n_val else (
             f"no validation: the text is too short to hold out a validation window ({ev.n_train:,} {unit})")
         note = f" ({self.no_validation})" if self.no_validation else ""
+        board = getattr(self.control, "board_folder", None)
+        if board:
+            note += f"; TensorBoard files in {board}"
         adapt, share = getattr(self.control, "adaptation", None), getattr(self.control, "trainable", None)
         if adapt is not None and share is not None:
             self.message(f"Fine-tuning ({method_tag(adapt)}): {share_text(*share)}, on "
