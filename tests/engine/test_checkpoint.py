@@ -126,17 +126,39 @@ def test_missing_file_and_folder(tmp_path):
         checkpoint.load(tmp_path)
 
 
-def test_failed_save_leaves_the_old_file_intact(trained, saved, monkeypatch):
-    before = saved.read_bytes()
+@pytest.mark.parametrize("failing_write", [1, 2])  # the optimizer file's, the weights'
+def test_failed_save_leaves_the_old_file_intact(trained, saved, monkeypatch, failing_write):
+    """A save that fails on either file leaves the model and its optimizer file as they were,
+    still a pair: the old model opens with its optimizer state."""
     import os
-    real_fsync = os.fsync
+    opt = checkpoint.optimizer_path(saved)
+    before, opt_before = saved.read_bytes(), opt.read_bytes()
+    real_fsync, calls = os.fsync, []
 
     def disk_full(fd):
-        raise OSError(28, "No space left on device")
+        calls.append(fd)
+        if len(calls) == failing_write:
+            raise OSError(28, "No space left on device")
+        return real_fsync(fd)
     monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(CheckpointError, match="No space left on device"):
         checkpoint.save(saved, trained.checkpoint())
     monkeypatch.setattr(os, "fsync", real_fsync)
-    assert saved.read_bytes() == before
+    assert saved.read_bytes() == before and opt.read_bytes() == opt_before
     assert [p.name for p in saved.parent.iterdir() if p.name.endswith(".tmp")] == []
-    checkpoint.load(saved)
+    assert checkpoint.load(saved).optimizer_state is not None
+
+
+def test_an_optimizer_file_from_another_save_is_refused(trained, saved, tmp_path):
+    """The optimizer file beside a model must come from the same save: a stale one (left by an
+    earlier save of the same name, or copied from another model) is refused in words, and the
+    model itself still opens without it."""
+    opt = checkpoint.optimizer_path(saved)
+    earlier = opt.read_bytes()
+    checkpoint.save(saved, trained.checkpoint())  # saved again: a new pair
+    assert checkpoint.load(saved).optimizer_state is not None
+    opt.write_bytes(earlier)  # the earlier save's optimizer file comes back
+    with pytest.raises(CheckpointError, match="belongs to a different save"):
+        checkpoint.load(saved)
+    ckpt = checkpoint.load(saved, with_optimizer=False)
+    assert ckpt.optimizer_state is None and ckpt.state["step"] == 30

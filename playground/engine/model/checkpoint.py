@@ -55,8 +55,8 @@ def optimizer_path(path: str | os.PathLike) -> Path:
 
 
 # -- writing ------------------------------------------------------------------------------
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write bytes so that `path` is either the old file or the whole new one, never half."""
+def _write_temp(path: Path, payload: bytes) -> Path:
+    """Write bytes to a synced temporary file beside `path`; the caller renames it into place."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
         try:
             stale.unlink()
@@ -69,19 +69,39 @@ def _write_atomic(path: Path, payload: bytes) -> None:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove(Path(tmp))
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    return Path(tmp)
+
+
+def _write_atomic(files: list[tuple[Path, bytes]]) -> None:
+    """Write files so that each `path` is either the old file or the whole new one, never half;
+    every file is written and synced before the first rename, so a full disk or a failed write
+    changes none of them (a model and its optimizer file stay a pair)."""
+    temps: list[Path] = []
+    try:
+        for path, payload in files:
+            temps.append(_write_temp(path, payload))
+        for tmp, (path, _) in zip(temps, files):
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps:
+            _remove(tmp)
+        raise
+    try:  # make the renames themselves durable
+        dir_fd = os.open(files[0][0].parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def _remove(path: Path) -> None:
+    try:
+        os.unlink(path)
     except OSError:
         pass
 
@@ -138,14 +158,14 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         seen.add(t.untyped_storage().data_ptr())
         weights[k] = t
     try:
-        payload = st_save(weights, metadata={"playground": json.dumps(meta, default=_jsonable)})
-        if ckpt.optimizer_state is not None:
+        files = []
+        if ckpt.optimizer_state is not None:  # renamed first: the weights' save_id names it
             tensors, layout = _optimizer_tensors(ckpt.optimizer_state)
             opt_meta = {"format": FORMAT + "-optimizer", "format_version": FORMAT_VERSION,
                         "save_id": save_id, "optimizers": layout}
-            _write_atomic(optimizer_path(path),
-                          st_save(tensors, metadata={"playground": json.dumps(opt_meta)}))
-        _write_atomic(path, payload)
+            files.append((optimizer_path(path), st_save(tensors, metadata={"playground": json.dumps(opt_meta)})))
+        files.append((path, st_save(weights, metadata={"playground": json.dumps(meta, default=_jsonable)})))
+        _write_atomic(files)
     except OSError as exc:
         raise CheckpointError(f"could not save {path.name}: {exc.strerror or exc}; "
                               "the previous file (if any) is unchanged") from exc
