@@ -37,6 +37,27 @@ def test_fit_recovers_exact_points():
     assert fit.loss(1e5) == pytest.approx(truth(1e5), rel=1e-4)
 
 
+@pytest.mark.parametrize("truth_e, truth_a, truth_alpha", [(1.5, 20.0, 0.3), (0.7, 5.0, 0.15), (2.0, 300.0, 0.6)])
+def test_fit_finishes_the_least_squares_exactly(truth_e, truth_a, truth_alpha):
+    """The grid over E only gets within ~1e-5 of exact points; the refinement must land on
+    them (1e-9); and on noisy points it must end at a minimum of the squared error in L: no
+    small step in E, log A or alpha lowers it (the grid's answer fails this)."""
+    fit = fit_power_law(N, truth_e + truth_a * N ** -truth_alpha)
+    assert fit.E == pytest.approx(truth_e, abs=1e-9) and fit.alpha == pytest.approx(truth_alpha, abs=1e-9)
+    assert fit.A == pytest.approx(truth_a, rel=1e-9)
+    y = (truth_e + truth_a * N ** -truth_alpha) * (1 + 0.01 * np.random.default_rng(0).standard_normal(len(N)))
+    fit = fit_power_law(N, y)
+
+    def sse(E, log_a, alpha):
+        return float(np.sum((E + math.exp(log_a) * N ** -alpha - y) ** 2))
+    best = sse(fit.E, math.log(fit.A), fit.alpha)
+    for i in range(3):
+        for h in (1e-5, -1e-5):
+            moved = [fit.E, math.log(fit.A), fit.alpha]
+            moved[i] += h
+            assert sse(*moved) > best, f"a step of {h} in parameter {i} lowers the squared error"
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_fit_recovers_noisy_points_within_tolerance(seed):
     """Stated tolerance: with 0.1% multiplicative noise on six losses over N = 1e4..2e6,
