@@ -221,3 +221,23 @@ def test_a_top_p_below_float32s_range_keeps_the_likeliest_token(client):
     greedy = client.completions.create(model="seed", prompt=PROMPT, max_tokens=20, temperature=0).choices[0].text
     tiny = client.completions.create(model="seed", prompt=PROMPT, max_tokens=20, top_p=1e-320, seed=3)
     assert tiny.choices[0].text == greedy
+
+
+def test_max_tokens_up_to_the_limit_is_served_and_one_more_refused(seed_model):
+    """The limit is the largest max_tokens served: with --max-tokens-limit 3, max_tokens 3 (and
+    chat's max_completion_tokens 3) writes three tokens, 4 is refused, and a request that names
+    no budget gets the limit when the default (16) is above it."""
+    model, tok = seed_model
+    with running(Served(Settings(model_name="seed", max_tokens_limit=3)), model, tok, "t") as url:
+        conn = connect(url)
+        chat = {"model": "seed", "messages": [{"role": "user", "content": "to"}]}
+        for path, body in [("/v1/completions", {"model": "seed", "prompt": "to", "max_tokens": 3}),
+                           ("/v1/chat/completions", {**chat, "max_completion_tokens": 3}),
+                           ("/v1/completions", {"model": "seed", "prompt": "to"})]:
+            status, _, payload = post(conn, path, body, headers={})
+            assert status == 200 and payload["usage"]["completion_tokens"] == 3, (path, body, payload)
+        for path, body in [("/v1/completions", {"model": "seed", "prompt": "to", "max_tokens": 4}),
+                           ("/v1/chat/completions", {**chat, "max_completion_tokens": 4})]:
+            status, _, payload = post(conn, path, body, headers={})
+            assert status == 400 and payload["error"]["param"] == "max_tokens"
+            assert payload["error"]["message"] == "max_tokens 4 is above this server's limit of 3"
