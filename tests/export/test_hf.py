@@ -12,7 +12,7 @@ from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.model import checkpoint
 from playground.engine.model.generation import generate
 from playground.export import ExportError, export_model
-from playground.export.hf import check_mappable, fold_head_bias
+from playground.export.hf import check_mappable
 from tests.export.conftest import BPE_TEXT, TEXT, WIDE, random_model, save
 
 transformers = pytest.importorskip("transformers")
@@ -98,16 +98,6 @@ def test_bpe_model_exports_exactly_with_its_tokenizer(tmp_path):
     ids = hf_tokenizer.encode(text, add_special_tokens=False)
     assert ids == tokenizer.encode(text) and hf_tokenizer.decode(ids) == text
     assert logprob_gap(model, theirs, torch.tensor([ids[:16], ids[-16:]])) < 1e-4
-
-
-def test_fold_is_exact_up_to_width_plus_one_tokens():
-    generator = torch.Generator().manual_seed(3)
-    for V, exact in ((17, True), (30, False)):
-        weight, bias = torch.randn(V, 16, generator=generator), torch.randn(V, generator=generator)
-        delta, residual = fold_head_bias(weight, bias)
-        shift = bias - weight @ delta  # what remains must be one constant for an exact fold
-        assert (residual < 1e-6) is exact
-        assert (float(shift.max() - shift.min()) < 1e-4) is exact
 
 
 def test_a_setting_the_mapping_does_not_know_is_refused(monkeypatch):
