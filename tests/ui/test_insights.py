@@ -74,7 +74,8 @@ def test_attention_rows_sum_to_one_and_are_causal(trained, qtbot):
     with qtbot.waitSignal(trained.gen_ctl.attentionReady, timeout=30_000):
         trained.attention.refresh.click()
     view = trained.attention
-    assert view.chars == list("lazy dog")[-8:] or len(view.chars) == 8  # cropped to the block
+    # cropped to the block: the prompt's last 8 characters, one row and column of weights each
+    assert view.chars == list("lazy dog") and view.maps.shape[-2:] == (8, 8)
     for layer in range(view.maps.shape[0]):
         for head in range(view.maps.shape[1]):
             grid = view.maps[layer, head]
