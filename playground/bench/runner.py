@@ -189,11 +189,16 @@ def bench_threads(quick: bool) -> list[Result]:
                    "measured per step, after warm-up", ok, rows)]
 
 
+def bench_busy(quick: bool) -> list[Result]:
+    from playground.bench.busy import rows
+    return [Result(**r) for r in rows(quick)]
+
+
 BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
     "serve": bench_serve, "tokenizers": bench_tokenizers, "estimates": bench_estimates,
-    "gpu": bench_gpu, "finetune": bench_finetune,
+    "gpu": bench_gpu, "finetune": bench_finetune, "busy": bench_busy,
 }
 
 

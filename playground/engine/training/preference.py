@@ -42,6 +42,7 @@ from playground.engine.events import Done, PreferenceEval, Started, Step, peak_r
 from playground.engine.model.lora import add_adapters, has_adapters, merged, trainable
 from playground.engine.training.control import TrainControl
 from playground.engine.training.schedule import lr_at
+from playground.engine.training.threads import threads_for, usable_cores
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -250,7 +251,7 @@ class PreferenceTrainer:
             raise ConfigError("the original-text weight needs the model's original text: this model file does not "
                               "keep it; name it, or set the weight to 0")
         self.original_train = original.train_ids().long() if pref.original_weight else None
-        self.threads = train.threads or min(os.cpu_count() or 1, 2)
+        self.threads = train.threads or threads_for(min(usable_cores(), 2))
         torch.set_num_threads(self.threads)
         torch.manual_seed(train.seed)
         model = base.model if in_place else copy.deepcopy(base.model)

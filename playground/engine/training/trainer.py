@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from typing import Generator, Iterator, Optional
@@ -27,6 +26,7 @@ from playground.engine.training.best_weights import BestKeeper
 from playground.engine.training.control import TrainControl
 from playground.engine.training.schedule import lr_at
 from playground.engine.training.step import autocast, choose_path
+from playground.engine.training.threads import threads_for, usable_cores
 
 log = logging.getLogger(__name__)
 TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluate command: all)
@@ -36,13 +36,16 @@ ANSWERS_SHOWN = 4      # of which the samples show this many
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
     """Threads for this size of step. Below about 5e6 (parameters x tokens per step) a second
     thread costs more in hand-offs than it gains; above, both cores win (the `threads` bench
-    measures both sides). A tiny or repetitive corpus caps the batch at its distinct windows."""
-    cores = os.cpu_count() or 1
+    measures both sides), as many as are usable and not kept busy by other programs. A tiny or
+    repetitive corpus caps the batch at its distinct windows."""
+    cores = usable_cores()
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
         rows = min(rows, max(distinct_windows(corpus.ids[: corpus.n_train], model_cfg.block_size), 1))
     work = count_params(model_cfg) * rows * model_cfg.block_size
-    return 1 if work < 5e6 or cores < 2 else min(cores, 8)
+    # fewer while other programs keep cores busy (threads.py says why), which is looked at again
+    # at every evaluation
+    return 1 if work < 5e6 or cores < 2 else threads_for(min(cores, 8))
 
 
 class Trainer:
@@ -252,6 +255,9 @@ class Trainer:
                     status, note = "early-stopped", (
                         f"validation loss did not improve for {cfg.patience} evaluations")
                     break
+                if not cfg.threads and self.device.type == "cpu":  # auto: busy cores may have come or gone
+                    self.threads = auto_threads(self.model_cfg, cfg, self.corpus)
+                    torch.set_num_threads(self.threads)
                 t_step = time.perf_counter()
         run_seconds = time.perf_counter() - t0 - paused_for
         if status == "stopped" and cfg.keep == "best" and self.step > first and self.best.step is not None \
