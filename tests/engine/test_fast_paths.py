@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
@@ -66,8 +66,23 @@ def perturbed(config: ModelConfig, seed: int) -> GPT:
 
 
 def test_every_field_is_declared_and_drawn():
-    for f in dataclasses.fields(ModelConfig):
-        assert f.name in SIZES or f.name == "n_embd" or declared(f) is not None
+    """Every field has declared values (declared() asserts it) or a size strategy here, and
+    the configs the fast paths are held to draw it away from its default, and every choice."""
+    fields = dataclasses.fields(ModelConfig)
+    assert set(SIZES) <= {f.name for f in fields}, "a size strategy for a field that is gone"
+    drawn = []
+
+    @settings(database=None, derandomize=True, max_examples=100, phases=[Phase.generate])
+    @given(config=model_configs())
+    def collect(config):
+        drawn.append(config)
+    collect()
+    for f in fields:
+        if f.name not in SIZES and f.name != "n_embd":
+            declared(f)
+        values = {getattr(c, f.name) for c in drawn}
+        assert values - {f.default}, f"ModelConfig.{f.name} is never drawn off its default"
+        assert set(f.metadata["choices"]) <= values, f"ModelConfig.{f.name}: a choice is never drawn"
 
 
 # -- the training path: autograd, with the flat AdamW where it applies ----------------------
