@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
+from playground.engine.data.generated import GENERATORS
 from playground.engine.data.tokenizer import CharTokenizer, Tokenizer
 from playground.engine.data.tokenizer_kinds import make_tokenizer
 from playground.engine.errors import CorpusError
@@ -29,7 +30,8 @@ BUILTINS: dict[str, tuple[str, str]] = {
     "arithmetic": ("arithmetic.txt", "Two-digit sums like 12+7=19: check its answers"),
     "alphabet": ("alphabet.txt", "Alphabet runs and rhythms: patterns of growing length"),
     "fable": ("fable.txt", "A short fable written for the playground: real words, little data"),
-}
+    "repeat": ("", "Random letters, each run written twice: it learns to copy (induction heads)"),
+}  # a name with no file is written by code (generated.py)
 SHAKESPEARE_ENV = "PLAYGROUND_SHAKESPEARE"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_FILE_BYTES = 2 * 1024**3  # a corpus beyond 2 GB is almost certainly the wrong file
@@ -143,6 +145,8 @@ def read_text_file(path: str | os.PathLike, progress: Optional[Callable[[float],
 def builtin_text(name: str) -> str:
     if name not in BUILTINS:
         raise CorpusError(f"unknown built-in corpus {name!r}; choose one of: {', '.join(BUILTINS)}")
+    if name in GENERATORS:
+        return GENERATORS[name]()
     with resources.as_file(resources.files("playground.corpora") / BUILTINS[name][0]) as path:
         return read_text_file(path)
 
