@@ -26,6 +26,7 @@ COMMANDS = {  # name: what it does (its module is playground.cli.NAME)
     "serve": "serve a model behind an OpenAI-compatible HTTP API",
     "export": "write a model as a Hugging Face transformers folder, an ONNX file or a GGUF file "
               "(llama.cpp, Ollama), and verify it",
+    "inspect": "look inside a model: the logit lens, induction heads, the embedding map, where a text surprises it",
     "scale": "train a ladder of model sizes and fit a scaling law L(N) = E + A·N^-α",
     "bench": "run the performance benchmarks",
 }
