@@ -14,7 +14,7 @@ from playground.engine.model.decoding import block_params, plain_logits
 from playground.engine.model.generation import stream_tokens
 from playground.engine.model.gpt import GPT
 
-RATIO = 3.0   # the cached rotary decoder against its plain loop (issue 15)
+RATIO = 5.0   # the cached rotary decoder against the seed's loop (the chapter's generate)
 NANOGPT = 220
 
 
@@ -63,6 +63,24 @@ def lean_window_logits(model: GPT):
     return logits
 
 
+def seed_loop_rate(model: GPT, chars: int, repeats: int) -> float:
+    """Characters per second of the chapter's generate on the same model, as the seed wrote it:
+    the whole cropped window, idx[:, -block:], through the model for every character, then
+    softmax at temperature 1 and a draw."""
+    T, rates = model.config.block_size, []
+    with torch.no_grad():
+        for seed in range(repeats):
+            torch.manual_seed(seed)
+            idx = torch.zeros(1, 1, dtype=torch.long)
+            t0 = time.perf_counter()
+            for _ in range(chars):
+                logits, _ = model(idx[:, -T:])
+                probs = F.softmax(logits[:, -1, :] / 1.0, dim=-1)
+                idx = torch.cat((idx, torch.multinomial(probs, num_samples=1)), dim=1)
+            rates.append(chars / (time.perf_counter() - t0))
+    return sorted(rates)[len(rates) // 2]
+
+
 def _window_rates(model: GPT, chars: int, repeats: int) -> tuple[float, float]:
     """Characters per second past the block: the plain loop against the lean windowed forward,
     alternated, the same windows for both."""
@@ -102,6 +120,7 @@ def measure(quick: bool) -> list[dict]:
                                 position=position)).eval()
         fast = _speed(model, tok, chars, True, repeats)
         plain = _speed(model, tok, chars, False, 1)
+        seed = seed_loop_rate(model, chars, repeats)
         gap = _max_prob_gap(model, tok, 200 if quick else 400)
         default = " (the default architecture)" if position == "learned" else ""
         lean_text, lean_details = "", {}
@@ -112,13 +131,15 @@ def measure(quick: bool) -> list[dict]:
             lean_details = {"window_plain_chars_per_s": window_plain, "window_lean_chars_per_s": window_lean}
         rows.append({
             "name": f"generation_{position}",
-            "target": f">= {RATIO:g}x its plain loop at batch 1, exact probabilities" if position == "rope"
+            "target": f">= {RATIO:g}x the seed's loop at batch 1, exact probabilities" if position == "rope"
             else "informational: learned positions must recompute the window per character",
-            "measured": f"{fast:,.0f} chars/s = {fast / plain:.1f}x the plain loop{default}; "
+            "measured": f"{fast:,.0f} chars/s = {fast / seed:.1f}x the seed's loop{default}; "
                         f"max |p_fast - p_plain| = {gap:.1e}{lean_text}",
-            "reference": f"plain loop {plain:,.0f} chars/s; nanoGPT about {NANOGPT} chars/s",
-            "passed": (fast >= RATIO * plain and gap <= 1e-5) if position == "rope" else None,
-            "details": {"chars_per_s": fast, "plain_chars_per_s": plain, "max_prob_gap": gap,
+            "reference": f"the seed's loop (the cropped window through the model per character) {seed:,.0f} "
+                         f"chars/s; our uncached path {plain:,.0f}; nanoGPT about {NANOGPT} chars/s",
+            "passed": (fast >= RATIO * seed and gap <= 1e-5) if position == "rope" else None,
+            "details": {"chars_per_s": fast, "seed_loop_chars_per_s": seed, "plain_chars_per_s": plain,
+                        "max_prob_gap": gap,
                         "chars": chars, **lean_details},
         })
     return rows
