@@ -64,6 +64,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            ModelConfig(vocab_size=65, n_layer=1, n_head=2, n_embd=32, block_size=32),
            TrainConfig(batch_size=16, max_steps=300, learning_rate=3e-3, min_lr=3e-4,
                        warmup_steps=20, eval_interval=50, eval_batches=10, sample_chars=80)),
+    # Measured with python -m playground.bench.induction_formation (the README has the figures)
+    Preset("induction", "Induction heads form within a minute or two here: the repeat corpus (random letters "
+           "written twice), 2 layers x 64, rotary positions, 1,500 steps; see inspect --induction",
+           "repeat",
+           ModelConfig(vocab_size=27, n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0,
+                       position="rope"),
+           TrainConfig(batch_size=32, max_steps=1500, learning_rate=3e-3, min_lr=3e-4,
+                       warmup_steps=50, weight_decay=0.0, grad_clip=1.0, eval_interval=100,
+                       eval_batches=5, sample_chars=80)),
     Preset("arithmetic", "Learns two-digit sums; check its answers with prompts like '23+45='",
            "arithmetic",
            ModelConfig(vocab_size=13, n_layer=3, n_head=4, n_embd=96, block_size=32),
