@@ -131,6 +131,35 @@ class Progress:
         print(text, file=self.stream, flush=True)
 
 
+def follow(events, progress: Progress, log_json: Optional[str] = None, each=None):
+    """Run a trainer's events to their end: each written to log_json as one JSON object a line
+    (the --log-json format), the steps drawn as the progress bar, every other event handed to
+    each(event). Returns the Done event."""
+    import json
+
+    from playground.engine.events import Done, Started, Step, to_json_dict
+    log_file = open(log_json, "w", encoding="utf-8") if log_json else None
+    first = last = 0
+    done = None
+    try:
+        for ev in events:
+            if log_file:
+                log_file.write(json.dumps(to_json_dict(ev)) + "\n")
+            if isinstance(ev, Started):
+                first, last = ev.first_step, ev.last_step
+            if isinstance(ev, Step):
+                progress.step(ev, first, last)
+            elif isinstance(ev, Done):
+                done = ev
+            elif each is not None:
+                each(ev)
+    finally:
+        if log_file:
+            log_file.close()
+    assert done is not None, "a run ends with a Done event"
+    return done
+
+
 def stop_on_ctrl_c(stop) -> None:
     """First Ctrl+C stops cleanly after the current step (and saves); second kills."""
     def handler(signum, frame):

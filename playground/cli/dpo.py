@@ -5,12 +5,11 @@ arithmetic: the right sum chosen, the model's own wrong one rejected)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
-from playground.cli.common import Progress, add_setting_flags, setting_edits, stop_on_ctrl_c
+from playground.cli.common import Progress, add_setting_flags, follow, setting_edits, stop_on_ctrl_c
 
 
 def add_arguments(f) -> None:
@@ -46,7 +45,7 @@ def run(args) -> int:
     from playground.engine.config import AdaptConfig, PreferenceConfig, TrainConfig
     from playground.engine.data.corpus import builtin_text, read_text_file
     from playground.engine.errors import ConfigError
-    from playground.engine.events import Done, PreferenceEval, Started, Step, to_json_dict
+    from playground.engine.events import PreferenceEval
     from playground.engine.model import checkpoint
     from playground.engine.training.preference import (
         auto_pairs,
@@ -91,26 +90,9 @@ def run(args) -> int:
                   f"{pref.beta:g}, chosen NLL {pref.nll:g}, original text {pref.original_weight:g}, "
                   f"{adapt.method}" + (f" rank {adapt.rank}" if adapt.method == "lora" else "")
                   + f": {n_train:,} of {n_total:,} parameters train")
-    log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     stop_on_ctrl_c(trainer.control.stop)
-    first = last = 0
-    done: Optional[Done] = None
-    try:
-        for ev in trainer.run():
-            if log_file:
-                log_file.write(json.dumps(to_json_dict(ev)) + "\n")
-            if isinstance(ev, Started):
-                first, last = ev.first_step, ev.last_step
-            elif isinstance(ev, Step):
-                progress.step(ev, first, last)
-            elif isinstance(ev, PreferenceEval):
-                progress.line(describe(ev))
-            elif isinstance(ev, Done):
-                done = ev
-    finally:
-        if log_file:
-            log_file.close()
-    assert done is not None
+    done = follow(trainer.run(), progress, args.log_json,
+                  lambda ev: progress.line(describe(ev)) if isinstance(ev, PreferenceEval) else None)
     progress.line(f"{done.status} at step {done.last_step} in {done.train_seconds:.1f} s"
                   + (f" - {done.message}" if done.message else ""))
     if out is not None:

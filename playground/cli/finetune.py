@@ -4,7 +4,6 @@ of its original text; write the adapted model and, for LoRA, the adapter alone."
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,6 +12,7 @@ from playground.cli.common import (
     Progress,
     add_corpus_flags,
     add_setting_flags,
+    follow,
     resolve_corpus,
     setting_edits,
     stop_on_ctrl_c,
@@ -43,7 +43,7 @@ def run(args) -> int:
     from playground.engine.config import AdaptConfig, TrainConfig
     from playground.engine.data.corpus import builtin_text, read_text_file
     from playground.engine.errors import ConfigError
-    from playground.engine.events import Done, Eval, Started, Step, to_json_dict
+    from playground.engine.events import Eval
     from playground.engine.model import checkpoint
     from playground.engine.model.lora import trainable
     from playground.engine.training.adapt import finetune_settings, prepare_adaptation, save_adapter
@@ -69,30 +69,17 @@ def run(args) -> int:
     if trainer.original is None:
         progress.line("the base's original text is not known: what it forgets is not measured "
                       "(--base-text FILE or --base-builtin NAME)")
-    log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     stop_on_ctrl_c(trainer.control.stop)
-    first = last = 0
-    done: Optional[Done] = None
     points = []  # (step, new text's validation, original text's validation) of each evaluation
-    try:
-        for ev in trainer.run():
-            if log_file:
-                log_file.write(json.dumps(to_json_dict(ev)) + "\n")
-            if isinstance(ev, Started):
-                first, last = ev.first_step, ev.last_step
-            elif isinstance(ev, Step):
-                progress.step(ev, first, last)
-            elif isinstance(ev, Eval):
-                val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f}"
-                base_val = "" if ev.base_val_loss is None else f", original text {ev.base_val_loss:.4f}"
-                progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f}, new text {val}{base_val}")
-                points.append((ev.step, ev.val_loss, ev.base_val_loss))
-            elif isinstance(ev, Done):
-                done = ev
-    finally:
-        if log_file:
-            log_file.close()
-    assert done is not None
+
+    def evaluated(ev) -> None:
+        if isinstance(ev, Eval):
+            val = "n/a" if ev.val_loss is None else f"{ev.val_loss:.4f}"
+            base_val = "" if ev.base_val_loss is None else f", original text {ev.base_val_loss:.4f}"
+            progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f}, new text {val}{base_val}")
+            points.append((ev.step, ev.val_loss, ev.base_val_loss))
+
+    done = follow(trainer.run(), progress, args.log_json, evaluated)
     progress.line(f"{done.status} at step {done.last_step} in {done.train_seconds:.1f} s"
                   + (f" - {done.message}" if done.message else ""))
     hint = forgetting(points, adapt.method, adapt.replay, flags=True)

@@ -4,7 +4,6 @@ TensorBoard files of the same events);
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from playground.cli.common import (
     add_corpus_flags,
     add_setting_flags,
     corpus_given,
+    follow,
     resolve_corpus,
     setting_edits,
     stop_on_ctrl_c,
@@ -114,62 +114,46 @@ def run(args) -> int:
 
 
 def _train(args, device: str, rank: int, world: int) -> int:
-    from playground.engine.events import Done, Eval, Sample, Started, Step, to_json_dict
+    from playground.engine.events import Eval, Sample, Started
     from playground.engine.model import checkpoint
     from playground.engine.wording import plural
     if rank != 0:  # other ranks train silently; rank 0 logs and saves
         args.log_json, args.tensorboard, args.out, args.quiet = None, None, None, True
     out: Optional[Path] = checkpoint.destination(args.out) if args.out else None
+    from playground.engine.training import tensorboard_log
     if args.tensorboard:
-        from playground.engine.training import tensorboard_log
         tensorboard_log.check_available()   # before the corpus is prepared, not after
     trainer = make_trainer(args, device)
     board = tensorboard_log.for_trainer(args.tensorboard, trainer) if args.tensorboard else None
-    log_file = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
     progress = Progress(sys.stderr, args.quiet) if rank == 0 else Progress(open(os.devnull, "w"), True)
     stop_on_ctrl_c(trainer.control.stop)
-    first = last = 0
-    done: Optional[Done] = None
-    try:
-        for ev in trainer.run():
-            if log_file:
-                log_file.write(json.dumps(to_json_dict(ev)) + "\n")
+
+    def shown(ev) -> None:
+        if isinstance(ev, Started):
             if board:
-                board.write(ev)
-            if isinstance(ev, Started):
-                if board:
-                    progress.line(f"TensorBoard: {board.folder} (tensorboard --logdir {args.tensorboard})")
-                first, last = ev.first_step, ev.last_step
-                ranks = f" x {world} ranks" if world > 1 else ""
-                what = (f"{ev.n_train:,} characters ({ev.vocab_size} distinct)" if ev.tokenizer == "char"
-                        else f"{ev.n_train:,} tokens (BPE, {ev.vocab_size} in the vocabulary, "
-                             f"{ev.chars_per_token:.2f} characters per token)")
-                progress.line(f"training {ev.params:,} parameters on {what}, steps {first + 1}-{last}, "
-                              f"{plural(ev.threads, 'thread')}{ranks} on {device}")
-                if ev.message:
-                    progress.line(ev.message)
-            elif isinstance(ev, Step):
-                progress.step(ev, first, last)
-            elif isinstance(ev, Eval):
-                val = "n/a" if ev.val_loss is None else \
-                    f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f}, {ev.val_bpc:.3f} bits/char)"
-                tasks = "" if ev.task_accuracy is None else f", held-out tasks {ev.task_accuracy:.0%}"
-                progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f} "
-                              f"(ppl {ev.train_ppl:.2f}, {ev.train_bpc:.3f} bits/char), val loss {val}{tasks}")
-            elif isinstance(ev, Sample):
-                if ev.text:
-                    progress.line(f"  sample: {ev.text!r}")
-                for prompt, expected, got in ev.answers:
-                    mark = "right" if got.startswith(expected) else f"wrong, expected {expected!r}"
-                    progress.line(f"  task: {prompt!r} -> {got!r} ({mark})")
-            elif isinstance(ev, Done):
-                done = ev
-    finally:
-        if log_file:
-            log_file.close()
-        if board:
-            board.close()
-    assert done is not None
+                progress.line(f"TensorBoard: {board.folder} (tensorboard --logdir {args.tensorboard})")
+            ranks = f" x {world} ranks" if world > 1 else ""
+            what = (f"{ev.n_train:,} characters ({ev.vocab_size} distinct)" if ev.tokenizer == "char"
+                    else f"{ev.n_train:,} tokens (BPE, {ev.vocab_size} in the vocabulary, "
+                         f"{ev.chars_per_token:.2f} characters per token)")
+            progress.line(f"training {ev.params:,} parameters on {what}, steps {ev.first_step + 1}-{ev.last_step}, "
+                          f"{plural(ev.threads, 'thread')}{ranks} on {device}")
+            if ev.message:
+                progress.line(ev.message)
+        elif isinstance(ev, Eval):
+            val = "n/a" if ev.val_loss is None else \
+                f"{ev.val_loss:.4f} (ppl {ev.val_ppl:.2f}, {ev.val_bpc:.3f} bits/char)"
+            tasks = "" if ev.task_accuracy is None else f", held-out tasks {ev.task_accuracy:.0%}"
+            progress.line(f"step {ev.step}: train loss {ev.train_loss:.4f} "
+                          f"(ppl {ev.train_ppl:.2f}, {ev.train_bpc:.3f} bits/char), val loss {val}{tasks}")
+        elif isinstance(ev, Sample):
+            if ev.text:
+                progress.line(f"  sample: {ev.text!r}")
+            for prompt, expected, got in ev.answers:
+                mark = "right" if got.startswith(expected) else f"wrong, expected {expected!r}"
+                progress.line(f"  task: {prompt!r} -> {got!r} ({mark})")
+
+    done = follow(tensorboard_log.logged(trainer.run(), board), progress, args.log_json, shown)
     at = done.last_step if done.last_step is not None else done.step
     progress.line(f"{done.status} at step {at} in {done.train_seconds:.1f} s; "
                   f"final loss {done.final_loss if done.final_loss is None else round(done.final_loss, 4)}"
