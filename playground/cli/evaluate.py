@@ -25,6 +25,10 @@ def run(args) -> int:
     from playground.engine.data.tasks import builtin_tasks, read_tasks
     if args.text is None and args.builtin is None and args.tasks is None:
         raise ConfigError("give something to score: --text FILE or --builtin NAME, and/or --tasks FILE")
+    import torch
+
+    from playground.engine.training.threads import threads_for, usable_cores
+    torch.set_num_threads(threads_for(usable_cores()))  # batches of windows: every core not kept busy
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
     model, tokenizer = ckpt.model.eval(), ckpt.tokenizer
     result: dict = {}

@@ -30,6 +30,8 @@ def run(args) -> int:
     if args.tokens == 0:
         print("error: --tokens must be 1 or more", file=sys.stderr)
         return 2
+    import torch
+    torch.set_num_threads(1)  # one text, a token at a time: one thread is fastest (the threads bench)
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
     encoded = prepare_prompt(ckpt.tokenizer, args.prompt)
     if encoded.unknown:
