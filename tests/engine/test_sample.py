@@ -9,12 +9,14 @@ from playground.engine.config import ModelConfig, SampleConfig
 from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.model.generation import (
     Engine,
+    LengthBudget,
     Request,
     draw,
     draw_from,
     filter_probs,
     generate,
     generate_many,
+    start_ids,
     stream_tokens,
 )
 from playground.engine.model.gpt import GPT
@@ -153,3 +155,29 @@ def test_a_model_with_broken_weights_says_so_instead_of_crashing():
     with pytest.raises(ModelError, match="not finite") as info:
         generate(model, TOK, "abc", SampleConfig(max_new_chars=5, temperature=1.0))
     assert isinstance(info.value, PlaygroundError)
+
+
+def test_start_ids_follow_the_start_character_else_the_first_character_or_a_newline():
+    from playground.engine.data.bpe import BPETokenizer
+    chars = CharTokenizer.from_text("abc")
+    assert start_ids(chars, "b") == [1]
+    assert start_ids(chars, None) == start_ids(chars, "") == start_ids(chars, "z") == [0]  # z: unknown
+    bpe = BPETokenizer.train("the cat sat\non the mat\n" * 5, 270)
+    assert start_ids(bpe, None) == bpe.encode("\n") and len(bpe.encode("\n")) == 1
+    assert start_ids(bpe, "t") == bpe.encode("t") != bpe.encode("\n")
+
+
+def test_length_budget_counts_tokens_or_characters():
+    tokens = LengthBudget(SampleConfig(max_new_tokens=3))
+    for _ in range(2):
+        assert tokens.take("ab") == "ab" and not tokens.spent  # a token budget never cuts text
+    assert tokens.take("abc") == "abc" and tokens.spent
+    chars = LengthBudget(SampleConfig(max_new_chars=5))
+    assert chars.take("ab") == "ab" and not chars.spent
+    assert chars.take("cdef") == "cde" and chars.spent  # the last token's text is cut to fit
+    # tokens that complete no character (a split UTF-8 byte sequence) end it after 4 x 5
+    waiting = LengthBudget(SampleConfig(max_new_chars=5))
+    for _ in range(19):
+        assert waiting.take("") == "" and not waiting.spent
+    waiting.take("")
+    assert waiting.spent

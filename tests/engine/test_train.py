@@ -74,6 +74,9 @@ def test_schedule_values_by_hand(tiny_train_cfg):
     assert schedule(cfg) == pytest.approx(expected[:8], rel=1e-12)  # one value per step
     no_warmup = cfg.replace(warmup_steps=0)
     assert lr_at(0, 8, no_warmup) == 1e-3 and lr_at(4, 8, no_warmup) == pytest.approx(5.5e-4, rel=1e-12)
+    # past the end it stays at the minimum; one step after the warm-up is the whole cosine
+    assert lr_at(12, 8, cfg) == pytest.approx(1e-4, rel=1e-12)
+    assert lr_at(4, 5, cfg) == 1e-3 and lr_at(5, 5, cfg) == pytest.approx(1e-4, rel=1e-12)
 
 
 def test_weight_decay_shrinks_matrices_only(tiny_model_cfg):
