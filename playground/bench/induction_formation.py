@@ -42,15 +42,20 @@ def measure(preset_name: str = "induction", every: int = 25, steps: Optional[int
     model_cfg = replace(preset.model, vocab_size=corpus.tokenizer.vocab_size)
     trainer = Trainer(model_cfg, train, corpus)
 
+    probing = [0.0]   # seconds spent reading the probe: the trainer's clock runs on meanwhile
+
     def read(step: int, seconds: float, loss: float) -> Reading:
+        t0 = time.perf_counter()
         found = induction(trainer.model, corpus.tokenizer)
         layer, head, score = found.best()
-        reading = Reading(step, seconds, loss, score, (layer, head), found.loss_first_half, found.loss_second_half)
+        reading = Reading(step, seconds - probing[0], loss, score, (layer, head), found.loss_first_half, found.loss_second_half)
+        probing[0] += time.perf_counter() - t0
         if report:
             report(reading)
         return reading
 
     readings = [read(0, 0.0, float("nan"))]
+    probing[0] = 0.0  # that reading came before the trainer's clock started
     losses: list[float] = []
     for event in trainer.run():
         if isinstance(event, Step):
