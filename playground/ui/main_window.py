@@ -17,6 +17,7 @@ from playground.engine.config import check_fits_text
 from playground.engine.data.corpus import split_sizes
 from playground.engine.errors import CheckpointError, PlaygroundError
 from playground.ui.controllers.generation_control import GenerationController
+from playground.ui.controllers.inside_control import InsideController
 from playground.ui.controllers.model_in_hand import CurrentModel, OpenedModel
 from playground.ui.controllers.preference_control import PreferenceController, PreferenceSet
 from playground.ui.controllers.remembered import SETTINGS_ENV, app_settings, last_folder, remember_folder  # noqa: F401 (tests set SETTINGS_ENV here)
@@ -29,6 +30,7 @@ from playground.ui.views.docks import DOCK_AREAS, Dock, add_view_menu, tidy_tab_
 from playground.ui.views.explain import explained
 from playground.ui.views.generate_panel import GeneratePanel
 from playground.ui.views.health_panel import HealthPanel
+from playground.ui.views.inside_panel import InsidePanel
 from playground.ui.views.loss_plot import LossPlot
 from playground.ui.views.preference_panel import PreferencePanel
 from playground.ui.views.samples_panel import SamplesPanel
@@ -69,6 +71,8 @@ class MainWindow(QMainWindow):
         self.attention = AttentionView(self.gen_ctl)
         self.sweep = SweepView(self.gen_ctl)
         self.serve = ServePanel(self.current)
+        self.inside_ctl = InsideController(self.current, self.workers, self)
+        self.inside = InsidePanel(self.inside_ctl, self.generation.prompt.text, self.held_out_text)
         self.scaling = ScalingPanel(self.scale_ctl)
         self.pref_set = PreferenceSet(self)   # the pairs rated in Preferences, and tuned on
         self.pref_ctl = PreferenceController(self.current, self.workers, self)
@@ -113,7 +117,8 @@ class MainWindow(QMainWindow):
                 # below the plot: six tabs on the right would not fit its tab bar at 1280 px (and the
                 # sweep shows beside the Generate panel whose button starts it)
                 ("sweep", "Temperature sweep", "Sweep", self.sweep, "bottom"),
-                ("serve", "Serve", "", self.serve, "bottom")]:
+                ("serve", "Serve", "", self.serve, "bottom"),
+                ("inside", "Inside the model", "Inside", self.inside, "bottom")]:
             # the two forms scroll on a short screen rather than make the window taller than it
             dock = self.docks[key] = Dock(title, widget, f"{key}Dock", self, tab,
                                           scroll=key in ("settings", "scaling"))
@@ -127,6 +132,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(d["samples"], d["health"])
         self.tabifyDockWidget(d["health"], d["sweep"])
         self.tabifyDockWidget(d["sweep"], d["serve"])
+        self.tabifyDockWidget(d["serve"], d["inside"])
         d["generate"].raise_()
         d["samples"].raise_()
         tidy_tab_bars(self)
@@ -276,6 +282,9 @@ class MainWindow(QMainWindow):
         self.sweep.runRequested.connect(self.generation.start_sweep)
         gen.sweepStarted.connect(self._show_sweep)
         train.evaluated.connect(self._refresh_attention)
+        train.evaluated.connect(self._refresh_inside)
+        self.current.changed.connect(self.inside.model_changed)
+        self.docks["inside"].visibilityChanged.connect(self.inside.dock_shown)
         train.ended.connect(self._on_training_ended)
         self.generation.finished.connect(self.generationFinished)
         gen.sweepEnded.connect(self.generationFinished)
@@ -534,6 +543,23 @@ class MainWindow(QMainWindow):
         # refreshed from the latest weights during training, when someone is looking
         if self.attention.maps is not None and self.attention.isVisible():
             self.show_attention()
+
+    @Slot(object)
+    def _refresh_inside(self, event) -> None:
+        self.inside.evaluated(event)   # the view in sight reads the new weights; hidden ones wait
+
+    def held_out_text(self) -> tuple[str, str]:
+        """(what it is, its text): the validation text the Inside dock's surprise view reads: the
+        run's own while one trains, else the corpus shown's tail as the split rule cuts it."""
+        trainer = getattr(self.current.value, "trainer", None)
+        if trainer is not None and trainer.corpus.has_validation:
+            return "the run's validation text", trainer.corpus.text[trainer.corpus.train_chars:]
+        text = self.corpus.text()
+        block = self.current.value.config.block_size if self.current.value is not None else 1
+        n_train, n_val = split_sizes(len(text), self.settings.train_config().val_fraction, block)
+        if n_val:
+            return "the corpus's validation text", text[n_train:]
+        return "the corpus's last characters", text[-2000:]
 
     @Slot(str)
     def _show_sweep(self, _prompt: str) -> None:

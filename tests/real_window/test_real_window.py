@@ -95,7 +95,7 @@ def test_the_window_fits_1280x720_with_its_frame_after_long_messages_and_maximis
     launch, after, maxed = by_kind["launch"], by_kind["after_messages"], by_kind["maximised"]
     fits(launch)
     tabs = sorted(tuple(b["tabs"]) for b in launch["bars"])
-    assert tabs == [("Generate", "Attention", "Scaling", "Preferences"), ("Samples", "Health", "Sweep", "Serve")]
+    assert tabs == [("Generate", "Attention", "Scaling", "Preferences"), ("Samples", "Health", "Sweep", "Serve", "Inside")]
     assert "Could not" in after["notice"]  # the long download error is shown
     fits(after)
     assert after["frame"] == launch["frame"]  # no message moved or widened the window

@@ -59,6 +59,33 @@ EXPLANATIONS = {
                "limited by data, not size. That is the other half of 'scale is the gap': more parameters "
                "help only with more text to learn from. Equal compute trains each size on the same FLOPs "
                "(6 x parameters x tokens); the best size per budget is your compute-optimal frontier.",
+    "Inside the model": "Four ways to look inside the model in hand, read again at every evaluation while "
+                        "you watch (only the view in sight is read, so training slows little): the logit "
+                        "lens, where it is surprised, its embedding map and its induction heads. The ? "
+                        "beside the tabs explains the view shown.",
+    "Logit lens": "The logit lens (nostalgebraist 2020) asks what the model would predict if it stopped "
+                  "early: the final layer norm and output head are applied to the running sum of vectors "
+                  "(the residual stream) after the embeddings and after each block. Each row is a depth, "
+                  "each column a token of the prompt; a cell shows the token that depth would predict "
+                  "next and how sure it is, tinted by the chance it gives the token that really comes "
+                  "next. Watch the right answer appear lower down as the model trains.",
+    "Where it is surprised": "Each token of the validation text (text the model never trains on) tinted "
+                             "by the probability the model gave it: green where it was confident, red "
+                             "where the token was a long shot. The loss of a token is -ln of that "
+                             "probability; their mean is the validation loss. Hover a token to see what "
+                             "the model expected instead; the list gathers the worst places.",
+    "Embedding map": "Each token starts as a learned vector. The map projects them onto the two "
+                     "directions along which they differ most (PCA), so tokens the model treats alike "
+                     "sit together: vowels often gather apart from consonants, digits together. The "
+                     "axes keep their direction from one evaluation to the next, so you can watch the "
+                     "points move. Learned positions get vectors too (a curve, position by position); "
+                     "rotary positions turn queries and keys instead, so there is nothing to draw.",
+    "Induction heads": "An induction head looks for the earlier occurrence of the current token and "
+                       "copies what followed it: it lets a model repeat names and phrases it saw "
+                       "once. The score is read on random tokens repeated twice: the attention a token "
+                       "of the repeat pays to the token after its earlier occurrence. Olsson et al. "
+                       "(2022) found such heads form suddenly, and the loss bends when they do; here the "
+                       "loss on the repeat falls below the random half's. Try the induction preset.",
 }
 
 
