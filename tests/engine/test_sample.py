@@ -11,6 +11,7 @@ from playground.engine.model.generation import (
     Engine,
     LengthBudget,
     Request,
+    StopFilter,
     draw,
     draw_from,
     filter_probs,
@@ -181,3 +182,59 @@ def test_length_budget_counts_tokens_or_characters():
         assert waiting.take("") == "" and not waiting.spent
     waiting.take("")
     assert waiting.spent
+
+
+def test_filter_probs_edges():
+    logits = torch.randn(11, generator=torch.Generator().manual_seed(0))
+    plain = torch.softmax(logits, dim=-1)
+    # temperature 0 and 1, top_p 1, top_k 0 or the whole vocabulary: the distribution untouched
+    for temperature, top_k in ((0, 0), (1, 0), (1, 11)):
+        assert torch.equal(filter_probs(logits, temperature, top_k, 1.0), plain)
+    assert torch.equal(filter_probs(logits.double(), 1, 0, 1.0), plain)  # always float32
+    assert filter_probs(logits.to(torch.bfloat16), 1, 0, 1.0).dtype == torch.float32
+    assert filter_probs(logits, 1, 1, 1.0).tolist() == torch.nn.functional.one_hot(logits.argmax(), 11).float().tolist()
+    # a tiny temperature on huge logits: the top never becomes inf (which would give NaN)
+    assert filter_probs(torch.tensor([3e32, 0.0, -3e32]), 1e-7, 0, 1.0).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_draw_is_the_inverse_of_the_running_total():
+    """The first token whose running total passes u x total, u uniform in [0, 1) from the
+    row's generator; probabilities need not sum to 1."""
+    probs = [1.0, 2.0, 5.0]  # running totals 1, 3, 8
+    drawn, again = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    picks = [draw_from(probs, 1.0, drawn) for _ in range(40)]
+    expected = []
+    for _ in range(40):
+        u = float(torch.rand((), generator=again)) * 8
+        expected.append(0 if u < 1 else 1 if u < 3 else 2)
+    assert picks == expected and set(picks) == {0, 1, 2}
+    assert draw_from([0.0, 0.0, 1.0], 1.0, drawn) == 2  # the last token can be drawn
+
+
+def test_draw_refuses_what_is_not_a_distribution_in_words():
+    from playground.engine.errors import ModelError
+    words = ("this model's predictions are not finite numbers (its weights hold inf or NaN), so it "
+             "cannot write text; train it again with a lower learning rate")
+    for probs, temperature in (([0.0, 0.0], 1.0), ([0.5, math.inf], 1.0), ([0.5, math.nan], 1.0),
+                               ([math.nan, math.nan], 0)):
+        with pytest.raises(ModelError) as info:
+            draw_from(probs, temperature, torch.Generator())
+        assert str(info.value) == words
+
+
+def test_stop_filter_releases_each_token_with_its_characters():
+    """feed(text, item) -> (text shown, stopped, items of the tokens shown): a token leaves
+    when its last character is shown; at a stop string or the end, a token partly shown
+    leaves too, whether its shown part went out now or earlier."""
+    f = StopFilter(("XY",))
+    assert f.feed("ab", 1) == ("ab", False, (1,))
+    assert f.feed("cX", 2) == ("c", False, ())          # X may start the stop string: held
+    assert f.feed("Z", 3) == ("XZ", False, (2, 3))       # it did not: both tokens leave
+    assert f.feed("X", 4) == ("", False, ()) and f.flush() == ("X", (4,))
+    f = StopFilter(("XY",))
+    assert f.feed("a", 1) == ("a", False, (1,))
+    assert f.feed("bX", 2) == ("b", False, ())
+    assert f.feed("Yc", 3) == ("", True, (2,))           # 2's "b" was shown; 3 never was
+    f = StopFilter(("XY",))
+    assert f.feed("aXYb", 1) == ("a", True, (1,))
+    assert StopFilter(()).feed("ab", 7) == ("ab", False, (7,)) and StopFilter(()).feed("ab") == ("ab", False, ())

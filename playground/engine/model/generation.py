@@ -82,7 +82,7 @@ class StopFilter:
     def __init__(self, stops: tuple[str, ...] = ()):
         self.stops = tuple(s for s in stops if s)
         self.held = ""
-        self.pending: deque = deque()  # [item, characters of it still held] per held token
+        self.pending: deque = deque()  # [item, characters of it still held, partly shown] per held token
 
     def feed(self, text: str, item=None) -> tuple[str, bool, tuple]:
         """Take the next token's text; returns (text safe to show, whether a stop string ended
@@ -91,7 +91,7 @@ class StopFilter:
             return text, False, (item,) if item is not None else ()
         self.held += text
         if item is not None:
-            self.pending.append([item, len(text)])
+            self.pending.append([item, len(text), False])
         hits = [(self.held.find(s), s) for s in self.stops if s in self.held]
         if hits:
             at = min(i for i, _ in hits)
@@ -117,14 +117,15 @@ class StopFilter:
         also a token only partly shown, before a stop string or at the end)."""
         out = []
         while self.pending and self.pending[0][1] <= n:
-            item, chars = self.pending.popleft()
+            item, chars, _ = self.pending.popleft()
             n -= chars
             out.append(item)
-        if self.pending and n > 0:
+        if self.pending and (n > 0 or self.pending[0][2]):  # partly shown, now or before
             if touched:
                 out.append(self.pending.popleft()[0])
             else:
                 self.pending[0][1] -= n
+                self.pending[0][2] = True
         return tuple(out)
 
 
