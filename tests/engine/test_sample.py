@@ -236,5 +236,18 @@ def test_stop_filter_releases_each_token_with_its_characters():
     assert f.feed("bX", 2) == ("b", False, ())
     assert f.feed("Yc", 3) == ("", True, (2,))           # 2's "b" was shown; 3 never was
     f = StopFilter(("XY",))
-    assert f.feed("aXYb", 1) == ("a", True, (1,))
+    assert f.feed("aXYbXY", 1) == ("a", True, (1,))      # the first occurrence ends it
+    f = StopFilter(("XY",))
+    assert f.feed("a", 1) == ("a", False, (1,))
+    assert f.feed("XY", 2) == ("", True, ())             # a token wholly inside the stop: not shown
+    f = StopFilter(("XY",))
+    assert f.feed("cX", 2) == ("c", False, ()) and f.feed("Zpq", 3) == ("XZpq", False, (2, 3))
+    f = StopFilter(("XY",))
+    assert f.feed("cX", 2) == ("c", False, ()) and f.feed("ZX", 3) == ("XZ", False, (2,))
+    assert f.feed("Q", 4) == ("XQ", False, (3, 4))
+    # a token shown one character at a time leaves with its last one
+    f = StopFilter(("XYZQ", "YZWQ"))
+    assert f.feed("aXYZ", 1) == ("a", False, ())
+    assert f.feed("W", 2) == ("X", False, ())            # YZW may still start the second stop
+    assert f.feed("R", 3) == ("YZWR", False, (1, 2, 3))
     assert StopFilter(()).feed("ab", 7) == ("ab", False, (7,)) and StopFilter(()).feed("ab") == ("ab", False, ())
