@@ -173,6 +173,8 @@ def test_length_budget_counts_tokens_or_characters():
     for _ in range(2):
         assert tokens.take("ab") == "ab" and not tokens.spent  # a token budget never cuts text
     assert tokens.take("abc") == "abc" and tokens.spent
+    both = LengthBudget(SampleConfig(max_new_tokens=2, max_new_chars=1))  # tokens win over chars
+    assert [both.take("ab"), both.take("cd")] == ["ab", "cd"] and both.spent
     chars = LengthBudget(SampleConfig(max_new_chars=5))
     assert chars.take("ab") == "ab" and not chars.spent
     assert chars.take("cdef") == "cde" and chars.spent  # the last token's text is cut to fit
