@@ -72,7 +72,7 @@ class MainWindow(QMainWindow):
         self.sweep = SweepView(self.gen_ctl)
         self.serve = ServePanel(self.current)
         self.inside_ctl = InsideController(self.current, self.workers, self)
-        self.inside = InsidePanel(self.inside_ctl, self.generation.prompt.text, self.held_out_text)
+        self.inside = InsidePanel(self.inside_ctl, self.generation.attention_text, self.held_out_text)
         self.scaling = ScalingPanel(self.scale_ctl)
         self.pref_set = PreferenceSet(self)   # the pairs rated in Preferences, and tuned on
         self.pref_ctl = PreferenceController(self.current, self.workers, self)

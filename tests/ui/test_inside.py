@@ -62,6 +62,9 @@ def test_lens_and_learned_position_map_after_a_training_run(window, qtbot):
     for r in range(2):
         for c in range(8):
             assert view.cell_text(r, c) == f"{expected.top[r][c].replace(' ', '␣')} {expected.top_prob[r][c]:.0%}"
+    tip = view.grid.item(1, 0).toolTip()   # the hover: what block 1 predicts after 'l', and for 'a'
+    assert f"'{expected.top[1][0].replace(' ', '␣')}' with probability {expected.top_prob[1][0]:.1%}" in tip
+    assert f"'a', gets {expected.next_prob[1][0]:.1%}" in tip
     _show(window, qtbot, "embeddings")
     shown = window.inside.embeddings
     assert shown.point_count() == tok.vocab_size

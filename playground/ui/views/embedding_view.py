@@ -39,6 +39,7 @@ class EmbeddingView(QWidget):
         self.scatter = pg.ScatterPlotItem(size=7, hoverable=True, tip=lambda x, y, data: f"'{data}'",
                                           pen=pg.mkPen(None))
         self.tokens_plot.addItem(self.scatter)
+        self.tokens_plot.getViewBox().setDefaultPadding(0.08)   # room for the labels of the outermost points
         self.labels: list[pg.TextItem] = []
         self.points = np.zeros((0, 2))   # where the points are drawn now
         self._glide = (self.points, self.points, 0)   # (from, to, frames left)

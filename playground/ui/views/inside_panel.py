@@ -25,8 +25,8 @@ TABS = {"lens": "Lens", "surprise": "Surprise", "embeddings": "Embeddings", "ind
 class InsidePanel(QWidget):
     def __init__(self, control: InsideController, prompt: Callable[[], str] = lambda: "",
                  held_out: Callable[[], tuple[str, str]] = lambda: ("", ""), parent: Optional[QWidget] = None):
-        """control: reads the model in hand; prompt: the Generate panel's prompt (the lens reads it
-        when its own field is empty); held_out: (what it is called, the text) the surprise view reads."""
+        """control: reads the model in hand; prompt: the Generate panel's selected output, else its
+        prompt, else its output (the lens reads it when its own field is empty); held_out: (what it is called, the text) the surprise view reads."""
         super().__init__(parent)
         self.control, self.prompt, self.held_out = control, prompt, held_out
         self.lens, self.surprise = LensView(), SurpriseView()

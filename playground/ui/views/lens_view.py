@@ -34,8 +34,9 @@ class LensView(QWidget):
         self.lens = None   # the engine's Lens shown
         self.prompt = named(QLineEdit(), "lensPromptEdit", "Logit lens prompt",
                             "The text to look at (its last block of tokens); empty takes the Generate panel's "
-                            "prompt, else the start of the validation text")
-        self.prompt.setPlaceholderText("Prompt (empty: the Generate panel's)")
+                            "selected output, else its prompt, else what it wrote, else the start of the "
+                            "validation text")
+        self.prompt.setPlaceholderText("Prompt (empty: Generate's selection or prompt)")
         self.read = named(QPushButton("Read"), "lensReadButton", "Read the lens",
                           "Read the lens for this prompt with the latest weights (it also reads itself at "
                           "every evaluation while it is shown)")
