@@ -139,3 +139,17 @@ def test_each_view_has_its_paragraph(window):
         assert shown == [kind] and len(panel.helps[kind].widget().text()) > 200
     panel.help_button.setChecked(False)
     assert all(area.isHidden() for area in panel.helps.values())
+
+
+def test_reset_empties_every_view(window, qtbot, bpe_rotary_file):
+    window.corpus.set_custom_text(CORPUS)
+    assert window.open_model(str(bpe_rotary_file))
+    for kind in ("lens", "surprise", "embeddings", "induction"):
+        _show(window, qtbot, kind)
+    panel = window.inside
+    assert panel.lens.grid.rowCount() == 3 and panel.embeddings.point_count() == 280
+    assert window.reset_model()
+    assert panel.lens.grid.rowCount() == 0 and panel.lens.lens is None
+    assert panel.surprise.text.toPlainText() == "" and panel.surprise.list.count() == 0
+    assert panel.embeddings.point_count() == 0 and panel.embeddings.labels == [] and panel.embeddings.map is None
+    assert panel.induction.steps == [] and panel.induction.curves == []

@@ -84,6 +84,15 @@ class EmbeddingView(QWidget):
         self.map = None
         self.points = np.zeros((0, 2))
 
+    def clear(self) -> None:
+        """No model in hand: nothing to show."""
+        self.forget()
+        self.timer.stop()
+        self.scatter.clear()
+        self._label(np.zeros((0, 2)), None)
+        self.curve.setData([], [])
+        self.info.setText("Train or open a model")
+
     def set_map(self, found, step: int) -> None:
         self.map = found
         points = np.asarray(found.tokens.points, dtype=float).reshape(-1, 2)

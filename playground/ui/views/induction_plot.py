@@ -61,6 +61,11 @@ class InductionPlot(QWidget):
         self.first.setData([], [])
         self.repeat.setData([], [])
 
+    def clear(self) -> None:
+        """No model in hand: nothing to show."""
+        self.forget()
+        self.info.setText("Train or open a model")
+
     def add(self, found, step: int) -> None:
         flat = [s for row in found.scores for s in row]
         if self.steps and step <= self.steps[-1]:   # read again at the same weights: replace it

@@ -64,7 +64,12 @@ class InsidePanel(QWidget):
     # -- when to read --------------------------------------------------------------------
     @Slot()
     def model_changed(self) -> None:
-        """A new model in hand (trained, opened, reset): every view reads it afresh."""
+        """A new model in hand (trained, opened): every view reads it afresh; none (reset): every
+        view is emptied."""
+        if self.control.current.value is None:
+            for view in self.views.values():
+                view.clear()
+            return
         self.embeddings.forget()
         self.induction.forget()
         self.weights_changed()
@@ -91,7 +96,7 @@ class InsidePanel(QWidget):
     def in_sight(self) -> bool:
         """Visible on the screen: a dock tab behind another stays 'visible' to Qt, moved out of
         the window, so what counts is the part of it that shows."""
-        return self.isVisible() and not self.visibleRegion().isEmpty()
+        return self.isVisible() and not self.visibleRegion().isEmpty() and not self.window().isMinimized()
 
     @Slot(bool)
     def dock_shown(self, shown: bool) -> None:
@@ -141,6 +146,8 @@ class InsidePanel(QWidget):
     # -- what comes back -------------------------------------------------------------------
     @Slot(object)
     def _on_reading(self, reading: Reading) -> None:
+        if self.control.current.value is None:   # read before a reset: its model is gone
+            return
         if reading.kind == "lens":
             self.lens.set_lens(reading.result, reading.step)
         elif reading.kind == "surprise":

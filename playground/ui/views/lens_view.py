@@ -70,6 +70,14 @@ class LensView(QWidget):
         """Said here, not in a dialog: it may come at every evaluation of a run."""
         self.info.setText(f"No lens: {message}")
 
+    def clear(self) -> None:
+        """No model in hand: nothing to show."""
+        self.lens = None
+        self.grid.clear()
+        self.grid.setRowCount(0)
+        self.grid.setColumnCount(0)
+        self.info.setText("Train or open a model")
+
     def set_lens(self, lens, step: int) -> None:
         self.lens = lens
         rows, columns = len(lens.layers), len(lens.tokens)

@@ -76,6 +76,13 @@ class SurpriseView(QWidget):
     def show_problem(self, message: str) -> None:
         self.info.setText(f"Cannot read the text: {message}")
 
+    def clear(self) -> None:
+        """No model in hand: nothing to show."""
+        self.surprise, self.starts, self.worst = None, [], []
+        self.text.clear()
+        self.list.clear()
+        self.info.setText("Train a model or open one: the text is read at each evaluation")
+
     def set_surprise(self, found, pieces: tuple, step: int, source: str) -> None:
         self.surprise = found
         self.starts = [0]
