@@ -46,6 +46,14 @@ def _open_panels(app, window) -> None:
     window.settings.spins["warmup"].setValue(warmup)
 
 
+def _open_inside(window, kind: str) -> None:
+    from playground.ui.views.inside_panel import TABS
+    window.generation.prompt.setText("ROMEO: What light")
+    window.docks["inside"].raise_tab()
+    panel = window.inside
+    panel.tabs.setCurrentIndex(list(TABS).index(kind))
+
+
 def headless(steps: int) -> float:
     from playground.engine.data.corpus import find_shakespeare, read_text_file
     from playground.engine.events import Step
@@ -59,10 +67,11 @@ def headless(steps: int) -> float:
     return preset.train.batch_size * preset.model.block_size / step_s
 
 
-def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float, list[float], int]:
+def gui(steps: int, probe_on: bool = True, panels: bool = False, inside: str = "") -> tuple[float, list[float], int]:
     """Train shakespeare-cpu in the window. panels=True opens the insight views first: the
     health tab (live charts), the attention tab with maps shown (refreshed at each evaluation,
-    every 50 steps here) and a generated text with its odds chart."""
+    every 50 steps here) and a generated text with its odds chart. inside="lens" (or surprise,
+    embeddings, induction) shows that view of the Inside tab instead, read at each evaluation."""
     os.environ.setdefault("PLAYGROUND_SETTINGS_FILE", os.path.join(tempfile.mkdtemp(), "s.ini"))
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
@@ -71,6 +80,7 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     collect_on_gui_thread(app)  # as the app does
     from playground.ui.main_window import MainWindow
     window = MainWindow()
+    window.ask = lambda text, detail: "discard"  # closing asks about the unsaved model: nobody is there to answer
     window.show()
     window.settings.apply_preset("shakespeare-cpu")
     window.corpus.select("shakespeare")
@@ -80,9 +90,11 @@ def gui(steps: int, probe_on: bool = True, panels: bool = False) -> tuple[float,
     while len(window.corpus.text()) < 1_000_000 and time.time() < deadline:
         app.processEvents(QEventLoop.AllEvents, 50)
     window.settings.spins["steps"].setValue(steps)
-    window.settings.spins["eval_interval"].setValue(50 if panels else 10**6)
+    window.settings.spins["eval_interval"].setValue(50 if panels or inside else 10**6)
     if panels:
         _open_panels(app, window)
+    if inside:
+        _open_inside(window, inside)
     events = []
     window.train_ctl.stepped.connect(events.append)
     probe = Probe(window, events)
@@ -152,6 +164,7 @@ def soak(steps: int) -> list[dict]:
     from playground.ui.main_window import MainWindow
     from playground.ui.views.loss_plot import REDRAW_MS
     window = MainWindow()
+    window.ask = lambda text, detail: "discard"  # closing asks about the unsaved model: nobody is there to answer
     window.show()
     window.corpus.select("fable")
     for name, value in [("layers", 1), ("heads", 2), ("width", 16), ("block", 8), ("batch", 8),
@@ -191,14 +204,16 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--soak", type=int, default=0, help="run the soak bench for this many steps")
-    parser.add_argument("--mode", choices=["headless", "gui", "probe", "panels"], default="gui")
+    parser.add_argument("--mode", choices=["headless", "gui", "probe", "panels", "inside-lens", "inside-surprise",
+                                           "inside-embeddings", "inside-induction"], default="gui")
     args = parser.parse_args()
     if args.soak:
         print(json.dumps(soak(args.soak)))
     elif args.mode == "headless":
         print(json.dumps({"tokens_per_s": headless(args.steps)}))
-    elif args.mode in ("gui", "panels"):  # throughput, with no probe timer waking the GUI thread
-        rate, _, redraws = gui(args.steps, probe_on=False, panels=args.mode == "panels")
+    elif args.mode in ("gui", "panels") or args.mode.startswith("inside-"):  # no probe timer waking the GUI
+        rate, _, redraws = gui(args.steps, probe_on=False, panels=args.mode == "panels",
+                               inside=args.mode.removeprefix("inside-") if args.mode.startswith("inside-") else "")
         print(json.dumps({"tokens_per_s": rate, "redraws": redraws}))
     else:
         rate, gaps, redraws = gui(args.steps, probe_on=True)

@@ -119,6 +119,9 @@ def bench_gui(quick: bool) -> list[Result]:
         inside.append(_gui_run("gui", steps)["tokens_per_s"])
     probe = _gui_run("probe", steps)
     panels = _gui_run("panels", steps)["tokens_per_s"]
+    # each Inside view in sight, read at every evaluation (every 50 steps), one process each
+    inside_views = {kind: _gui_run(f"inside-{kind}", steps)["tokens_per_s"]
+                    for kind in ("lens", "surprise", "embeddings", "induction")}
     base, rate = _median(headless), _median(inside)
     stall = probe["p99"] - 10
     return [
@@ -131,6 +134,10 @@ def bench_gui(quick: bool) -> list[Result]:
                f"{panels:,.0f} tok/s with health, attention (refreshed each eval) and odds open "
                f"= {panels / base:.0%} of headless", f"{rate:,.0f} tok/s with them closed",
                None, {"panels": panels, "closed": rate}),
+        Result("gui_inside", "informational: cost of each Inside view in sight during training",
+               ", ".join(f"{kind} {v / base:.0%}" for kind, v in inside_views.items()) + " of headless",
+               f"{rate:,.0f} tok/s with no view open ({rate / base:.0%}); readings at every evaluation (50 steps)",
+               None, {"tokens_per_s": inside_views, "closed": rate, "headless": base}),
         Result("gui_stall", "GUI event loop stall <= 50 ms at the 99th percentile",
                f"p99 probe interval {probe['p99']:.1f} ms (stall {stall:.1f} ms), max {probe['max']:.1f} ms",
                f"10 ms probe timer, {probe['ticks']} ticks during training "
