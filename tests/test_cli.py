@@ -80,6 +80,16 @@ def test_resume_continues_the_step_count(trained, tmp_path):
     steps = [json.loads(l)["step"] for l in log.read_text().splitlines() if '"event": "step"' in l]
     assert steps == [41, 42, 43, 44, 45]
     assert (tmp_path / "more.safetensors").exists()
+    import contextlib
+    import io
+
+    from playground.cli import build_parser
+    from playground.cli.info import run as info
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert info(build_parser().parse_args(["info", str(tmp_path / "more.safetensors")])) == 0
+    # the seconds it states are those of all 45 steps, so the steps beside them are all 45
+    assert "trained:    45 steps on phrase in " in out.getvalue()
 
 
 def test_autograd_flag_trains_the_same_run(trained, tmp_path):

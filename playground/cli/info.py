@@ -36,11 +36,14 @@ def run(args) -> int:
     if state:
         loss = state.get("loss")
         val = state.get("val_loss")
-        print(f"trained:    {state.get('step', 0)} steps on {state.get('corpus', '?')!s}, "
-              f"{state.get('train_seconds', 0)} s; loss {_fmt(loss)}, validation {_fmt(val)}")
-        if state.get("trained_to", state.get("step")) != state.get("step"):
-            print(f"kept:       the best weights, step {state['step']} of "
-                  f"{state['trained_to']} trained")
+        # the seconds are those of every step trained (a continued run adds its own), so the steps
+        # beside them are all of those too; the weights kept may be an earlier step's
+        trained = state.get("trained_to", state.get("step", 0))
+        print(f"trained:    {trained} steps on {state.get('corpus', '?')!s} in "
+              f"{state.get('train_seconds', 0)} s; loss {_fmt(loss)}, validation {_fmt(val)} "
+              f"(of the weights kept)")
+        if trained != state.get("step"):
+            print(f"kept:       the best weights, step {state['step']} of {trained} trained")
     if ckpt.train_config:
         print(f"training:   {json.dumps(ckpt.train_config.to_dict())}")
     print(f"optimizer:  {'saved beside it' if ckpt.optimizer_state else 'not saved'}")
