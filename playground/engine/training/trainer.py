@@ -33,19 +33,23 @@ TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluat
 ANSWERS_SHOWN = 4      # of which the samples show this many
 
 
-def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
-    """Threads for this size of step. Below about 5e6 (parameters x tokens per step) a second
-    thread costs more in hand-offs than it gains; above, both cores win (the `threads` bench
-    measures both sides), as many as are usable and not kept busy by other programs. A tiny or
-    repetitive corpus caps the batch at its distinct windows."""
+def threads_wanted(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
+    """Threads this size of step calls for. Below about 5e6 (parameters x tokens per step) a
+    second thread costs more in hand-offs than it gains; above, every usable core wins (the
+    `threads` bench measures both sides), up to 8. A tiny or repetitive corpus caps the batch at
+    its distinct windows."""
     cores = usable_cores()
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
         rows = min(rows, max(distinct_windows(corpus.ids[: corpus.n_train], model_cfg.block_size), 1))
     work = count_params(model_cfg) * rows * model_cfg.block_size
-    # fewer while other programs keep cores busy (threads.py says why), which is looked at again
-    # at every evaluation
-    return 1 if work < 5e6 or cores < 2 else threads_for(min(cores, 8))
+    return 1 if work < 5e6 or cores < 2 else min(cores, 8)
+
+
+def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
+    """threads_wanted, fewer while other programs keep cores busy (threads.py says why)."""
+    wanted = threads_wanted(model_cfg, train_cfg, corpus)
+    return 1 if wanted == 1 else threads_for(wanted)
 
 
 class Trainer:
@@ -69,7 +73,10 @@ class Trainer:
         check_fits_text(model_cfg, train_cfg, corpus.n_train, corpus.tokenizer.unit)
         self.model_cfg, self.train_cfg, self.corpus = model_cfg, train_cfg, corpus
         self.device = torch.device(device)
-        self.threads = train_cfg.threads or auto_threads(model_cfg, train_cfg, corpus)
+        # automatic: what the step's size calls for (once), less the cores busy elsewhere (again
+        # at every evaluation, in run())
+        self.threads_wanted = 0 if train_cfg.threads else threads_wanted(model_cfg, train_cfg, corpus)
+        self.threads = train_cfg.threads or (1 if self.threads_wanted == 1 else threads_for(self.threads_wanted))
         torch.set_num_threads(self.threads)
         if model is None:
             torch.manual_seed(train_cfg.seed)
@@ -255,8 +262,8 @@ class Trainer:
                     status, note = "early-stopped", (
                         f"validation loss did not improve for {cfg.patience} evaluations")
                     break
-                if not cfg.threads and self.device.type == "cpu":  # auto: busy cores may have come or gone
-                    self.threads = auto_threads(self.model_cfg, cfg, self.corpus)
+                if self.threads_wanted > 1 and self.device.type == "cpu":  # busy cores may have come or gone
+                    self.threads = threads_for(self.threads_wanted)
                     torch.set_num_threads(self.threads)
                 t_step = time.perf_counter()
         run_seconds = time.perf_counter() - t0 - paused_for
