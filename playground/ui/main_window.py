@@ -11,7 +11,7 @@ from typing import Optional
 
 from PySide6.QtCore import QSignalBlocker, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from playground.engine.config import check_fits_text
 from playground.engine.data.corpus import split_sizes
@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
             ("&Evaluate…", [], lambda: self.show_dialog("evaluate"), "evaluateAction"),
             ("E&xport…", [], lambda: self.show_dialog("export"), "exportAction"),
             ("&Quit", [QKeySequence.Quit], self.close, "quitAction")])
-        self._menu("&Run", [
+        run_menu = self._menu("&Run", [
             ("&Train new model", ["Ctrl+Return", "Ctrl+Enter", "F5"], self.start_training, "trainAction"),
             ("&Continue training", ["Ctrl+Shift+Return", "Ctrl+Shift+Enter"], self.continue_training,
              "continueAction"),
@@ -212,7 +212,6 @@ class MainWindow(QMainWindow):
             None,
             ("&Generate", ["Ctrl+G"], self.generate_now, "generateAction"),
             ("&Next character", ["Ctrl+Shift+G"], self.next_character, "nextCharAction")])
-        run_menu = self.menuBar().actions()[1].menu()
         run_menu.addSeparator()
         self.tensorboard_action = QAction("Log runs for &TensorBoard", self, checkable=True)
         self.tensorboard_action.setObjectName("tensorboardAction")
@@ -220,7 +219,7 @@ class MainWindow(QMainWindow):
         run_menu.addAction(self.tensorboard_action)
         add_view_menu(self, self.docks.values(), self.reset_layout)
 
-    def _menu(self, title: str, entries: list) -> None:
+    def _menu(self, title: str, entries: list) -> QMenu:
         """A menu of actions, each also a window shortcut; shortcuts show in the menu itself."""
         menu = self.menuBar().addMenu(title)
         menu.aboutToShow.connect(self._sync_actions)
@@ -238,6 +237,7 @@ class MainWindow(QMainWindow):
             menu.addAction(action)
             self.addAction(action)
             self.actions_by_name[name] = action
+        return menu
 
     @Slot()
     def _sync_actions(self) -> None:
