@@ -126,3 +126,75 @@ def test_a_tokenizer_is_enough_to_score_short_texts():
     model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=4, block_size=8)).eval()
     with pytest.raises(CorpusError, match="fewer than two characters"):
         score_text(model, CharTokenizer(list("abc")), "a zzz")
+
+
+def _window_losses(model, ids, start, T):
+    """Each target's loss in the window ids[start:start + T] (the reference for loss_sum)."""
+    with torch.no_grad():
+        logits, _ = model(ids[start:start + T][None])
+    return torch.nn.functional.cross_entropy(logits[0], ids[start + 1:start + T + 1], reduction="none")
+
+
+def test_full_loss_is_the_mean_over_every_target_in_any_batch_size():
+    """Every target once, whatever the batches: 10 targets in windows of 4 (0, 4 and the tail
+    window at 6, whose last 2 targets count), and 8 targets in exactly two windows (no tail)."""
+    from playground.engine.analysis.evaluation import full_loss
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=8, block_size=4)).eval()
+    ids = torch.randint(5, (11,))
+    by_hand = [_window_losses(model, ids, s, 4)[f:] for s, f in [(0, 0), (4, 0), (6, 2)]]
+    mean = float(torch.cat(by_hand).sum()) / 10
+    for batch_size in (1, 2, 3, 64):
+        assert full_loss(model, ids, 4, batch_size) == pytest.approx(mean, rel=1e-5), batch_size
+    whole = float(torch.cat([_window_losses(model, ids[:9], s, 4) for s in (0, 4)]).sum())
+    for batch_size in (1, 2):
+        assert loss_sum(model, ids[:9], 4, batch_size) == (pytest.approx(whole, rel=1e-5), 8)
+    assert full_loss(model, ids[:1], 4) is None and full_loss(model, ids[:0], 4) is None
+    assert full_loss(model, ids[:2], 4) == pytest.approx(float(_window_losses(model, ids[:2], 0, 1)[0]), rel=1e-5)
+    model.train()  # scored in eval mode, and left as it was found
+    assert full_loss(model, ids, 4) == pytest.approx(mean, rel=1e-5) and model.training
+
+
+def test_text_score_figures_by_hand():
+    from playground.engine.analysis.evaluation import TextScore
+    score = TextScore(loss=2.0, tokens=10, characters=40, unknown_characters=3, unknown=tuple("abcdefghijkl"))
+    assert score.perplexity == pytest.approx(math.exp(2.0), rel=1e-12)
+    assert score.bits_per_char == pytest.approx(2.0 * 10 / 40 / math.log(2), rel=1e-12)  # 0.7213...
+    assert score.to_dict() == {"loss": 2.0, "perplexity": score.perplexity, "bits_per_char": score.bits_per_char,
+                               "tokens": 10, "characters": 40, "unknown_characters": 3,
+                               "unknown": list("abcdefghij")}  # the first ten unknown characters
+    assert TextScore(800.0, 1, 1, 0, ()).perplexity == math.exp(700.0)  # capped, not an overflow
+    assert TextScore(1.5, 3, 0, 0, ()).bits_per_char == pytest.approx(1.5 * 3 / math.log(2))  # no characters: / 1
+
+
+def test_score_text_counts_characters_and_unknown_ones_exactly():
+    tok = CharTokenizer(list("abc"))
+    model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=4, block_size=8)).eval()
+    score = score_text(model, tok, "abxcaby")  # x and y unknown: "abcab" is scored, 4 targets
+    total, n = loss_sum(model, torch.tensor(tok.encode("abcab")), 8)
+    assert (score.tokens, score.characters, score.unknown_characters, score.unknown) == (4, 4, 2, ("x", "y"))
+    assert n == 4 and score.loss == pytest.approx(total / 4, rel=1e-6)
+
+
+def test_task_scores_and_answers_by_hand():
+    """An untrained model's greedy continuations are the answers: the expected text counts as
+    answered when the answer starts with it; at most failures_kept wrong ones are kept, in order."""
+    from playground.engine.analysis.evaluation import Answer, TaskScore, answer
+    from playground.engine.config import SampleConfig
+    from playground.engine.model.generation import generate
+    tok = CharTokenizer(list("abc"))
+    torch.manual_seed(1)
+    model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=8, block_size=8)).eval()
+    greedy = generate(model, tok, "ab", SampleConfig(max_new_chars=3, temperature=0))
+    wrong = "".join(next(c for c in "abc" if c != g) for g in greedy)
+    tasks = [Task("ab", greedy), Task("ab", greedy[:2]), Task("ab", wrong), Task("ab", wrong[:1]), Task("ab", wrong)]
+    score = score_tasks(model, tok, tasks, failures_kept=2)
+    assert (score.total, score.correct, score.accuracy) == (5, 2, 0.4)
+    assert score.failures == (Answer("ab", wrong, greedy), Answer("ab", wrong[:1], greedy[:1]))
+    assert score.to_dict() == {"total": 5, "correct": 2, "accuracy": 0.4, "failures": [
+        {"prompt": "ab", "expected": wrong, "got": greedy}, {"prompt": "ab", "expected": wrong[:1], "got": greedy[:1]}]}
+    assert len(score_tasks(model, tok, tasks[2:]).failures) == 3  # five kept by default
+    assert answer(model, tok, Task("ab", greedy[:2])) == Answer("ab", greedy[:2], greedy[:2])
+    assert answer(model, tok, Task("zz", "a")) == Answer("zz", "a", "")  # no known character: no answer
+    assert Answer("p", "ab", "abc").correct and not Answer("p", "ab", "a").correct and Answer("p", "", "x").correct
+    assert TaskScore(0, 0, ()).accuracy == 0.0 and TaskScore(4, 3, ()).accuracy == 0.75
