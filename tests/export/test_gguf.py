@@ -5,6 +5,7 @@ line and nothing left behind."""
 import importlib.util
 
 import gguf
+import numpy as np
 import pytest
 import torch
 
@@ -192,3 +193,86 @@ def test_too_large_for_the_format_or_the_disk_is_refused_before_writing(char_che
     assert main(["export", str(char_checkpoint), "--format", "gguf", "--out", str(tmp_path / "m.gguf")]) == 2
     assert "not enough room in" in capsys.readouterr().err
     assert not any(p.name.startswith(("m.", ".m.")) for p in tmp_path.iterdir())
+
+
+def byte_level(data: bytes) -> str:
+    """GPT-2's byte-level spelling (its bytes_to_unicode), written out independently: printable
+    bytes stand for themselves, the others for 256, 257, ... in byte order."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    others = [b for b in range(256) if b not in keep]
+    return "".join(chr(b) if b in keep else chr(256 + others.index(b)) for b in data)
+
+
+def test_the_gguf_names_and_vocabulary_by_hand():
+    """llama.cpp's tensor names for every one of ours, the learned table padded with its last row
+    to the context, a character vocabulary spelled as byte-level BPE with merges for each
+    multi-byte character, and the end-of-text token appended with a zero embedding."""
+    tokenizer = CharTokenizer(list("a é€"))
+    model = random_model(tokenizer, activation="gelu_tanh")
+    sd = model.state_dict()
+    plan = gguf_file.convert(model, tokenizer)
+    delta, _ = gguf_file.hf.fold_head_bias(sd["lm_head.weight"], sd["lm_head.bias"])
+    assert (plan.arch, plan.context, plan.eps, plan.end_of_text, plan.exact_activation) == ("gpt2", 256, 1e-5, 4, True)
+    assert plan.tokens == ["a", byte_level(b" "), byte_level("é".encode()), byte_level("€".encode()), END_OF_TEXT]
+    assert plan.tokens[1:4] == ["Ġ", "Ã©", "â\u0124¬"] and plan.token_types == [1, 1, 1, 1, 3]
+    assert plan.merges == ["Ã ©", "â \u0124", "â\u0124 ¬"]
+    expected = {"token_embd.weight": torch.cat([sd["wte.weight"], torch.zeros(1, 16)]),
+                "output_norm.weight": sd["ln_f.weight"], "output_norm.bias": sd["ln_f.bias"] + delta,
+                "position_embd.weight": torch.cat([sd["wpe.weight"], sd["wpe.weight"][-1:].expand(240, 16)])}
+    for i in range(2):
+        for ours, theirs in (("ln_1", "attn_norm"), ("attn.c_proj", "attn_output"), ("ln_2", "ffn_norm"),
+                             ("mlp.c_fc", "ffn_up"), ("mlp.c_proj", "ffn_down"), ("attn.c_attn", "attn_qkv")):
+            for part in ("weight", "bias"):
+                expected[f"blk.{i}.{theirs}.{part}"] = sd[f"h.{i}.{ours}.{part}"]
+    assert plan.tensors.keys() == expected.keys() | {"output.weight"}
+    for name, tensor in expected.items():
+        assert plan.tensors[name].dtype == np.float32 and np.array_equal(plan.tensors[name], tensor.numpy()), name
+    head = plan.tensors["output.weight"]
+    assert head.shape == (5, 16) and np.array_equal(head[:4], sd["lm_head.weight"].numpy())
+    assert plan.notes[0] == "head bias folded into the final layer norm's bias (exact)"
+    assert plan.notes[1].startswith("end-of-text token 4 added (the model has none; its logit stays 60 below")
+    assert plan.notes[2] == ("learned positions -> llama.cpp's gpt2, context 256 tokens (the position table of 16 "
+                             "padded with its last row); a larger -c aborts llama.cpp past the table")
+    assert len(plan.warnings) == 1 and plan.warnings[0].startswith(
+        "exact for the first 16 tokens (prompt and output together), the model's block; llama.cpp counts its "
+        "context in steps of 256, so it goes on to 256,")
+    full = gguf_file.convert(random_model(tokenizer, activation="gelu_tanh", block_size=256), tokenizer)
+    assert full.warnings == [] and full.notes[-1].endswith("context 256 tokens; a larger -c aborts llama.cpp past the table")
+
+
+def test_the_rotary_gguf_names_by_hand():
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer, position="rope", head_bias=False, rope_base=500.0)
+    sd = model.state_dict()
+    plan = gguf_file.convert(model, tokenizer)
+    assert (plan.arch, plan.exact_activation, plan.notes[-1]) == (
+        "starcoder2", False, "rotary positions -> llama.cpp's starcoder2, context 256 tokens")
+    for i in range(2):
+        for part in ("weight", "bias"):
+            fused = sd[f"h.{i}.attn.c_attn.{part}"].numpy()
+            for j, x in enumerate("qkv"):
+                assert np.array_equal(plan.tensors[f"blk.{i}.attn_{x}.{part}"], fused[16 * j:16 * j + 16])
+    assert not any(name.startswith("position_embd") or "attn_qkv" in name for name in plan.tensors)
+    rebuilt = gguf_file.rebuild({k: torch.from_numpy(v) for k, v in plan.tensors.items()}, model.config, 1e-4,
+                                len(plan.tokens))
+    assert rebuilt.config.activation == "gelu_tanh" and not rebuilt.config.head_bias and not rebuilt.training
+    assert all(m.eps == 1e-4 for m in rebuilt.modules() if isinstance(m, torch.nn.LayerNorm))
+    for name, tensor in rebuilt.state_dict().items():
+        if name in sd and "inv_freq" not in name:   # the inverse of the mapping (and the end-of-text row)
+            assert torch.equal(tensor[: len(sd[name])], sd[name]), name
+
+
+def test_a_never_winning_row_by_hand():
+    """x = g∘n + b with Σn = 0: the row -(K/S)/g gives the logit -K for every n."""
+    generator = torch.Generator().manual_seed(4)
+    weight, gain, bias = (torch.randn(5, 8, generator=generator), torch.rand(8, generator=generator) + 0.5,
+                          torch.randn(8, generator=generator))
+    row = gguf_file.never_row(weight, gain, bias).double()
+    W, g, b = weight.double(), gain.double(), bias.double()
+    reach = float(((W * g).norm(dim=1) * 8 ** 0.5 + (W @ b).abs()).max())
+    n = torch.randn(3, 8, generator=generator, dtype=torch.float64)
+    n = n - n.mean(-1, keepdim=True)
+    assert torch.allclose((g * n + b) @ row, torch.full((3,), -(reach + 60.0), dtype=torch.float64))
+    assert gguf_file.never_row(weight, torch.cat([gain[:7], torch.zeros(1)]), bias) is None  # a zero gain
+    assert gguf_file.never_row(weight, gain, torch.zeros(8)) is None            # S = 0
+    assert gguf_file.never_row(weight, gain, bias * 1e-9) is None               # S too small for float32

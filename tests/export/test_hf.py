@@ -126,3 +126,95 @@ def test_a_shakespeare_size_model_exports_exactly_to_both_formats(tmp_path):
     assert logprob_gap(model, theirs, ids) < 1e-4
     ours, text = greedy_pair(model, tokenizer, theirs, hf_tokenizer, "to be", 30)
     assert ours == text and len(ours) == 30
+
+
+def test_the_gpt2_mapping_by_name_and_config_by_hand():
+    """Every name of ours to transformers' GPT-2 name, Conv1D's (in, out) layout, the config
+    field by field and the fold's bias in the final norm (no transformers needed to convert)."""
+    from playground.export.hf import convert, fold_head_bias
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer, activation="gelu_tanh", dropout=0.1)
+    sd = model.state_dict()
+    out = convert(model)
+    assert out.config == {
+        "model_type": "gpt2", "vocab_size": 15, "n_positions": 16, "n_embd": 16, "n_layer": 2, "n_head": 2,
+        "n_inner": 64, "activation_function": "gelu_new", "resid_pdrop": 0.1, "embd_pdrop": 0.1, "attn_pdrop": 0.1,
+        "layer_norm_epsilon": 1e-5, "scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False, "architectures": ["GPT2LMHeadModel"], "dtype": "float32",
+        "torch_dtype": "float32", "bos_token_id": None, "eos_token_id": None, "pad_token_id": None,
+        "tie_word_embeddings": False, "use_cache": True, "initializer_range": 0.02}
+    delta, residual = fold_head_bias(sd["lm_head.weight"], sd["lm_head.bias"])
+    expected = {"transformer.wte.weight": sd["wte.weight"], "transformer.wpe.weight": sd["wpe.weight"],
+                "transformer.ln_f.weight": sd["ln_f.weight"], "transformer.ln_f.bias": sd["ln_f.bias"] + delta,
+                "lm_head.weight": sd["lm_head.weight"]}
+    for i in range(2):
+        for name in ("ln_1", "ln_2", "attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"):
+            weight = sd[f"h.{i}.{name}.weight"]
+            expected[f"transformer.h.{i}.{name}.weight"] = weight if name.startswith("ln") else weight.t()
+            expected[f"transformer.h.{i}.{name}.bias"] = sd[f"h.{i}.{name}.bias"]
+    assert out.weights.keys() == expected.keys()
+    for name, tensor in out.weights.items():
+        assert tensor.dtype == torch.float32 and tensor.is_contiguous() and torch.equal(tensor, expected[name]), name
+    assert out.architecture == "GPT2LMHeadModel" and out.fold_residual == residual < 1e-6
+    assert out.notes[0] == "head bias folded into the final layer norm's bias (15 tokens, width 16: exact)"
+    assert "at most 17 tokens (max_new_tokens up to 17 minus the prompt)" in out.notes[1] and len(out.notes) == 2
+    plain = convert(random_model(tokenizer, head_bias=False, tie_embeddings=True))
+    assert plain.fold_residual == 0.0 and len(plain.notes) == 1 and plain.config["tie_word_embeddings"] is True
+    assert plain.config["activation_function"] == "gelu"
+    wide = CharTokenizer.from_text(WIDE)  # 41 tokens > width 16 + 1: least squares
+    approximate = convert(random_model(wide))
+    assert approximate.fold_residual > 1e-6
+    assert approximate.notes[0] == ("head bias folded into the final layer norm's bias (41 tokens, width 16: "
+                                    f"least squares, residual {approximate.fold_residual:.2g})")
+
+
+def test_the_starcoder2_mapping_by_name_and_config_by_hand():
+    from playground.export.hf import convert
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer, position="rope", head_bias=False, rope_base=500.0, dropout=0.1)
+    sd = model.state_dict()
+    out = convert(model)
+    assert out.config == {
+        "model_type": "starcoder2", "vocab_size": 15, "hidden_size": 16, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2, "hidden_act": "gelu",
+        "max_position_embeddings": 32768, "norm_epsilon": 1e-5, "use_bias": True,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 500.0}, "rope_theta": 500.0, "sliding_window": 16,
+        "attention_dropout": 0.1, "residual_dropout": 0.1, "embedding_dropout": 0.1,
+        "architectures": ["Starcoder2ForCausalLM"], "dtype": "float32", "torch_dtype": "float32",
+        "bos_token_id": None, "eos_token_id": None, "pad_token_id": None, "tie_word_embeddings": False,
+        "use_cache": True, "initializer_range": 0.02}
+    expected = {"model.embed_tokens.weight": sd["wte.weight"], "model.norm.weight": sd["ln_f.weight"],
+                "model.norm.bias": sd["ln_f.bias"], "lm_head.weight": sd["lm_head.weight"]}
+    for i in range(2):
+        for ours, theirs in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm"),
+                             ("attn.c_proj", "self_attn.o_proj"), ("mlp.c_fc", "mlp.c_fc"), ("mlp.c_proj", "mlp.c_proj")):
+            for part in ("weight", "bias"):
+                expected[f"model.layers.{i}.{theirs}.{part}"] = sd[f"h.{i}.{ours}.{part}"]
+        for j, name in enumerate(("q_proj", "k_proj", "v_proj")):   # the fused rows [q | k | v], 16 each
+            for part in ("weight", "bias"):
+                expected[f"model.layers.{i}.self_attn.{name}.{part}"] = sd[f"h.{i}.attn.c_attn.{part}"][16 * j:16 * j + 16]
+    assert out.weights.keys() == expected.keys() and out.architecture == "Starcoder2ForCausalLM"
+    for name, tensor in out.weights.items():
+        assert torch.equal(tensor, expected[name]) and tensor.is_contiguous(), name
+    assert out.notes == ["rotary positions -> Starcoder2 with sliding window 16: queries, keys and values split "
+                         "out of the fused projection"]
+
+
+def test_what_the_mapping_cannot_express_is_refused():
+    tokenizer = CharTokenizer.from_text(TEXT)
+    model = random_model(tokenizer)
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)):
+        norm.eps = 1e-3
+    assert check_mappable(model) == 1e-3   # the norms' own epsilon
+    model.h[1].ln_2.eps = 1e-4
+    with pytest.raises(ExportError, match="layer norms differ"):
+        check_mappable(model)
+    model.h[1].ln_2.eps = 1e-3
+    model.ln_f.bias = None
+    with pytest.raises(ExportError, match="lack a scale or a bias"):
+        check_mappable(model)
+    rope = random_model(tokenizer, position="rope")
+    assert check_mappable(rope) == 1e-5
+    rope.h[1].attn.rotary.inv_freq.mul_(1.01)
+    with pytest.raises(ExportError, match="rotary frequencies differ from base 10000"):
+        check_mappable(rope)
