@@ -87,3 +87,32 @@ def start_stream_or_status(url: str) -> int:
     reply = conn.getresponse()
     conn.close()
     return reply.status
+
+
+def test_the_queue_bound_by_hand():
+    """Scheduler.submit without its thread: room is the rows plus max_queue, less what runs and
+    waits; a request's jobs get in all or none; jobs whose client has gone give their place back."""
+    from playground.engine.config import ModelConfig, SampleConfig
+    from playground.engine.data.tokenizer import CharTokenizer
+    from playground.engine.model.gpt import GPT
+    from playground.serve.metrics import Metrics
+    from playground.serve.scheduler import Finished, Job, Scheduler
+    model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=4, block_size=8))
+    events = []
+    job = lambda: Job([0], 1, SampleConfig(max_new_chars=1), events.append)  # noqa: E731
+    metrics = Metrics()
+    scheduler = Scheduler(model, CharTokenizer(list("abc")), max_concurrent=2, max_queue=1, metrics=metrics)
+    assert scheduler.submit(job(), job()) and scheduler.busy == 2 and metrics.waiting._value.get() == 2
+    assert not scheduler.submit(job(), job())             # 2 jobs, 1 place: neither gets in
+    assert scheduler.busy == 2
+    last = job()
+    assert scheduler.submit(last) and scheduler.busy == 3 and not scheduler.submit(job())
+    last.cancelled.set()                                   # its client went away: its place is free
+    assert scheduler.submit(job()) and scheduler.busy == 3 and events == [Finished("cancelled", 1, 0)]
+    scheduler._running = 1                                 # one taken from the queue: one place less
+    assert not scheduler.submit(job())
+    one_row = Scheduler(model, CharTokenizer(list("abc")), max_concurrent=4, max_queue=0, batched=False)
+    assert one_row.submit(job()) and not one_row.submit(job())   # --no-batch: one row
+    stopping = Scheduler(model, CharTokenizer(list("abc")), max_concurrent=2, max_queue=2)
+    stopping._stopping = True
+    assert not stopping.submit(job())                     # a stopping server takes nothing new

@@ -241,3 +241,209 @@ def test_max_tokens_up_to_the_limit_is_served_and_one_more_refused(seed_model):
             status, _, payload = post(conn, path, body, headers={})
             assert status == 400 and payload["error"]["param"] == "max_tokens"
             assert payload["error"]["message"] == "max_tokens 4 is above this server's limit of 3"
+
+
+# -- the same rules without a server: the middlewares, the request shapes and _check called directly
+def asgi(middleware, scope: dict, messages=(), receive=None) -> tuple[list, list]:
+    """Run an ASGI middleware around an app that reads the whole body: (what was sent, the
+    messages the app received). An app that is never called receives nothing."""
+    import asyncio
+    sent, received = [], []
+    queue = list(messages)
+
+    async def feed():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            received.append(message)
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    asyncio.run(middleware(app)(scope, receive or feed, send))
+    return sent, received
+
+
+def http_scope(path="/v1/completions", method="POST", headers=()):
+    return {"type": "http", "path": path, "method": method, "headers": list(headers)}
+
+
+def test_the_key_check_by_hand():
+    from playground.serve.limits import KeyCheck
+
+    def check(scope, keys=("k1", "k2")):
+        sent, received = asgi(lambda app: KeyCheck(app, keys), scope, [{"type": "http.request", "body": b"x"}])
+        return sent[0]["status"], json.loads(sent[1]["body"]) if len(sent) > 1 else None, received
+
+    bearer = lambda key: [(b"authorization", b"Bearer " + key)]  # noqa: E731
+    status, body, received = check(http_scope())
+    assert (status, body["error"]["code"], body["error"]["type"], received) == (
+        401, "invalid_api_key", "authentication_error", [])
+    assert body["error"]["message"] == "no API key: send it as 'Authorization: Bearer KEY'"
+    for header in (bearer(b"k3"), bearer(b"k"), bearer(b"k1x"), [(b"authorization", b"Basic k1")]):
+        status, body, _ = check(http_scope(headers=header))
+        assert status == 401 and body["error"]["message"] == "the API key is not valid", header
+    assert check(http_scope(headers=bearer(b"")))[1]["error"]["message"].startswith("no API key")
+    for header in (bearer(b"k1"), bearer(b"k2"), bearer(b" k2 ")):   # any of the keys, spaces aside
+        assert check(http_scope(headers=header))[0] == 200
+    for scope in (http_scope("/health", "GET"), http_scope("/metrics", "GET"), http_scope(method="OPTIONS"),
+                  http_scope("/x/v1/completions"), {"type": "websocket", "path": "/v1/x", "method": "GET"}):
+        assert check(scope)[0] == 200, scope  # only /v1/ requests over HTTP need a key
+    assert check(http_scope(), keys=())[0] == 200  # no keys: no check
+
+
+def test_the_body_limit_by_hand():
+    import asyncio
+
+    from playground.serve.limits import BodyLimit
+    from playground.serve.openai_shapes import APIError
+    limit = lambda app: BodyLimit(app, max_bytes=10, read_timeout_s=0.05)  # noqa: E731
+    # by Content-Length: refused before the app runs, in the one shape and code
+    sent, received = asgi(limit, http_scope(headers=[(b"content-length", b"11")]))
+    body = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 413 and received == [] and body["error"]["code"] == "request_too_large"
+    assert body["error"]["message"] == "the request body is larger than this server's limit of 10 bytes"
+    assert dict(sent[0]["headers"]) == {b"content-type": b"application/json",
+                                        b"content-length": str(len(sent[1]["body"])).encode()}
+    # up to the limit, by its length and by the bytes that arrive, the app gets every message
+    chunks = [{"type": "http.request", "body": b"12345", "more_body": True}, {"type": "http.request", "body": b"67890"}]
+    sent, received = asgi(limit, http_scope(headers=[(b"content-length", b"10")]), chunks)
+    assert sent[0]["status"] == 200 and received == chunks
+    # past the limit by the bytes that arrive (no length given): the app's handler answers
+    with pytest.raises(APIError) as refused:
+        asgi(limit, http_scope(), [{"type": "http.request", "body": b"12345", "more_body": True},
+                                   {"type": "http.request", "body": b"678901"}])
+    assert refused.value.status == 413 and refused.value.body["error"]["code"] == "request_too_large"
+    assert refused.value.body["error"]["message"].endswith("limit of 10 bytes")
+    # a body that does not arrive in time: 408, after the deadline and not before
+    async def slow():
+        await asyncio.sleep(0.5)
+        return {"type": "http.request", "body": b"late"}
+    with pytest.raises(APIError) as late:
+        asgi(limit, http_scope(), receive=slow)
+    assert late.value.status == 408 and late.value.body["error"]["code"] == "request_timeout"
+    assert late.value.body["error"]["message"] == "the request body did not arrive within 0.05 s"
+    # once the body is in, the app may wait past the deadline for the client's disconnect
+    events = [{"type": "http.request", "body": b"ok"}, {"type": "http.disconnect"}]
+
+    async def feed():
+        return events.pop(0)
+
+    async def patient(scope, receive, send):
+        assert (await receive())["body"] == b"ok"
+        await asyncio.sleep(0.1)
+        assert (await receive())["type"] == "http.disconnect"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    asyncio.run(BodyLimit(patient, 10, 0.05)(http_scope(), feed, send))
+    assert sent[0]["status"] == 200
+    events.extend([{"type": "http.request", "body": b"ok"}, {"type": "http.disconnect"}])
+    asyncio.run(BodyLimit(patient, 10, 0.05)({"type": "lifespan"}, feed, send))  # not HTTP: let through
+    assert sent[1]["status"] == 200
+
+
+def test_an_api_error_is_sent_whole_with_its_headers():
+    import asyncio
+
+    from playground.serve.limits import answer
+    from playground.serve.openai_shapes import APIError
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+    error = APIError(503, "busy", "server_error", param="p", code="c", headers={"Retry-After": "1"})
+    assert (error.status, error.status_code, error.headers) == (503, 503, {"Retry-After": "1"})
+    asyncio.run(answer(send, error))
+    assert sent[0] == {"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(sent[1]["body"])).encode()),
+        (b"retry-after", b"1")]}
+    assert json.loads(sent[1]["body"]) == {"error": {"message": "busy", "type": "server_error", "param": "p",
+                                                     "code": "c"}}
+    assert sent[1]["type"] == "http.response.body" and len(sent) == 2
+
+
+def test_request_shapes_by_hand():
+    from pydantic import ValidationError
+
+    from playground.serve.openai_shapes import ChatRequest, CompletionRequest, error, ignored_header, usage
+    ask = lambda **fields: CompletionRequest(model="m", prompt="p", **fields)  # noqa: E731
+    assert ask(stop="x").stop == ["x"] and ask(stop=["a", "", "b"]).stop == ["a", "b"] and ask(stop=[]).stop == []
+    assert ask(stop=["a", "b", "c", "d"]).stop == ["a", "b", "c", "d"]
+    with pytest.raises(ValidationError, match="at most 4 stop strings"):
+        ask(stop=["a", "b", "c", "d", "e"])
+    with pytest.raises(ValidationError, match=r"lone surrogate \(\\ud800 at character 2\)"):
+        ask(stop=["ok\ud800"])
+    assert CompletionRequest(model="m", prompt=["one"]).prompt == "one"
+    for prompts in ([], ["a", "b"]):
+        with pytest.raises(ValidationError, match="exactly one string"):
+            CompletionRequest(model="m", prompt=prompts)
+    with pytest.raises(ValidationError, match=r"\\udfff at character 0"):
+        CompletionRequest(model="m", prompt=["\udfff"])
+    assert not ask().include_usage and not ask(stream_options={}).include_usage
+    assert ask(stream_options={"include_usage": True}).include_usage
+    # unsupported fields: refused unless they ask for nothing (a bool is no number here)
+    assert ask(presence_penalty=0, logit_bias={}, tool_choice="auto", min_p=None, user="u").unsupported() is None
+    assert ask(presence_penalty=False).unsupported() == "presence_penalty"
+    assert ask(repetition_penalty=1.0).unsupported() is None and ask(repetition_penalty=1.1).unsupported()
+    assert ask(best_of=3, n=3).unsupported() is None and ask(best_of=3, n=2).unsupported() == "best_of"
+    assert ask(user="u", logit_bias={"1": 1}, suffix="s").unsupported() == "logit_bias"  # the first one set
+    assert ask(user="u", zeta=1, alpha=2, suffix="").ignored() == ["alpha", "user", "zeta"] and ask().ignored() == []
+    chat = ChatRequest(model="m", messages=[{"role": "system", "content": "a"}, {"role": "user", "content": None},
+                                            {"role": "user", "content": [{"type": "text", "text": "b"},
+                                                                         {"type": "text", "text": "c"}]}])
+    assert chat.prompt == "a\n\nbc" and [m.text for m in chat.messages] == ["a", "", "bc"]
+    for content in ("x\ud800", [{"type": "text", "text": "ok"}, {"type": "text", "text": "\udc00"}]):
+        with pytest.raises(ValidationError, match="lone surrogate"):
+            ChatRequest(model="m", messages=[{"role": "user", "content": content}])
+    assert error("m") == {"error": {"message": "m", "type": "invalid_request_error", "param": None, "code": None}}
+    assert usage(3, 4) == {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    names = [f"f{i}" for i in range(18)]
+    assert ignored_header(names[:16]) == ", ".join(names[:16])
+    assert ignored_header(names[:17]) == ", ".join(names[:16]) + ", and 1 more"
+    assert ignored_header(["a.b-c_D9", "x" * 64, "y" * 65, "é"]) == f'a.b-c_D9, {"x" * 64}, "{"y" * 64}", "\\u00e9"'
+
+
+def test_what_check_refuses_before_the_prompt_is_read():
+    """_check by hand: the model's name, unsupported fields, max_tokens against the limit (the
+    limit itself is served), its defaults (16, chat 256, never above the limit), n against the
+    rows decoded at once."""
+    from types import SimpleNamespace
+
+    from playground.serve.api import _check
+    from playground.serve.openai_shapes import APIError, ChatRequest, CompletionRequest
+
+    def check(limit=100, rows=4, chat=False, **fields):
+        served = Served(Settings(model_name="m", max_tokens_limit=limit), engine=SimpleNamespace(max_concurrent=rows))
+        body = (ChatRequest(model=fields.pop("model", "m"), messages=[{"role": "user", "content": "p"}], **fields)
+                if chat else CompletionRequest(model=fields.pop("model", "m"), prompt="p", **fields))
+        return _check(served, body, chat)
+
+    def refusal(**settings) -> APIError:
+        with pytest.raises(APIError) as refused:
+            check(**settings)
+        return refused.value
+    assert (check(limit=1000), check(limit=1000, chat=True), check(limit=10), check(limit=10, chat=True)) == (
+        16, 256, 10, 10)
+    assert check(max_tokens=100) == 100 and check(max_tokens=1) == 1
+    assert check(chat=True, max_tokens=7) == 7 and check(chat=True, max_tokens=7, max_completion_tokens=9) == 9
+    wrong = refusal(max_tokens=101)
+    assert (wrong.status, wrong.body["error"]["param"]) == (400, "max_tokens")
+    assert wrong.body["error"]["message"] == "max_tokens 101 is above this server's limit of 100"
+    assert refusal(chat=True, max_completion_tokens=101).body["error"]["message"].startswith("max_tokens 101 ")
+    assert check(n=4) == 16
+    wrong = refusal(n=5)
+    assert (wrong.status, wrong.body["error"]["param"]) == (400, "n")
+    assert wrong.body["error"]["message"] == "n 5 is more choices than this server decodes at once (4, its --max-concurrent)"
+    wrong = refusal(model="other")
+    assert (wrong.status, wrong.body["error"]["code"], wrong.body["error"]["param"]) == (404, "model_not_found", "model")
+    wrong = refusal(suffix="s")
+    assert (wrong.status, wrong.body["error"]["code"], wrong.body["error"]["param"]) == (400, "unsupported_parameter", "suffix")
+    assert wrong.body["error"]["message"] == "suffix is not supported by this server: leave it out (or send its default)"
