@@ -53,7 +53,7 @@ def finite_weights(model) -> str:
 
 
 def attach_model(served, model, tokenizer, start_char: Optional[str], max_concurrent: int = 8,
-                 max_queue: int = 64, batched: bool = True) -> None:
+                 max_queue: int = 64, batched: bool = True, weights: str = "float32") -> None:
     """Put a model behind the API: its scheduler thread starts, then the API answers. A model
     whose weights are not finite is not put behind it: /health and requests answer 503 with
     the reason (served.problem)."""
@@ -64,7 +64,7 @@ def attach_model(served, model, tokenizer, start_char: Optional[str], max_concur
     served.problem = finite_weights(model)
     if served.problem:
         return
-    scheduler = Scheduler(model, tokenizer, start_char, max_concurrent, max_queue, served.metrics, batched)
+    scheduler = Scheduler(model, tokenizer, start_char, max_concurrent, max_queue, served.metrics, batched, weights)
     scheduler.start()
     served.engine = scheduler
 

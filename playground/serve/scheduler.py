@@ -67,11 +67,12 @@ class Scheduler:
     waiting stays within the two together."""
 
     def __init__(self, model, tokenizer, start_char: Optional[str] = None, max_concurrent: int = 8,
-                 max_queue: int = 64, metrics=None, batched: bool = True):
+                 max_queue: int = 64, metrics=None, batched: bool = True, weights: str = "float32"):
         self.model, self.tokenizer, self.start_char = model.eval(), tokenizer, start_char
         self.max_concurrent, self.max_queue, self.metrics = max_concurrent, max_queue, metrics
         # batched=False (--no-batch, to compare): one request at a time
-        self.engine = Engine(model, tokenizer, start_char, capacity=max_concurrent if batched else 1)
+        self.engine = Engine(model, tokenizer, start_char, capacity=max_concurrent if batched else 1,
+                             weights=weights)
         self._pending: list[Job] = []
         self._running = 0    # jobs taken from the queue and not yet finished (changed under _cond)
         self._active: dict[int, tuple[Job, Row]] = {}   # id(row) -> its job and row

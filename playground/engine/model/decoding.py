@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from playground.engine.model import int8
 from playground.engine.model.fastpath import CACHED_STEP, check_same_parameters
 from playground.engine.model.gpt import GPT, attention_mask, rotate
 
@@ -132,10 +133,16 @@ class CachedRows:
 
     Rotary: a ring of block_size slots per layer and row. Learned: block_size slots per layer
     and row, filled in order; a row whose next position would be the block's end cannot go on
-    here (generation.py then recomputes its window)."""
+    here (generation.py then recomputes its window).
 
-    def __init__(self, model: GPT, capacity: int):
+    weights="int8": every linear (the head too) reads 8-bit weights (int8.py); not exact."""
+
+    def __init__(self, model: GPT, capacity: int, weights: str = "float32"):
         refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device)
+        if weights == "int8":
+            refusal = refusal or int8.refusal()
+        elif weights != "float32":
+            refusal = f"weights are float32 or int8, not {weights!r}"
         if refusal:
             raise ValueError(refusal)
         cfg = model.config
@@ -156,6 +163,13 @@ class CachedRows:
         self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
+        self.weights, self.linear = weights, F.linear
+        if weights == "int8":  # each (weight, bias) pair of a linear becomes (packed, None)
+            self.linear = int8.linear
+            for params, _, _ in self.layers:
+                for i in (2, 4, 8, 10):
+                    params[i], params[i + 1] = int8.pack(params[i], params[i + 1]), None
+            self.head_w, self.head_b = int8.pack(self.head_w, self.head_b), None
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
@@ -211,7 +225,7 @@ class CachedRows:
         B, W, nh, hs, C = self.rows, self.W, self.nh, self.hs, self.C
         if len(tokens) != B:
             raise ValueError(f"the cached step takes a token for each of its {B} rows, not {len(tokens)}")
-        positions = self.positions
+        positions, linear = self.positions, self.linear
         if B == 1:  # plain integers index a single row: far fewer operations than index tensors
             p = positions[0]
             x = self.wte[tokens[0]].view(1, C)
@@ -235,7 +249,7 @@ class CachedRows:
                 (self._slot_numbers[None, :] <= pos[:, None]).view(B, 1, 1, W)
         for (keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2) in \
                 zip(self._packed(B), self.layers):
-            qkv = F.linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
+            qkv = linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
             if self.rotary_positions:
                 qk = rotate(qkv[:, :2], cos, sin)  # (B, 2, nh, hs)
                 q, k = qk[:, 0], qk[:, 1]
@@ -244,8 +258,8 @@ class CachedRows:
             keys[rows, :, slot] = k
             values[rows, :, slot] = qkv[:, 2]
             y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values, attn_mask=valid)
-            x = x + F.linear(y.reshape(B, C), wp, bp)
-            x = x + F.linear(F.gelu(F.linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf), approximate=self.gelu),
-                             wm, bm)
+            x = x + linear(y.reshape(B, C), wp, bp)
+            x = x + linear(F.gelu(linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf), approximate=self.gelu),
+                           wm, bm)
         self.positions = [p + 1 for p in positions]
-        return F.linear(F.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
+        return linear(F.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)

@@ -23,6 +23,7 @@ import torch
 from playground.engine.config import SampleConfig
 from playground.engine.data.tokenizer import Encoded, TextStream, Tokenizer
 from playground.engine.errors import ModelError, PromptError
+from playground.engine.model import int8
 from playground.engine.model.decoding import CACHED_STEP, CachedRows, forward_logits, new_cache, prefill_ids, window
 from playground.engine.model.gpt import GPT
 
@@ -231,23 +232,40 @@ class Row:
         self.finished: Optional[str] = None
 
 
+def weights_refusal(model: GPT, weights: str) -> str:
+    """Why decoding this model with `weights` ("float32" or "int8") cannot be done; '' when it can."""
+    if weights == "float32":
+        return ""
+    if weights != "int8":
+        return f"weights are float32 or int8, not {weights!r}"
+    refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device) or int8.refusal()
+    return f"8-bit weights need the cached decoding step: {refusal}" if refusal else ""
+
+
 class Engine:
     """A batch of sequences, one token each per step. capacity: sequences at once (the cached
     step's rows); cached=False decodes every token by the plain path (no cache: the reference
-    the tests and the bench compare with)."""
+    the tests and the bench compare with). weights="int8": the cached step reads 8-bit weights
+    (int8.py: faster on large models, not exact); where it cannot run, a ValueError says why."""
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, start_char: Optional[str] = None,
-                 capacity: int = 1, cached: bool = True):
+                 capacity: int = 1, cached: bool = True, weights: str = "float32"):
         self.model, self.tokenizer, self.start_char = model, tokenizer, start_char
         self.capacity, self.cached = capacity, cached
         self.block = model.config.block_size
         self.rotary = model.config.position == "rope"
         device = next(model.parameters()).device
         self.fast = cached and CACHED_STEP.applies(model.config, device)
-        try:
-            self.batch = CachedRows(model, capacity) if self.fast else None
-        except ValueError:  # weights it does not know (adapters being trained): GPT.forward's own cache
-            self.fast, self.batch = False, None
+        if weights != "float32":  # asked for by name: a refusal is an error, not a quiet fallback
+            refusal = weights_refusal(model, weights) or ("" if cached else "the cache is off")
+            if refusal:
+                raise ValueError(refusal)
+            self.batch = CachedRows(model, capacity, weights)
+        else:
+            try:
+                self.batch = CachedRows(model, capacity) if self.fast else None
+            except ValueError:  # weights it does not know (adapters being trained): GPT.forward's own cache
+                self.fast, self.batch = False, None
         self.rows: list[Row] = []
 
     def add(self, request: Request) -> Row:
@@ -399,11 +417,11 @@ class Engine:
 # -- one sequence ---------------------------------------------------------------------------
 def stream_tokens(model: GPT, tokenizer: Tokenizer, prompt: str = "",
                   config: SampleConfig = SampleConfig(), start_char: Optional[str] = None,
-                  use_cache: bool = True, byte_labels: bool = False) -> Iterator[Token]:
+                  use_cache: bool = True, byte_labels: bool = False, weights: str = "float32") -> Iterator[Token]:
     """Yield sampled tokens one by one: an engine with one row. With an empty prompt the first
     tokens are those of start_char (the first character of the training text), with certainty."""
     config.check()
-    engine = Engine(model, tokenizer, start_char, capacity=1, cached=use_cache)
+    engine = Engine(model, tokenizer, start_char, capacity=1, cached=use_cache, weights=weights)
     row = engine.add(Request(tuple(prepare_prompt(tokenizer, prompt).ids), config, byte_labels=byte_labels))
     while row.finished is None:
         for _, token in engine.step():
@@ -411,10 +429,11 @@ def stream_tokens(model: GPT, tokenizer: Tokenizer, prompt: str = "",
 
 
 def stream(model: GPT, tokenizer: Tokenizer, prompt: str = "",
-           config: SampleConfig = SampleConfig(), start_char: Optional[str] = None) -> Iterator[str]:
+           config: SampleConfig = SampleConfig(), start_char: Optional[str] = None,
+           weights: str = "float32") -> Iterator[str]:
     """Yield the generated text a token at a time (a character at a time for a character
     model), never half a character."""
-    for token in stream_tokens(model, tokenizer, prompt, config, start_char):
+    for token in stream_tokens(model, tokenizer, prompt, config, start_char, weights=weights):
         if token.text:
             yield token.text
 
