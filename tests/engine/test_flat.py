@@ -111,3 +111,36 @@ def test_refuses_amsgrad():
     model = GPT(CFG)
     with pytest.raises(ValueError, match="amsgrad"):
         FlatAdamW(torch.optim.AdamW(model.parameters(), amsgrad=True), model)
+
+
+def _no_decay(name):
+    """The rule stated by name: biases and layer norms do not decay, every weight matrix does."""
+    return name.endswith(".bias") or name.split(".")[-2] in ("ln_1", "ln_2", "ln_f")
+
+
+def test_adamw_groups_decay_matrices_only_and_skips_frozen_parameters():
+    model = GPT(CFG)
+    model.wpe.weight.requires_grad_(False)  # frozen: no optimizer holds it
+    (opt, lr), = build_optimizers(model, TRAIN)
+    assert lr == 1e-2 and type(opt) is torch.optim.AdamW
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [(g["weight_decay"], sorted(names[id(p)] for p in g["params"])) for g in opt.param_groups]
+    trainable = [n for n, p in model.named_parameters() if n != "wpe.weight"]
+    assert groups == [(0.1, sorted(n for n in trainable if not _no_decay(n))),
+                      (0.0, sorted(n for n in trainable if _no_decay(n)))]
+    assert len(groups[0][1]) == 2 + 4 * CFG.n_layer  # wte, lm_head and four per block
+    assert all(g["lr"] == 1e-2 and g["betas"] == (0.8, 0.95) for g in opt.param_groups)
+    # fused AdamW runs on the CPU from torch 2.4 on; the choice is made once and kept
+    fused_on_cpu = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)
+    assert opt.defaults["fused"] is fused_on_cpu
+    assert build_optimizers(GPT(CFG), TRAIN)[0][0].defaults["fused"] is fused_on_cpu
+
+
+def test_adamw_without_decay_is_one_group_of_every_parameter():
+    model = GPT(CFG)
+    (opt, lr), = build_optimizers(model, TRAIN.replace(weight_decay=0.0, learning_rate=2e-3))
+    assert lr == 2e-3
+    (group,) = opt.param_groups  # one group is one fused call
+    assert group["weight_decay"] == 0.0 and group["lr"] == 2e-3
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}
+    assert len(group["params"]) == len(list(model.parameters()))

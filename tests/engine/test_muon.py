@@ -50,3 +50,27 @@ def test_the_cpu_runs_use_it():
     model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=1, n_embd=8, block_size=4))
     kinds = [type(opt) for opt, _ in build_optimizers(model, TrainConfig(optimizer="muon"))]
     assert kinds == [torch.optim.AdamW, Muon]
+
+
+def test_muon_takes_the_blocks_weight_matrices_and_adamw_the_rest():
+    from playground.engine.config import ModelConfig
+    model = GPT(ModelConfig(vocab_size=5, n_layer=2, n_head=1, n_embd=8, block_size=4))
+    model.h[1].mlp.c_fc.weight.requires_grad_(False)  # frozen: in neither
+    cfg = TrainConfig(optimizer="muon", learning_rate=3e-3, muon_lr=0.05, weight_decay=0.2,
+                      beta1=0.7, beta2=0.9)
+    (adam, adam_lr), (muon, muon_lr) = build_optimizers(model, cfg)
+    assert (adam_lr, muon_lr) == (3e-3, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def group_names(opt):
+        return [(g["lr"], g["weight_decay"], sorted(names[id(p)] for p in g["params"]))
+                for g in opt.param_groups]
+    hidden = sorted(f"h.{i}.{m}.weight" for i in (0, 1)
+                    for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))
+    hidden.remove("h.1.mlp.c_fc.weight")
+    assert group_names(muon) == [(0.05, 0.2, hidden)]
+    assert muon.param_groups[0]["adjust_lr_fn"] == "original"
+    vectors = sorted(n for n in names.values() if n.endswith(".bias") or ".ln_" in n or n.startswith("ln_"))
+    assert group_names(adam) == [(3e-3, 0.2, ["lm_head.weight", "wpe.weight", "wte.weight"]),
+                                 (3e-3, 0.0, vectors)]
+    assert all(g["betas"] == (0.7, 0.9) for g in adam.param_groups)
