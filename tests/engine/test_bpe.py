@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.data.bpe import BYTE_OF, BPETokenizer
+from playground.engine.data.bpe import BYTE_OF, BPETokenizer, byte_alphabet
 from playground.engine.data.corpus import build_corpus, builtin_text
 from playground.engine.data.tokenizer import CharTokenizer, TextStream, readable
 from playground.engine.data.tokenizer_kinds import tokenizer_from_dict
@@ -35,6 +35,20 @@ def test_the_byte_table_is_the_one_byte_level_bpe_writes():
     from tokenizers import pre_tokenizers
     assert set(BYTE_OF) == set(pre_tokenizers.ByteLevel.alphabet())
     assert sorted(BYTE_OF.values()) == list(range(256))
+
+
+def test_the_byte_table_is_gpt2s_by_hand_and_reads_what_byte_level_writes():
+    from tokenizers import pre_tokenizers
+    table = byte_alphabet()  # called here: BYTE_OF was built at import
+    assert table == BYTE_OF and len(table) == 256
+    # printable Latin-1 bytes stand for themselves ...
+    assert all(table[chr(b)] == b for b in [*range(33, 127), *range(161, 173), *range(174, 256)])
+    # ... and the 68 others, in byte order, for the characters from U+0100 on
+    assert [table[chr(256 + k)] for k in range(68)] == [*range(0, 33), *range(127, 161), 173]
+    assert (table["Ġ"], table["Ċ"], table["ł"], table["Ń"]) == (32, 10, 160, 173)
+    text = "".join(chr(c) for c in range(1, 0x800, 3)) + " é🎉\n"
+    (word, _), = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)
+    assert bytes(table[c] for c in word) == text.encode("utf-8")
 
 
 def test_training_learns_merges_up_to_the_size_and_every_token_is_bytes(bpe):
@@ -200,3 +214,82 @@ def test_distinct_windows_counts_ids_like_text():
     ids = CharTokenizer.from_text(text).encode_array(text)
     assert distinct_windows(ids, 6) == distinct_windows(text, 6) == len({text[i:i + 7] for i in range(19)})
     assert distinct_windows(np.arange(30, dtype=np.int32), 4) == 26
+
+
+def _hf_byte_level(text, size, special=()):
+    """A tokenizers BPE trained here by hand, for shapes BPETokenizer.train does not make."""
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    tok = HFTokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([text], trainers.BpeTrainer(
+        vocab_size=size, min_frequency=2, special_tokens=list(special), show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+def test_training_merges_pairs_seen_twice_up_to_the_size_then_adds_end_of_text():
+    bytes_only = BPETokenizer.train("abab cd", 256)  # the smallest size: the bytes, no merges
+    assert (bytes_only.vocab_size, bytes_only.merges, bytes_only.end_of_text) == (257, 0, 256)
+    once = BPETokenizer.train("abab cd", 300)  # 'ab' is seen twice: merged; 'ba', 'cd' once: not
+    assert (once.vocab_size, once.merges, once.end_of_text) == (258, 1, 257)
+    assert once.encode("abab") == [256, 256] and len(once.encode(" cd")) == 3
+    assert once.tok.id_to_token(257) == "<|endoftext|>" and once.token_bytes(257) == b""
+    assert once.describe() == "byte-level BPE: 258 tokens (1 merges, end-of-text)"
+    assert BPETokenizer.train("abab cd", 65_536).vocab_size == 258  # the largest size is allowed
+    assert BPETokenizer.train(FABLE, 300).vocab_size == 300  # the size binds, end-of-text included
+    for size in (255, 65_537, 300.0):
+        with pytest.raises(ConfigError, match=re.escape(f"BPE vocabulary size {size!r} is out of range: "
+                                                        "use 256 to 65,536")):
+            BPETokenizer.train("abab cd", size)
+
+
+def test_special_tokens_stand_for_no_bytes_wherever_they_are_and_other_symbols_are_refused():
+    tok = _hf_byte_level("abab cd", 300, special=["<|endoftext|>"])  # end-of-text first, as id 0
+    first = BPETokenizer(tok)
+    assert first.vocab_size == tok.get_vocab_size() == 258 and first.end_of_text == 0
+    assert first.token_bytes(0) == b"" and first.decode(first.encode("abab cd")) == "abab cd"
+    assert [first.token_bytes(i) for i in first.encode("abab")] == [b"ab", b"ab"]
+    tok.add_tokens(["two words"])  # an ordinary token that is not written in byte-level symbols
+    with pytest.raises(ConfigError, match=r"^BPE token 258 \('two words'\) is not made of byte-level symbols$"):
+        BPETokenizer(tok)
+
+
+def test_encode_array_uses_the_smallest_type_and_reports_progress_per_16_pieces(bpe):
+    assert bpe.encode_lenient("anything \x00").unknown == ()  # a byte-level BPE knows every text
+    text = "ab\ncd\n" * 40  # 40 pieces of 3+ characters, each cut at a newline between letters
+    seen = []
+    ids = bpe.encode_array(text, progress=seen.append, piece_chars=3)
+    assert ids.dtype == np.int32 and ids.tolist() == bpe.encode(text)
+    assert seen == [16 / 40, 32 / 40, 1.0]
+    assert bpe.encode_array("").dtype == np.int32 and bpe.encode_array("").size == 0
+    old = BPETokenizer(_hf_byte_level("abab cd", 256))  # a file from before end-of-text: 256 ids
+    assert old.vocab_size == 256 and old.end_of_text is None
+    assert old.describe() == "byte-level BPE: 256 tokens (0 merges)"
+    small = old.encode_array("abab cd")
+    assert small.dtype == np.uint8 and small.tolist() == old.encode("abab cd")
+
+
+def test_a_padded_vocabulary_travels_in_the_model_file_within_its_bounds():
+    small = BPETokenizer.train("abab cd", 300)  # 258 tokens
+    raw = small.tok.to_str()
+    assert small.to_dict() == {"type": "bpe", "json": raw}  # not padded: no pad_to written
+    padded = BPETokenizer.padded(small, 264)
+    assert padded.vocab_size == 264 and padded.token_bytes(263) == b"" and padded.token_bytes(256) == b"ab"
+    assert padded.to_dict() == {"type": "bpe", "json": raw, "pad_to": 264}
+    again = BPETokenizer.from_dict(padded.to_dict())
+    assert again.vocab_size == 264 and again.token_bytes(263) == b"" and again.end_of_text == 257
+    assert BPETokenizer.from_dict({"type": "bpe", "json": raw, "pad_to": 258}).vocab_size == 258
+    assert BPETokenizer.from_dict({"type": "bpe", "json": raw, "pad_to": 4 * 65_536}).vocab_size == 4 * 65_536
+    for bad in (257, 4 * 65_536 + 1, "300", 300.0):
+        with pytest.raises(ConfigError, match=re.escape(f"the BPE tokenizer's padding {bad!r} is not a size")):
+            BPETokenizer.from_dict({"type": "bpe", "json": raw, "pad_to": bad})
+    for bad in ("junk", None, {"type": "bpe"}, {"type": "bpe", "json": 3}):
+        with pytest.raises(ConfigError, match=re.escape(
+                "a BPE tokenizer must be an object {'type': 'bpe', 'json': '...'}")):
+            BPETokenizer.from_dict(bad)
+    wordlevel = json.loads(raw)
+    wordlevel["pre_tokenizer"] = {"type": "Whitespace"}
+    with pytest.raises(ConfigError, match=re.escape("not a byte-level BPE (BPE, Whitespace, ByteLevel)")):
+        BPETokenizer.from_dict({"type": "bpe", "json": json.dumps(wordlevel)})

@@ -13,7 +13,7 @@ from playground.engine.data.corpus import (
     read_text_file,
     resolve_source,
 )
-from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.data.tokenizer import CharTokenizer, Encoded, readable
 from playground.engine.errors import CorpusError, PromptError
 
 
@@ -119,3 +119,39 @@ def test_a_50_mb_file_loads_in_under_4x_its_size(tmp_path):
     extra_mb, chars = out.stdout.split()
     assert int(chars) == 50_000_000
     assert float(extra_mb) < 4 * big.stat().st_size / 2**20, out.stdout + out.stderr
+
+
+def test_unknown_characters_are_named_up_to_ten_then_counted():
+    ten, eleven = tuple("abcdefghij"), tuple("abcdefghijk")
+    assert Encoded([], ten).unknown_list() == "'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'"
+    assert Encoded([], eleven).unknown_list() == Encoded([], ten).unknown_list() + " and 1 more"
+    assert Encoded([], tuple("abcdefghijklmnopqrstuvwxyz")).unknown_list().endswith("'j' and 16 more")
+    assert Encoded([0], ()).message == ""
+    assert Encoded([], ("x", "🙂")).message == "the model never saw 'x', '🙂'; dropped from the prompt"
+
+
+def test_readable_keeps_whole_characters_and_labels_each_stray_byte():
+    for whole in "a\x7fé€🎉":  # 1, 1, 2, 3 and 4 bytes, each followed by a byte no character starts with
+        assert readable(whole.encode("utf-8") + b"\xff") == whole + "<0xFF>"
+    assert readable(b"\xff\x80a") == "<0xFF><0x80>a"
+    assert readable(b"\xe2\x82\xe2\x82\xac!") == "<0xE2><0x82>€!"  # half a euro sign, then a whole one
+    # the same labels from the streams' codec error handler, which gets both bytes in one error
+    assert b"\xe2\x82a".decode("utf-8", errors="playground-byte-labels") == "<0xE2><0x82>a"
+
+
+def test_encode_array_type_progress_and_unknown_characters():
+    assert CharTokenizer([chr(0x100 + i) for i in range(256)]).encode_array("\u0100\u01ff").tolist() == [0, 255]
+    assert CharTokenizer([chr(0x100 + i) for i in range(256)]).encode_array("\u0100").dtype == np.uint8
+    assert CharTokenizer([chr(0x100 + i) for i in range(257)]).encode_array("\u0100").dtype == np.int32
+    tok = CharTokenizer.from_text("abcdefghij")
+    seen = []
+    assert tok.encode_array("jihgfedcba", progress=seen.append, chunk=4).tolist() == list(range(9, -1, -1))
+    assert seen == [0.4, 0.8, 1.0]
+    seen.clear()
+    tok.encode_array("a", progress=seen.append)
+    assert seen == [1.0]
+    with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['\+', 'x'\]$"):
+        tok.encode_array("abc+x")  # '+' below the highest known code point, 'x' above it
+    with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['0', '1', '2', '3', '4', "
+                                          r"'5', '6', '7', '8', '9'\]$"):
+        tok.encode_array("a" + "".join(reversed("0123456789:")) + "z")  # the first ten, sorted
