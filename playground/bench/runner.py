@@ -79,6 +79,21 @@ def bench_generation(quick: bool) -> list[Result]:
     return [Result(**r) for r in measure(quick)]
 
 
+def bench_decode(quick: bool) -> list[Result]:
+    """GPT-2 small's shape decoding at batch 1 against the memory-bandwidth limit, in its own process."""
+    import tempfile
+
+    from playground.bench.decode_bandwidth import row
+    with tempfile.TemporaryDirectory(prefix="playground-bench-") as tmp:
+        out = Path(tmp) / "decode.json"
+        proc = subprocess.run([sys.executable, "-m", "playground.bench.decode_bandwidth", "--json", str(out),
+                               *(["--quick"] if quick else [])], env=_env(), capture_output=True, text=True,
+                              timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"decode bench failed: {proc.stderr[-2000:]}")
+        return [Result(**row(quick, json.loads(out.read_text())))]
+
+
 def bench_tokenizers(quick: bool) -> list[Result]:
     from playground.bench.tokens import rows
     return [Result(**r) for r in rows(quick)]
@@ -216,7 +231,7 @@ BENCHES: dict[str, Callable[[bool], list[Result]]] = {
     "seed": bench_seed, "shakespeare": bench_shakespeare, "generation": bench_generation,
     "gui": bench_gui, "startup": bench_startup, "threads": bench_threads, "soak": bench_soak,
     "serve": bench_serve, "tokenizers": bench_tokenizers, "estimates": bench_estimates,
-    "gpu": bench_gpu, "finetune": bench_finetune, "busy": bench_busy,
+    "gpu": bench_gpu, "finetune": bench_finetune, "busy": bench_busy, "decode": bench_decode,
 }
 
 
