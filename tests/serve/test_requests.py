@@ -257,7 +257,8 @@ def asgi(middleware, scope: dict, messages=(), receive=None) -> tuple[list, list
     async def send(message):
         sent.append(message)
 
-    async def app(scope, receive, send):
+    async def app(given, receive, send):
+        assert given is scope  # the request passes on as it came
         while True:
             message = await receive()
             received.append(message)
@@ -287,7 +288,8 @@ def test_the_key_check_by_hand():
     assert body["error"]["message"] == "no API key: send it as 'Authorization: Bearer KEY'"
     for header in (bearer(b"k3"), bearer(b"k"), bearer(b"k1x"), [(b"authorization", b"Basic k1")]):
         status, body, _ = check(http_scope(headers=header))
-        assert status == 401 and body["error"]["message"] == "the API key is not valid", header
+        assert body == {"error": {"message": "the API key is not valid", "type": "authentication_error",
+                                  "param": None, "code": "invalid_api_key"}} and status == 401, header
     assert check(http_scope(headers=bearer(b"")))[1]["error"]["message"].startswith("no API key")
     for header in (bearer(b"k1"), bearer(b"k2"), bearer(b" k2 ")):   # any of the keys, spaces aside
         assert check(http_scope(headers=header))[0] == 200
@@ -303,6 +305,8 @@ def test_the_body_limit_by_hand():
     from playground.serve.limits import BodyLimit
     from playground.serve.openai_shapes import APIError
     limit = lambda app: BodyLimit(app, max_bytes=10, read_timeout_s=0.05)  # noqa: E731
+    assert BodyLimit(None, 10).read_timeout_s == 30.0 and BodyLimit(None, 10**6).too_large().body["error"][
+        "message"] == "the request body is larger than this server's limit of 1,000,000 bytes"
     # by Content-Length: refused before the app runs, in the one shape and code
     sent, received = asgi(limit, http_scope(headers=[(b"content-length", b"11")]))
     body = json.loads(sent[1]["body"])
@@ -335,6 +339,7 @@ def test_the_body_limit_by_hand():
         return events.pop(0)
 
     async def patient(scope, receive, send):
+        assert scope["type"] in ("http", "lifespan")   # the scope passes on as it came
         assert (await receive())["body"] == b"ok"
         await asyncio.sleep(0.1)
         assert (await receive())["type"] == "http.disconnect"
@@ -360,7 +365,10 @@ def test_an_api_error_is_sent_whole_with_its_headers():
     async def send(message):
         sent.append(message)
     error = APIError(503, "busy", "server_error", param="p", code="c", headers={"Retry-After": "1"})
-    assert (error.status, error.status_code, error.headers) == (503, 503, {"Retry-After": "1"})
+    assert (error.status, error.status_code, error.headers, error.detail) == (503, 503, {"Retry-After": "1"}, "busy")
+    plain = APIError(400, "bad")
+    assert (plain.body, plain.detail, plain.headers) == ({"error": {
+        "message": "bad", "type": "invalid_request_error", "param": None, "code": None}}, "bad", None)
     asyncio.run(answer(send, error))
     assert sent[0] == {"type": "http.response.start", "status": 503, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(sent[1]["body"])).encode()),
@@ -375,16 +383,19 @@ def test_request_shapes_by_hand():
 
     from playground.serve.openai_shapes import ChatRequest, CompletionRequest, error, ignored_header, usage
     ask = lambda **fields: CompletionRequest(model="m", prompt="p", **fields)  # noqa: E731
-    assert ask(stop="x").stop == ["x"] and ask(stop=["a", "", "b"]).stop == ["a", "b"] and ask(stop=[]).stop == []
+    assert ask(stop="xy").stop == ["xy"] and ask(stop=["a", "", "b"]).stop == ["a", "b"] and ask(stop=[]).stop == []
     assert ask(stop=["a", "b", "c", "d"]).stop == ["a", "b", "c", "d"]
     with pytest.raises(ValidationError, match="at most 4 stop strings"):
         ask(stop=["a", "b", "c", "d", "e"])
-    with pytest.raises(ValidationError, match=r"lone surrogate \(\\ud800 at character 2\)"):
+    with pytest.raises(ValidationError) as lone:
         ask(stop=["ok\ud800"])
+    assert [(e["type"], e["loc"], e["msg"]) for e in lone.value.errors()] == [("lone_surrogate", ("stop",), (
+        "holds a lone surrogate (\\ud800 at character 2), which is not a character: send valid Unicode text"))]
     assert CompletionRequest(model="m", prompt=["one"]).prompt == "one"
     for prompts in ([], ["a", "b"]):
-        with pytest.raises(ValidationError, match="exactly one string"):
+        with pytest.raises(ValidationError) as many:
             CompletionRequest(model="m", prompt=prompts)
+        assert many.value.errors()[0]["msg"] == "Value error, one prompt per request (a list must hold exactly one string)"
     with pytest.raises(ValidationError, match=r"\\udfff at character 0"):
         CompletionRequest(model="m", prompt=["\udfff"])
     assert not ask().include_usage and not ask(stream_options={}).include_usage
@@ -433,6 +444,7 @@ def test_what_check_refuses_before_the_prompt_is_read():
     assert (check(limit=1000), check(limit=1000, chat=True), check(limit=10), check(limit=10, chat=True)) == (
         16, 256, 10, 10)
     assert check(max_tokens=100) == 100 and check(max_tokens=1) == 1
+    assert check(max_tokens=7, max_completion_tokens=9) == 7  # a chat field: unknown to completions
     assert check(chat=True, max_tokens=7) == 7 and check(chat=True, max_tokens=7, max_completion_tokens=9) == 9
     wrong = refusal(max_tokens=101)
     assert (wrong.status, wrong.body["error"]["param"]) == (400, "max_tokens")
@@ -443,6 +455,7 @@ def test_what_check_refuses_before_the_prompt_is_read():
     assert (wrong.status, wrong.body["error"]["param"]) == (400, "n")
     assert wrong.body["error"]["message"] == "n 5 is more choices than this server decodes at once (4, its --max-concurrent)"
     wrong = refusal(model="other")
+    assert wrong.body["error"]["message"] == "the model 'other' does not exist; this server has 'm'"
     assert (wrong.status, wrong.body["error"]["code"], wrong.body["error"]["param"]) == (404, "model_not_found", "model")
     wrong = refusal(suffix="s")
     assert (wrong.status, wrong.body["error"]["code"], wrong.body["error"]["param"]) == (400, "unsupported_parameter", "suffix")
