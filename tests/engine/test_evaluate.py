@@ -174,6 +174,7 @@ def test_score_text_counts_characters_and_unknown_ones_exactly():
     total, n = loss_sum(model, torch.tensor(tok.encode("abcab")), 8)
     assert (score.tokens, score.characters, score.unknown_characters, score.unknown) == (4, 4, 2, ("x", "y"))
     assert n == 4 and score.loss == pytest.approx(total / 4, rel=1e-6)
+    assert (score_text(model, tok, "ab").tokens, score_text(model, tok, "xaby").characters) == (1, 1)  # two are enough
 
 
 def test_task_scores_and_answers_by_hand():
@@ -193,7 +194,12 @@ def test_task_scores_and_answers_by_hand():
     assert score.failures == (Answer("ab", wrong, greedy), Answer("ab", wrong[:1], greedy[:1]))
     assert score.to_dict() == {"total": 5, "correct": 2, "accuracy": 0.4, "failures": [
         {"prompt": "ab", "expected": wrong, "got": greedy}, {"prompt": "ab", "expected": wrong[:1], "got": greedy[:1]}]}
-    assert len(score_tasks(model, tok, tasks[2:]).failures) == 3  # five kept by default
+    assert len(score_tasks(model, tok, [Task("ab", wrong)] * 6).failures) == 5  # five kept by default
+    # an empty prompt starts from start_char (the training text's first character), else the first id
+    from_c = generate(model, tok, "", SampleConfig(max_new_chars=3, temperature=0), "c")
+    assert from_c != generate(model, tok, "", SampleConfig(max_new_chars=3, temperature=0))
+    assert answer(model, tok, Task("", from_c), "c").correct and not answer(model, tok, Task("", from_c)).correct
+    assert score_tasks(model, tok, [Task("", from_c)], "c").correct == 1
     assert answer(model, tok, Task("ab", greedy[:2])) == Answer("ab", greedy[:2], greedy[:2])
     assert answer(model, tok, Task("zz", "a")) == Answer("zz", "a", "")  # no known character: no answer
     assert Answer("p", "ab", "abc").correct and not Answer("p", "ab", "a").correct and Answer("p", "", "x").correct
