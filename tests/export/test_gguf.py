@@ -276,3 +276,8 @@ def test_a_never_winning_row_by_hand():
     assert gguf_file.never_row(weight, torch.cat([gain[:7], torch.zeros(1)]), bias) is None  # a zero gain
     assert gguf_file.never_row(weight, gain, torch.zeros(8)) is None            # S = 0
     assert gguf_file.never_row(weight, gain, bias * 1e-9) is None               # S too small for float32
+    for scale, usable in ((5e-6, True), (3e-6, False)):   # float32's rounding of Σn: about 25, then 42 > 60 / 2
+        small = bias.double() * scale
+        K = float(((W * g).norm(dim=1) * 8 ** 0.5 + (W @ small).abs()).max()) + 60.0
+        rounding = K / abs(float((small / g).sum())) * (8 + float((small / g).abs().sum())) * 1e-6
+        assert (rounding < 30) is usable and (gguf_file.never_row(weight, gain, bias * scale) is not None) is usable
