@@ -149,6 +149,10 @@ def test_full_loss_is_the_mean_over_every_target_in_any_batch_size():
     whole = float(torch.cat([_window_losses(model, ids[:9], s, 4) for s in (0, 4)]).sum())
     for batch_size in (1, 2):
         assert loss_sum(model, ids[:9], 4, batch_size) == (pytest.approx(whole, rel=1e-5), 8)
+    # 9 targets: windows at 0 and 4, then the tail window at 5 counts its last target only
+    nine = float(torch.cat([_window_losses(model, ids[:10], 0, 4), _window_losses(model, ids[:10], 4, 4),
+                            _window_losses(model, ids[:10], 5, 4)[3:]]).sum())
+    assert loss_sum(model, ids[:10], 4) == (pytest.approx(nine, rel=1e-5), 9)
     assert full_loss(model, ids[:1], 4) is None and full_loss(model, ids[:0], 4) is None
     assert full_loss(model, ids[:2], 4) == pytest.approx(float(_window_losses(model, ids[:2], 0, 1)[0]), rel=1e-5)
     model.train()  # scored in eval mode, and left as it was found
@@ -204,3 +208,22 @@ def test_task_scores_and_answers_by_hand():
     assert answer(model, tok, Task("zz", "a")) == Answer("zz", "a", "")  # no known character: no answer
     assert Answer("p", "ab", "abc").correct and not Answer("p", "ab", "a").correct and Answer("p", "", "x").correct
     assert TaskScore(0, 0, ()).accuracy == 0.0 and TaskScore(4, 3, ()).accuracy == 0.75
+
+
+def test_windows_go_to_the_model_in_batches_of_batch_size():
+    """69 targets in windows of one: batches of 64 (the default) and the 5 left, or of batch_size."""
+    from playground.engine.analysis.evaluation import full_loss
+    model = GPT(ModelConfig(vocab_size=3, n_layer=1, n_head=1, n_embd=4, block_size=1)).eval()
+    rows = []
+    real = model.forward
+
+    def counting(x, *args, **kwargs):
+        rows.append(len(x))
+        return real(x, *args, **kwargs)
+    model.forward = counting  # on the instance, for this test only
+    ids = torch.arange(70) % 3
+    full_loss(model, ids, 1)
+    assert rows == [64, 5]
+    rows.clear()
+    full_loss(model, ids, 1, batch_size=30)
+    assert rows == [30, 30, 9]

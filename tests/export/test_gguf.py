@@ -281,3 +281,7 @@ def test_a_never_winning_row_by_hand():
         K = float(((W * g).norm(dim=1) * 8 ** 0.5 + (W @ small).abs()).max()) + 60.0
         rounding = K / abs(float((small / g).sum())) * (8 + float((small / g).abs().sum())) * 1e-6
         assert (rounding < 30) is usable and (gguf_file.never_row(weight, gain, bias * scale) is not None) is usable
+    # large ratios b/g that cancel in S: their sizes add to the rounding (here about 57 > 30)
+    cancelling = gain * torch.tensor([50.0, -50.0 + 5e-4, 0, 0, 0, 0, 0, 0])
+    assert gguf_file.never_row(weight, gain, cancelling) is None
+    assert gguf_file.never_row(weight, gain, gain * torch.tensor([50.0, -50.0 + 2e-3, 0, 0, 0, 0, 0, 0])) is not None
