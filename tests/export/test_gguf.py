@@ -242,7 +242,7 @@ def test_the_gguf_names_and_vocabulary_by_hand():
 
 def test_the_rotary_gguf_names_by_hand():
     tokenizer = CharTokenizer.from_text(TEXT)
-    model = random_model(tokenizer, position="rope", head_bias=False, rope_base=500.0)
+    model = random_model(tokenizer, position="rope", head_bias=False, rope_base=500.0, tie_embeddings=True)
     sd = model.state_dict()
     plan = gguf_file.convert(model, tokenizer)
     assert (plan.arch, plan.exact_activation, plan.notes[-1]) == (
@@ -256,6 +256,8 @@ def test_the_rotary_gguf_names_by_hand():
     rebuilt = gguf_file.rebuild({k: torch.from_numpy(v) for k, v in plan.tensors.items()}, model.config, 1e-4,
                                 len(plan.tokens))
     assert rebuilt.config.activation == "gelu_tanh" and not rebuilt.config.head_bias and not rebuilt.training
+    assert not rebuilt.config.tie_embeddings   # llama.cpp's head is its own tensor (here with the end-of-text row)
+    assert rebuilt.wte.weight[15].abs().sum() == 0 < rebuilt.lm_head.weight[15].abs().sum()
     assert all(m.eps == 1e-4 for m in rebuilt.modules() if isinstance(m, torch.nn.LayerNorm))
     for name, tensor in rebuilt.state_dict().items():
         if name in sd and "inv_freq" not in name:   # the inverse of the mapping (and the end-of-text row)
