@@ -1,15 +1,21 @@
 """Checkpoints: round trip, resume, and a worded error for every kind of bad file."""
 
 import json
+import os
+import re
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from playground.engine.data.tokenizer import CharTokenizer
 from playground.engine.errors import CheckpointError
 from playground.engine.events import Step
 from playground.engine.model import checkpoint
+from playground.engine.model.gpt import GPT
 from playground.engine.training.trainer import Trainer
 
 
@@ -162,3 +168,160 @@ def test_an_optimizer_file_from_another_save_is_refused(trained, saved, tmp_path
         checkpoint.load(saved)
     ckpt = checkpoint.load(saved, with_optimizer=False)
     assert ckpt.optimizer_state is None and ckpt.state["step"] == 30
+
+
+# Two optimizers' state as torch writes it, with a plain number among the tensors and a tensor
+# learning rate (torch allows one): numbers come back as tensors, group settings as plain JSON.
+STATE = [{"state": {0: {"step": 3, "exp_avg": torch.arange(4.0)}},
+          "param_groups": [{"lr": torch.tensor(0.25), "betas": (0.9, 0.99), "params": [0]}]},
+         {"state": {0: {"momentum_buffer": torch.ones(2, 2)}, 5: {"momentum_buffer": torch.zeros(3)}},
+          "param_groups": [{"lr": 0.02, "params": [0, 5]}]}]
+
+
+def _tiny(cfg, **kwargs):
+    torch.manual_seed(0)
+    return checkpoint.Checkpoint(GPT(cfg), CharTokenizer(list("abcdefghijklm")), **kwargs)
+
+
+def test_optimizer_state_comes_back_per_optimizer_numbers_as_tensors(tmp_path, tiny_model_cfg):
+    path = checkpoint.save(tmp_path / "m", _tiny(tiny_model_cfg, optimizer_state=STATE))
+    first, second = checkpoint.load(path).optimizer_state
+    assert first["param_groups"] == [{"lr": 0.25, "betas": [0.9, 0.99], "params": [0]}]
+    assert second["param_groups"] == [{"lr": 0.02, "params": [0, 5]}]
+    assert list(first["state"]) == [0] and sorted(second["state"]) == [0, 5]
+    assert torch.equal(first["state"][0]["step"], torch.tensor(3))
+    assert torch.equal(first["state"][0]["exp_avg"], torch.arange(4.0))
+    assert torch.equal(second["state"][0]["momentum_buffer"], torch.ones(2, 2))
+    assert torch.equal(second["state"][5]["momentum_buffer"], torch.zeros(3))
+
+
+def test_a_save_writes_beside_its_target_and_the_next_save_clears_what_a_killed_one_left(
+        tmp_path, monkeypatch, tiny_model_cfg):
+    assert checkpoint.optimizer_path(tmp_path / "m.safetensors") == tmp_path / "m.optim.safetensors"
+    renamed, real_replace = [], os.replace
+
+    def recording(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", recording)
+    ckpt = _tiny(tiny_model_cfg, optimizer_state=STATE)
+    path = checkpoint.save(tmp_path / "m", ckpt)
+    monkeypatch.undo()
+    assert path == tmp_path / "m.safetensors"
+    assert [dst for _, dst in renamed] == [tmp_path / "m.optim.safetensors", path]  # optimizer first
+    for src, dst in renamed:  # a hidden temporary beside the file: the rename stays on one disk
+        assert src.parent == dst.parent and re.fullmatch(rf"\.{re.escape(dst.name)}\.\w+\.tmp", src.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.optim.safetensors", "m.safetensors"]
+    assert [p.stat().st_mode & 0o777 for p in sorted(tmp_path.iterdir())] == [0o644, 0o644]
+    for src, _ in renamed:  # what a save killed before its renames leaves behind
+        src.write_bytes(b"half a file")
+    (tmp_path / "notes.tmp").write_bytes(b"not ours")
+    checkpoint.save(path, ckpt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.optim.safetensors", "m.safetensors", "notes.tmp"]
+
+
+def test_a_damaged_foreign_or_stale_optimizer_file_is_named(tmp_path, tiny_model_cfg):
+    ckpt = _tiny(tiny_model_cfg, optimizer_state=STATE)
+    path = checkpoint.save(tmp_path / "m", ckpt)
+    opt = checkpoint.optimizer_path(path)
+    earlier = opt.read_bytes()
+    opt.write_bytes(earlier + bytes(8))  # the framing holds; the data is longer than its tensors
+    with pytest.raises(CheckpointError, match=r"^m\.optim\.safetensors is damaged: .*not fully covered"):
+        checkpoint.load(path)
+    save_file({"w": torch.zeros(1)}, str(opt))
+    with pytest.raises(CheckpointError, match=r"^m\.optim\.safetensors is a safetensors file but not a GPT "
+                                              r"Playground model \(no playground metadata\)$"):
+        checkpoint.load(path)
+    checkpoint.save(path, ckpt)
+    opt.write_bytes(earlier)
+    with pytest.raises(CheckpointError, match=r"^m\.optim\.safetensors belongs to a different save of "
+                                              r"m\.safetensors; delete it to continue training without "
+                                              r"the optimizer state$"):
+        checkpoint.load(path)
+    opt.unlink()  # no optimizer file: the model opens without its state
+    assert checkpoint.load(path).optimizer_state is None
+    path.write_bytes(path.read_bytes() + bytes(8))
+    with pytest.raises(CheckpointError, match=r"^m\.safetensors is damaged: .*not fully covered"):
+        checkpoint.load(path)
+
+
+def test_tied_weights_views_and_numpy_numbers_are_saved_by_value(tmp_path, tiny_model_cfg):
+    cfg = tiny_model_cfg.replace(tie_embeddings=True, head_bias=False)
+    buf = torch.arange(6.0)  # two overlapping views of one buffer, as a hand-made optimizer might keep
+    state = [{"state": {0: {"exp_avg": buf[:4], "exp_avg_sq": buf[2:]}}, "param_groups": [{"lr": 0.1}]}]
+    ckpt = _tiny(cfg, state={"loss": np.float32(1.5), "val_loss": torch.tensor(2.5)}, optimizer_state=state)
+    assert ckpt.model.lm_head.weight is ckpt.model.wte.weight
+    back = checkpoint.load(checkpoint.save(tmp_path / "m", ckpt))
+    assert back.state == {"loss": 1.5, "val_loss": 2.5}
+    assert torch.equal(back.model.wte.weight, ckpt.model.wte.weight) and back.model.lm_head.weight is back.model.wte.weight
+    (opt,) = back.optimizer_state
+    assert opt["state"][0]["exp_avg"].tolist() == [0, 1, 2, 3] and opt["state"][0]["exp_avg_sq"].tolist() == [2, 3, 4, 5]
+
+
+def test_save_errors_name_the_file_and_the_reason(tmp_path, monkeypatch, tiny_model_cfg):
+    missing = tmp_path / "gone"
+    with pytest.raises(CheckpointError, match=f"^{re.escape(f'cannot save to {missing}/m.safetensors: folder {missing} does not exist')}$"):
+        checkpoint.save(missing / "m", _tiny(tiny_model_cfg))
+    for error, reason in [(OSError(28, "No space left on device"), "No space left on device"),
+                          (OSError("the disk went away"), "the disk went away")]:  # no strerror: the error itself
+
+        def failing(fd, error=error):
+            raise error
+        monkeypatch.setattr(os, "fsync", failing)
+        with pytest.raises(CheckpointError, match=f"^could not save m.safetensors: {reason}; "
+                                                  r"the previous file \(if any\) is unchanged$"):
+            checkpoint.save(tmp_path / "m", _tiny(tiny_model_cfg))
+
+
+def _rewrite(path, out, meta_change=None, tensors_change=None):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["playground"])
+    tensors = load_file(str(path))
+    if meta_change:
+        meta_change(meta)
+    if tensors_change:
+        tensors_change(tensors)
+    save_file(tensors, str(out), metadata={"playground": json.dumps(meta)})
+    return out
+
+
+def test_a_model_file_must_hold_complete_valid_settings_and_exactly_their_tensors(tmp_path, tiny_model_cfg):
+    path = checkpoint.save(tmp_path / "m", _tiny(tiny_model_cfg, state={"step": 7}))
+    bad = tmp_path / "x.safetensors"
+
+    def refused(words, **changes):
+        with pytest.raises(CheckpointError, match=f"^{re.escape(words)}"):
+            checkpoint.load(_rewrite(path, bad, **changes))
+    refused("x.safetensors has incomplete metadata (missing 'model_config')", meta_change=lambda m: m.pop("model_config"))
+    refused("x.safetensors has incomplete metadata (missing 'tokenizer')", meta_change=lambda m: m.pop("tokenizer"))
+    refused("x.safetensors has invalid settings: ", meta_change=lambda m: m["model_config"].update(n_head=3))
+    refused("x.safetensors has invalid settings: ",
+            meta_change=lambda m: m.update(train_config={"learning_rate": -1.0}))
+
+    def reshape(t):
+        t["wte.weight"] = torch.zeros(13, 4)
+        t["zzz.weight"] = torch.zeros(1)
+        for name in ("lm_head.bias", "ln_f.bias", "ln_f.weight", "wpe.weight"):
+            del t[name]
+    refused("x.safetensors does not match its own settings (missing ['lm_head.bias', 'ln_f.bias', 'ln_f.weight'], "
+            "wrong shape ['wte.weight'], unexpected ['zzz.weight'])", tensors_change=reshape)
+    # what a file may leave out: the training settings, the progress, the optimizer file
+    loaded = checkpoint.load(_rewrite(path, bad, meta_change=lambda m: m.update(state=None, train_config=None)))
+    assert loaded.state == {} and loaded.train_config is None and loaded.optimizer_state is None
+    assert checkpoint.load(path).state == {"step": 7}
+    # half-precision weights open as float32 with the same values
+    half = checkpoint.load(_rewrite(path, bad, tensors_change=lambda t: t.update({k: v.half() for k, v in t.items()})))
+    assert all(p.dtype == torch.float32 for p in half.model.parameters())
+    assert torch.equal(half.model.wte.weight, checkpoint.load(path).model.wte.weight.half().float())
+
+
+def test_an_optimizer_file_is_read_only_when_the_model_file_says_it_has_one(tmp_path, tiny_model_cfg):
+    with_state = checkpoint.save(tmp_path / "a", _tiny(tiny_model_cfg, optimizer_state=STATE))
+    without = checkpoint.save(tmp_path / "m", _tiny(tiny_model_cfg))
+    assert not checkpoint.optimizer_path(without).exists()
+    checkpoint.optimizer_path(without).write_bytes(checkpoint.optimizer_path(with_state).read_bytes())
+    assert checkpoint.load(without).optimizer_state is None  # not its own: never read
+    assert checkpoint.load(with_state).optimizer_state is not None
+    assert checkpoint.load(with_state, with_optimizer=False).optimizer_state is None
