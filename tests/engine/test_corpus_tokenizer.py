@@ -155,3 +155,24 @@ def test_encode_array_type_progress_and_unknown_characters():
     with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['0', '1', '2', '3', '4', "
                                           r"'5', '6', '7', '8', '9'\]$"):
         tok.encode_array("a" + "".join(reversed("0123456789:")) + "z")  # the first ten, sorted
+
+
+def test_a_character_vocabulary_is_distinct_single_characters_and_its_dict_is_checked():
+    import re
+
+    from playground.engine.errors import ConfigError
+    single = "vocabulary must be a list of single characters"
+    for chars, words in [([], "vocabulary is empty: the corpus has no characters"), (["ab"], single),
+                         (["a", ""], single), (["a", 1], single), (["a", "b", "a"], "vocabulary has repeated characters")]:
+        with pytest.raises(ConfigError, match=f"^{re.escape(words)}$"):
+            CharTokenizer(chars)
+    tok = CharTokenizer(["b", "a", "\ud800"])  # kept in the given order; a lone surrogate as its UTF-8-ish bytes
+    assert (tok.vocab_size, tok.stoi, tok.kind) == (3, {"b": 0, "a": 1, "\ud800": 2}, "char")
+    assert [tok.token_bytes(i) for i in range(3)] == [b"b", b"a", b"\xed\xa0\x80"]
+    assert tok.label(2) == "\ud800" and tok.decode([1, 0]) == "ab" and tok.encode("ab") == [1, 0]
+    assert tok.to_dict() == {"type": "char", "chars": "ba\ud800"} and tok.describe() == "characters: 3 distinct"
+    assert CharTokenizer.from_dict(tok.to_dict()).chars == ["b", "a", "\ud800"]
+    assert CharTokenizer.from_text("hello").chars == ["e", "h", "l", "o"]
+    for data in ("ba", {"type": "bpe", "chars": "ba"}, {"type": "char", "chars": ["b"]}, {"type": "char"}):
+        with pytest.raises(ConfigError, match=re.escape("vocabulary must be an object {'type': 'char', 'chars': '...'}")):
+            CharTokenizer.from_dict(data)
