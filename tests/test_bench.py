@@ -104,3 +104,20 @@ def test_the_estimate_reads_as_a_sentence():
         "about 92.0 MB of memory, ~1 ms per step, under 1 s for 10 steps"
     assert Estimate(0.157, 0.5, 98.3, 3e8).describe(600).endswith("~1.6 min for 600 steps")
     assert Estimate(0.157, 0.5, 5400, 3e8).describe(600).endswith("~1.5 h for 600 steps")
+
+
+def test_the_decode_limit_counts_every_weight_a_token_reads():
+    from playground.bench.decode_bandwidth import read_bandwidth, step_bytes
+    from playground.engine.config import ModelConfig
+    from playground.engine.model.gpt import GPT
+    C, L, V = 16, 2, 50
+    model = GPT(ModelConfig(vocab_size=V, n_layer=L, n_head=2, n_embd=C, block_size=8, tie_embeddings=True,
+                            head_bias=False))
+    # per block: qkv 3C x C, projection C x C, MLP 4C x C twice; the head V x C (the tied embedding)
+    matrices = L * (3 * C * C + C * C + 2 * 4 * C * C) + V * C
+    biases = L * (3 * C + C + 4 * C + C)       # every linear's bias (a tied head has none)
+    norms = (2 * L + 1) * 2 * C                # two per block and the final one, weight and bias
+    rows = 2 * C                               # one row of the token and position tables
+    assert step_bytes(model, False) == 4 * (matrices + biases + norms + rows)
+    assert step_bytes(model, True) == matrices + 4 * (biases + norms + rows)
+    assert 1e8 < read_bandwidth(1, gib=0.01, repeats=2) < 1e13
