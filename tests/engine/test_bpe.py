@@ -269,6 +269,8 @@ def test_encode_array_uses_the_smallest_type_and_reports_progress_per_16_pieces(
     assert old.describe() == "byte-level BPE: 256 tokens (0 merges)"
     small = old.encode_array("abab cd")
     assert small.dtype == np.uint8 and small.tolist() == old.encode("abab cd")
+    with_end = BPETokenizer.train("abab cd", 256)  # 257 ids: the last, 256, needs more than a byte
+    assert with_end.encode_array("a<|endoftext|>").tolist() == [with_end.encode("a")[0], 256]
 
 
 def test_a_padded_vocabulary_travels_in_the_model_file_within_its_bounds():
@@ -286,8 +288,8 @@ def test_a_padded_vocabulary_travels_in_the_model_file_within_its_bounds():
         with pytest.raises(ConfigError, match=re.escape(f"the BPE tokenizer's padding {bad!r} is not a size")):
             BPETokenizer.from_dict({"type": "bpe", "json": raw, "pad_to": bad})
     for bad in ("junk", None, {"type": "bpe"}, {"type": "bpe", "json": 3}):
-        with pytest.raises(ConfigError, match=re.escape(
-                "a BPE tokenizer must be an object {'type': 'bpe', 'json': '...'}")):
+        with pytest.raises(ConfigError, match="^" + re.escape(
+                "a BPE tokenizer must be an object {'type': 'bpe', 'json': '...'}") + "$"):
             BPETokenizer.from_dict(bad)
     wordlevel = json.loads(raw)
     wordlevel["pre_tokenizer"] = {"type": "Whitespace"}

@@ -74,3 +74,5 @@ def test_muon_takes_the_blocks_weight_matrices_and_adamw_the_rest():
     assert group_names(adam) == [(3e-3, 0.2, ["lm_head.weight", "wpe.weight", "wte.weight"]),
                                  (3e-3, 0.0, vectors)]
     assert all(g["betas"] == (0.7, 0.9) for g in adam.param_groups)
+    fused_on_cpu = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)
+    assert adam.defaults["fused"] is fused_on_cpu
