@@ -152,6 +152,8 @@ def test_encode_array_type_progress_and_unknown_characters():
     assert seen == [1.0]
     with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['\+', 'x'\]$"):
         tok.encode_array("abc+x")  # '+' below the highest known code point, 'x' above it
+    with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['\+'\]$"):
+        tok.encode_array("a+b")  # below alone: a hole in the lookup table, not past its end
     with pytest.raises(PromptError, match=r"^characters not in the vocabulary: \['0', '1', '2', '3', '4', "
                                           r"'5', '6', '7', '8', '9'\]$"):
         tok.encode_array("a" + "".join(reversed("0123456789:")) + "z")  # the first ten, sorted
