@@ -176,5 +176,6 @@ def test_a_character_vocabulary_is_distinct_single_characters_and_its_dict_is_ch
     assert CharTokenizer.from_dict(tok.to_dict()).chars == ["b", "a", "\ud800"]
     assert CharTokenizer.from_text("hello").chars == ["e", "h", "l", "o"]
     for data in ("ba", {"type": "bpe", "chars": "ba"}, {"type": "char", "chars": ["b"]}, {"type": "char"}):
-        with pytest.raises(ConfigError, match=re.escape("vocabulary must be an object {'type': 'char', 'chars': '...'}")):
+        with pytest.raises(ConfigError, match="^" + re.escape("vocabulary must be an object {'type': 'char', "
+                                                            "'chars': '...'}") + "$"):
             CharTokenizer.from_dict(data)
