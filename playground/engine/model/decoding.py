@@ -234,7 +234,9 @@ class CachedRows:
             else:
                 x = x + self.wpe[p]
             slot, rows = p % W, 0
-            valid = None if p + 1 >= W else (self._slot_numbers <= p).view(1, 1, 1, W)
+            # slots fill in order until the window is full: attend to the filled ones only
+            # (a block of 1,024 with 50 positions seen reads 50 slots, not 1,024)
+            n, valid = min(p + 1, W), None
         else:
             pos = torch.tensor(positions)
             x = self.wte[torch.tensor(tokens)]  # (B, C)
@@ -244,9 +246,11 @@ class CachedRows:
             else:
                 x = x + self.wpe[pos]
             slot, rows = pos % W, self._row_numbers[:B]
-            # which slots each row may see: all once its window is full, else 0..position
-            valid = None if min(positions) + 1 >= W else \
-                (self._slot_numbers[None, :] <= pos[:, None]).view(B, 1, 1, W)
+            # the slots any row has filled (they fill in order until the window is full), and
+            # which of them each row may see: all once its window is full, else 0..position
+            n = min(max(positions) + 1, W)
+            valid = None if min(positions) + 1 >= n else \
+                (self._slot_numbers[None, :n] <= pos[:, None]).view(B, 1, 1, n)
         for (keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2) in \
                 zip(self._packed(B), self.layers):
             qkv = linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
@@ -257,7 +261,8 @@ class CachedRows:
                 q, k = qkv[:, 0], qkv[:, 1]
             keys[rows, :, slot] = k
             values[rows, :, slot] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values, attn_mask=valid)
+            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys[:, :, :n], values[:, :, :n],
+                                               attn_mask=valid)
             x = x + linear(y.reshape(B, C), wp, bp)
             x = x + linear(F.gelu(linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf), approximate=self.gelu),
                            wm, bm)
