@@ -19,8 +19,8 @@ def add_arguments(g) -> None:
     g.add_argument("--top-p", type=number, default=1.0, help="nucleus mass (1: all)")
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument("--int8", action="store_true",
-                   help="8-bit weights for each new token (x86 CPUs): about 2-3x faster on large "
-                        "models, log-probabilities within a few hundredths of float32's")
+                   help="8-bit weights for each new token (x86 CPUs): 1.4x faster on a model of GPT-2 "
+                        "small's size, log-probabilities within about 0.1 of float32's")
 
 
 def run(args) -> int:

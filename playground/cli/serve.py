@@ -51,8 +51,8 @@ def add_arguments(s) -> None:
     s.add_argument("--no-batch", action="store_true",
                    help="decode requests one by one instead of in one batched step (to compare)")
     s.add_argument("--int8", action="store_true",
-                   help="8-bit weights for each new token (x86 CPUs): faster on large models, "
-                        "log-probabilities within a few hundredths of float32's")
+                   help="8-bit weights for each new token (x86 CPUs): 1.4x faster on a model of GPT-2 "
+                        "small's size, log-probabilities within about 0.1 of float32's")
 
 
 def served_for(args):

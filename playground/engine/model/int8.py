@@ -8,8 +8,11 @@ linear, the kernel `torch.ao.quantization.quantize_dynamic` uses; 7-bit inputs, 
 chooses for fbgemm, so the int16 sums inside the kernel cannot saturate). The prompt's prefill and
 a learned-position window past the block still run through GPT.forward in float32.
 
-Not exact: logits move by a few hundredths (tests/engine/test_int8.py holds the log-probabilities
-to the float32 model within a bound). Needs torch's fbgemm (x86 CPUs); elsewhere it refuses.
+Not exact: on GPT-2 small's shape (random weights) log-probabilities moved by up to 0.12 and the
+greedy choice stayed the same 63 times in 64 (bench decode); tests/engine/test_int8.py holds a
+small model within 0.05. Measured: 1.40x float32's tokens/s there, but only 29% of what a quarter
+of the bytes would allow: the kernel quantizes each input row and its int8 sums cost more than the
+bytes they save. Needs torch's fbgemm (x86 CPUs); elsewhere it refuses.
 """
 
 from __future__ import annotations
