@@ -179,3 +179,12 @@ def test_a_character_vocabulary_is_distinct_single_characters_and_its_dict_is_ch
         with pytest.raises(ConfigError, match="^" + re.escape("vocabulary must be an object {'type': 'char', "
                                                             "'chars': '...'}") + "$"):
             CharTokenizer.from_dict(data)
+
+
+def test_a_character_above_every_known_one_is_refused_by_the_fast_encoder():
+    """encode_array looks characters up in a table as long as the highest known code point;
+    one beyond it (here the euro sign after 'a'-'c') is unknown, never some other id."""
+    tok = CharTokenizer("abc")
+    with pytest.raises(PromptError, match="€"):
+        tok.encode_array("ab€c")
+    assert tok.encode_array("cab").tolist() == [2, 0, 1]

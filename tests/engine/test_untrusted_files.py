@@ -229,3 +229,20 @@ def test_the_playground_metadata_is_checked_with_a_reason_for_each_fault(tmp_pat
     assert checkpoint._metadata(f, {"__metadata__": {"playground": json.dumps(meta)}}, "gpt-playground") == meta
     with pytest.raises(CheckpointError, match=re.escape("(format 'gpt-playground')")):
         checkpoint._metadata(f, {"__metadata__": {"playground": json.dumps(meta)}}, "gpt-playground-optimizer")
+
+
+def test_the_header_length_is_unsigned_and_its_limit_is_inclusive(tmp_path):
+    """A length field of all ones is 2**64 - 1 bytes, not -1; a header of exactly the limit
+    passes the size check (and fails later, as JSON), one byte more does not."""
+    huge = tmp_path / "huge.safetensors"
+    huge.write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(CheckpointError, match="claims 18,446,744,073,709,551,615 bytes"):
+        checkpoint.read_header(huge)
+    for n, claimed in [(checkpoint.MAX_HEADER_BYTES, False), (checkpoint.MAX_HEADER_BYTES + 1, True)]:
+        path = tmp_path / f"h{n}.safetensors"
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", n))
+            f.truncate(8 + n + 8)  # sparse: room for the header and more
+        with pytest.raises(CheckpointError) as caught:
+            checkpoint.read_header(path)
+        assert ("claims" in str(caught.value)) == claimed, str(caught.value)
