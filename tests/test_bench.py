@@ -121,3 +121,14 @@ def test_the_decode_limit_counts_every_weight_a_token_reads():
     assert step_bytes(model, False) == 4 * (matrices + biases + norms + rows)
     assert step_bytes(model, True) == matrices + 4 * (biases + norms + rows)
     assert 1e8 < read_bandwidth(1, gib=0.01, repeats=2) < 1e13
+
+
+def test_the_estimate_charges_dropout_per_masked_element():
+    """Dropout masks the attention probabilities (layers x heads x T x T a window) and the
+    residual stream (the embeddings and two per layer, T x C a window): each element costs."""
+    from playground.engine.config import ModelConfig, TrainConfig
+    from playground.engine.training.estimate import DROPOUT_S_PER_ELEMENT, estimate
+    model, train = ModelConfig(vocab_size=65, n_layer=3, n_head=2, n_embd=32, block_size=16), TrainConfig(batch_size=4)
+    plain = estimate(model, train, 10**6).step_s
+    masked = estimate(model.replace(dropout=0.1), train, 10**6).step_s
+    assert masked - plain == pytest.approx(DROPOUT_S_PER_ELEMENT * 4 * 16 * (3 * 2 * 16 + 7 * 32), rel=1e-9)

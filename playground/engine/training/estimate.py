@@ -25,6 +25,10 @@ START_S = 0.2              # a run's first steps: thread pools, first allocation
 # backward pass keeps ~1.75x the main activations counted below.
 RUNTIME_BYTES = 92 * 2**20
 ACTIVATION_FACTOR = 1.75
+# dropout, per element masked, forward and backward: the random masks, and attention leaving its
+# fused kernel for the explicit one (shakespeare-5min on 2026-12-05: 159 against 105 ms a step
+# without dropout, 6.6M masked elements a step; scaled to the 2026-12-04 fit above)
+DROPOUT_S_PER_ELEMENT = 12e-9
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
     if train.optimizer == "muon":
         flops += muon_flops(model)
     step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
+    if model.dropout > 0:  # masks on the attention probabilities and on the residual stream
+        step_s += DROPOUT_S_PER_ELEMENT * B * T * (L * model.n_head * T + (2 * L + 1) * C)
     # an evaluation: eval_batches forward passes on each split (a third of a step's work
     # each), then sample_chars characters, each a forward over at most the block
     forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3
