@@ -117,6 +117,17 @@ def plain_logits(model: GPT, ids: list[int]) -> torch.Tensor:
 
 
 
+def weights_refusal(model: GPT, weights: str) -> str:
+    """Why the cached step cannot decode this model with `weights` ("float32" or "int8"); ''
+    when it can, or when float32 is asked for (the engine then decodes by GPT.forward)."""
+    if weights == "float32":
+        return ""
+    if weights != "int8":
+        return f"weights are float32 or int8, not {weights!r}"
+    refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device) or int8.refusal()
+    return f"8-bit weights need the cached decoding step: {refusal}" if refusal else ""
+
+
 def block_params(b) -> list[torch.Tensor]:
     """A block's weights in the order the cached step unpacks them: ln_1, c_attn, c_proj, ln_2,
     c_fc, mlp c_proj, each weight then bias."""
@@ -138,11 +149,7 @@ class CachedRows:
     weights="int8": every linear (the head too) reads 8-bit weights (int8.py); not exact."""
 
     def __init__(self, model: GPT, capacity: int, weights: str = "float32"):
-        refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device)
-        if weights == "int8":
-            refusal = refusal or int8.refusal()
-        elif weights != "float32":
-            refusal = f"weights are float32 or int8, not {weights!r}"
+        refusal = weights_refusal(model, weights) or CACHED_STEP.refusal(model.config, next(model.parameters()).device)
         if refusal:
             raise ValueError(refusal)
         cfg = model.config

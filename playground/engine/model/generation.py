@@ -23,8 +23,15 @@ import torch
 from playground.engine.config import SampleConfig
 from playground.engine.data.tokenizer import Encoded, TextStream, Tokenizer
 from playground.engine.errors import ModelError, PromptError
-from playground.engine.model import int8
-from playground.engine.model.decoding import CACHED_STEP, CachedRows, forward_logits, new_cache, prefill_ids, window
+from playground.engine.model.decoding import (
+    CACHED_STEP,
+    CachedRows,
+    forward_logits,
+    new_cache,
+    prefill_ids,
+    weights_refusal,
+    window,
+)
 from playground.engine.model.gpt import GPT
 
 
@@ -230,16 +237,6 @@ class Row:
         self.cache = None
         self.slot: Optional[int] = None   # its row in the cached step
         self.finished: Optional[str] = None
-
-
-def weights_refusal(model: GPT, weights: str) -> str:
-    """Why decoding this model with `weights` ("float32" or "int8") cannot be done; '' when it can."""
-    if weights == "float32":
-        return ""
-    if weights != "int8":
-        return f"weights are float32 or int8, not {weights!r}"
-    refusal = CACHED_STEP.refusal(model.config, next(model.parameters()).device) or int8.refusal()
-    return f"8-bit weights need the cached decoding step: {refusal}" if refusal else ""
 
 
 class Engine:

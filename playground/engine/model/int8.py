@@ -48,10 +48,4 @@ def linear(x: torch.Tensor, packed, bias: None = None) -> torch.Tensor:
     return torch.ops.quantized.linear_dynamic(x, packed, True)
 
 
-def weight_bytes(model: torch.nn.Module, int8: bool) -> int:
-    """What one decoding step reads of the linear weights (the head included), in bytes."""
-    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    return n * (1 if int8 else 4)
-
-
-__all__ = ["linear", "pack", "refusal", "weight_bytes"]
+__all__ = ["linear", "pack", "refusal"]
