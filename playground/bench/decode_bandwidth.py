@@ -46,17 +46,15 @@ def step_bytes(model, int8: bool) -> int:
 
 def measure(quick: bool) -> dict:
     import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
+    from playground.bench.fine_tuning import build_gpt2
     from playground.engine.config import SampleConfig
     from playground.engine.model import checkpoint
     from playground.engine.model.generation import stream_tokens
     tokens = 32 if quick else 128
     with tempfile.TemporaryDirectory(prefix="playground-decode-") as folder:
-        torch.manual_seed(0)
-        shape = dict(n_layer=2, n_embd=256, n_head=4) if quick else {}  # GPT-2 small: 12 x 768
-        GPT2LMHeadModel(GPT2Config(**shape)).eval().save_pretrained(folder, safe_serialization=True)
-        _byte_tokenizer(Path(folder))
+        build_gpt2(folder, quick)  # random weights of GPT-2 small's shape (quick: 2 x 256)
         ckpt = checkpoint.load(folder)
         theirs = AutoModelForCausalLM.from_pretrained(folder).eval()
     model, tok = ckpt.model.eval(), ckpt.tokenizer
@@ -95,14 +93,6 @@ def measure(quick: bool) -> dict:
             "bytes_float32": step_bytes(model, False), "bytes_int8": step_bytes(model, True),
             "limit_float32": bw / step_bytes(model, False), "limit_int8": bw / step_bytes(model, True),
             "tokens_per_s": rate, "runs": rates, "int8_gap": _int8_gap(model, tok.encode(prompt), 64)}
-
-
-def _byte_tokenizer(folder: Path) -> None:
-    """A small byte-level BPE for the folder (the weights are random: any vocabulary under
-    GPT-2's 50,257 ids decodes)."""
-    from playground.engine.data.bpe import BPETokenizer
-    text = "ROMEO: But soft, what light through yonder window breaks? " * 50
-    BPETokenizer.train(text, 300).tok.save(str(folder / "tokenizer.json"))
 
 
 def _int8_gap(model, ids: list[int], steps: int) -> dict:
