@@ -17,6 +17,18 @@ class Preset:
     device: str = "cpu"      # where it is meant to train; the window lists the CPU ones
 
 
+# what the five-minute preset grows from
+TWO_MINUTES = Preset("shakespeare-2min", "The lowest validation loss in two minutes of training here (2 cores): "
+              "BPE subwords (1,024), 4 layers x 128, rotary positions, block 128 tokens, Muon, 600 steps",
+              "shakespeare",
+              ModelConfig(vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
+                          position="rope"),
+              TrainConfig(batch_size=16, max_steps=600, learning_rate=0.04, min_lr=0.004,
+                          warmup_steps=20, weight_decay=0.0, beta1=0.9, beta2=0.99, grad_clip=1.0,
+                          eval_interval=150, eval_batches=10, sample_chars=100, optimizer="muon",
+                          muon_lr=0.05, tokenizer="bpe", bpe_vocab=1024))
+
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("seed", "The reference run: the phrase corpus, 2 layers x 64 wide, 500 steps (~103.8k params)",
            "phrase",
@@ -39,25 +51,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
                        warmup_steps=20, weight_decay=0.0, beta1=0.9, beta2=0.99, grad_clip=1.0,
                        eval_interval=50, eval_batches=10, sample_chars=100, optimizer="muon",
                        muon_lr=0.05)),
-    Preset("shakespeare-2min", "The lowest validation loss in two minutes of training here (2 cores): "
-           "BPE subwords (1,024), 4 layers x 128, rotary positions, block 128 tokens, Muon, 600 steps",
-           "shakespeare",
-           ModelConfig(vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0,
-                       position="rope"),
-           TrainConfig(batch_size=16, max_steps=600, learning_rate=0.04, min_lr=0.004,
-                       warmup_steps=20, weight_decay=0.0, beta1=0.9, beta2=0.99, grad_clip=1.0,
-                       eval_interval=150, eval_batches=10, sample_chars=100, optimizer="muon",
-                       muon_lr=0.05, tokenizer="bpe", bpe_vocab=1024)),
+    TWO_MINUTES,
     # resources/docs/performance.md has what each change gained (issue 26, goal 1)
     Preset("shakespeare-5min", "Toward nanoGPT's GPU result (validation 1.47) in five minutes of training here "
            "(2 cores): the two-minute recipe, 1,500 steps, dropout 0.1 against the text's repetition",
-           "shakespeare",
-           ModelConfig(vocab_size=1024, n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.1,
-                       position="rope"),
-           TrainConfig(batch_size=16, max_steps=1500, learning_rate=0.04, min_lr=0.004,
-                       warmup_steps=20, weight_decay=0.0, beta1=0.9, beta2=0.99, grad_clip=1.0,
-                       eval_interval=300, eval_batches=10, sample_chars=100, optimizer="muon",
-                       muon_lr=0.05, tokenizer="bpe", bpe_vocab=1024)),
+           "shakespeare", TWO_MINUTES.model.replace(dropout=0.1),
+           TWO_MINUTES.train.replace(max_steps=1500, eval_interval=300)),
     # Set from the CPU findings and nanoGPT's GPU recipe (6x384, block 256, dropout 0.2, which
     # overfits after ~2000 of its steps); not yet tuned on a GPU: none was available.
     Preset("shakespeare-gpu", "For a CUDA GPU: nanoGPT's Shakespeare model size (6 layers x 384, block 256) "
