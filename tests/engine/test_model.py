@@ -165,3 +165,56 @@ def test_rotary_turns_each_channel_pair_by_its_position_times_its_frequency():
         for got in (q, k):
             assert got[0, 0].flatten().tolist() == pytest.approx(sum(expected, []), abs=1e-6)
         assert torch.equal(v[0, 0], x[0])  # values are not turned
+
+
+# -- dropout: cheaper CPU masks (gpt.dropout), the same rule as F.dropout -------------------
+def test_dropout_zeroes_p_of_the_elements_and_scales_the_rest_exactly():
+    from playground.engine.model.gpt import DROP_LEVELS, dropout
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1001) + 0.5   # an odd count: the last 64-bit draw is cut short
+    y = dropout(x, 0.1)
+    dropped = (y == 0)
+    levels = round(0.1 * DROP_LEVELS)   # 6,554 of 65,536: p within 1e-5 of 0.1
+    # 1,001,000 elements: the binomial's standard deviation is 0.0003, so 0.002 is 6.6 of them
+    assert abs(dropped.float().mean().item() - levels / DROP_LEVELS) < 0.002
+    kept = ~dropped
+    scale = DROP_LEVELS / (DROP_LEVELS - levels)
+    assert torch.allclose(y[kept], x[kept] * scale, rtol=1e-6, atol=0)
+    # every quarter of a 64-bit draw decides its own element (no quarter always keeps)
+    assert all(dropped.flatten()[i::4].float().mean() > 0.09 for i in range(4))
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0) is x
+    assert dropout(x, 1e-6) is x                                   # rounds to no drop at all
+    assert torch.count_nonzero(dropout(x, 1.0)) == 0
+
+
+def test_dropout_gradient_is_its_mask_and_masks_follow_the_seed():
+    from playground.engine.model.gpt import dropout
+    x = torch.full((64, 33), 2.0, requires_grad=True)
+    torch.manual_seed(7)
+    y = dropout(x, 0.25)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach() / 2.0)   # d(sum)/dx: the mask times its scale
+    torch.manual_seed(7)
+    assert torch.equal(dropout(x, 0.25), y)
+    assert not torch.equal(dropout(x, 0.25), y)     # the next draw is another mask
+
+
+@pytest.mark.parametrize("position", ["learned", "rope"])
+def test_training_with_dropout_is_the_plain_model_but_for_its_masks(position, monkeypatch):
+    """With dropout, attention on the CPU is computed explicitly (the cheaper masks need the
+    probabilities): masks that keep everything must give exactly what evaluation does."""
+    from playground.engine.model import gpt as gpt_module
+    cfg = ModelConfig(vocab_size=13, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.3,
+                      position=position)
+    torch.manual_seed(3)
+    model = GPT(cfg)
+    idx = torch.randint(13, (3, 8))
+    expected = model.eval()(idx)[0]
+    calls = []
+    monkeypatch.setattr(gpt_module, "dropout", lambda x, p, training=True: calls.append(x.shape) or x)
+    got = model.train()(idx)[0]
+    assert torch.allclose(got, expected, atol=1e-5)
+    # embeddings, then per layer the attention probabilities, its output and the MLP's
+    assert calls[0] == (3, 8, 16) and calls[1] == (3, 2, 8, 8) and len(calls) == 1 + 3 * 2
+    monkeypatch.undo()
+    assert not torch.allclose(model.train()(idx)[0], expected, atol=1e-3)

@@ -51,6 +51,52 @@ def attention_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: Optional[in
     return allowed
 
 
+def probabilities(q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities (B, nh, T, T) of queries over keys, computed explicitly."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+    return scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+
+
+# -- dropout --------------------------------------------------------------------------------
+DROP_LEVELS = 65536  # a CPU mask draws 16 random bits an element: p is rounded to 1/65,536
+
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) while training.
+    On the CPU the masks cost less than F.dropout's: four elements' 16 random bits come from
+    one 64-bit draw, where bernoulli_ draws one random number an element (six times slower
+    here; the masks were a fifth of a training step with dropout, issue 26). The probability
+    is p rounded to 1/65,536. Elsewhere (CUDA, MPS) F.dropout, whose kernels are fused."""
+    if not training or p == 0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    dropped = round(p * DROP_LEVELS)
+    if dropped == 0:
+        return x
+    if dropped == DROP_LEVELS:
+        return x * 0.0
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
+    # uniform 16-bit numbers from -32768: a share dropped / 65536 of them fall below the line
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - DROP_LEVELS // 2
+    return x * keep.to(x.dtype).mul_(DROP_LEVELS / (DROP_LEVELS - dropped))
+
+
+class Dropout(nn.Module):
+    """nn.Dropout with dropout() above (its masks cost less on the CPU)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Cache(Protocol):
     """What attention needs from a generation cache (decoding.py has the two kinds)."""
 
@@ -69,7 +115,7 @@ class CausalSelfAttention(nn.Module):
         # one matmul makes queries, keys and values for all heads at once
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = Dropout(config.dropout)
         self.n_head = config.n_head
         self.dropout = config.dropout
         self.layer = layer  # which of a cache's layers holds this one's keys and values
@@ -98,6 +144,11 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:  # earlier positions' keys and values come from the cache
             k, v, mask = cache.update(self.layer, k, v, start)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        elif p > 0 and x.device.type == "cpu":
+            # with dropout, the CPU's attention leaves its fused kernel for this same explicit
+            # arithmetic, and draws its masks one random number an element: ours cost less
+            positions = torch.arange(start, start + T, device=x.device)
+            y = dropout(probabilities(q, k, attention_mask(positions, positions, self.window)), p) @ v
         elif self.window is not None and T > self.window:
             positions = torch.arange(start, start + T, device=x.device)
             mask = attention_mask(positions, positions, self.window)
@@ -111,9 +162,7 @@ class CausalSelfAttention(nn.Module):
         """Attention probabilities (B, nh, T, T), computed explicitly for display only."""
         q, k, _ = self.heads(x, 0)
         positions = torch.arange(x.size(1), device=x.device)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-        allowed = attention_mask(positions, positions, self.window)
-        return scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        return probabilities(q, k, attention_mask(positions, positions, self.window))
 
 
 class MLP(nn.Module):
@@ -123,7 +172,7 @@ class MLP(nn.Module):
         # the exact GELU (erf) by default; GPT-2's tanh approximation for models opened from it
         self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
@@ -151,7 +200,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         # learned absolute positions (the reference); rotary positions live inside attention
         self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.position == "learned" else None
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=config.head_bias)
