@@ -230,6 +230,10 @@ class TrainConfig(_Declared):
     optimizer: str = _setting("adamw", "optimizer", choices=("adamw", "muon"), key="optimizer", window=False,
                               help="optimizer for the weight matrices (muon: Muon for the hidden ones)")
     muon_lr: float = _setting(0.02, "Muon learning rate", low=0.0, high=MAX_LR, low_open=True)
+    # an exponential moving average of the weights, evaluated and kept in their place (0: off)
+    ema: float = _setting(0.0, "weight averaging", low=0.0, high=0.9999, key="ema", window=False,
+                          help="evaluate and keep a moving average of the weights, this share of it "
+                               "carried over each step (0: off; 0.995 averages about the last 200 steps)")
     keep: str = _setting("best", "keep", choices=("best", "last"), key="keep",
                          names=("best (validation)", "last step"),
                          help="end with the weights of the lowest validation loss (best) or of the last step",

@@ -229,3 +229,50 @@ def test_the_fast_paths_train_like_autograd(tiny_model_cfg, tiny_train_cfg, phra
     assert a[-1] < a[0]
     muon = Trainer(tiny_model_cfg, cfg.replace(optimizer="muon"), phrase_corpus)
     assert muon.path.name == "autograd" and "not AdamW" in muon.path.note
+
+
+# -- weight averaging (TrainConfig.ema) ------------------------------------------------------
+def test_weight_average_by_hand():
+    from playground.engine.training.averaging import WeightAverage
+    w = [torch.zeros(2)]
+    avg = WeightAverage(w, 0.5)
+    w[0].fill_(1.0)
+    avg.update(w)      # carries (1 + 0) / (10 + 0) = 0.1 of the average: 0.1 * 0 + 0.9 * 1
+    assert torch.allclose(avg.average[0], torch.full((2,), 0.9))
+    w[0].fill_(2.0)
+    avg.update(w)      # carries 2/11 (below 0.5): 2/11 * 0.9 + 9/11 * 2 = 1.8
+    assert torch.allclose(avg.average[0], torch.full((2,), 1.8))
+    avg.steps = 100    # (101 / 110 is above the decay: the decay's 0.5 is carried)
+    assert avg.carried() == 0.5
+    with pytest.raises(RuntimeError), avg.swapped_in(w):
+        assert torch.equal(w[0], avg.average[0])
+        raise RuntimeError("an evaluation that fails still gives the weights back")
+    assert torch.equal(w[0], torch.full((2,), 2.0))
+    avg.put_in(w)
+    assert torch.allclose(w[0], torch.full((2,), 1.8))
+
+
+def test_a_run_with_weight_averaging_scores_and_ends_with_the_average(tiny_model_cfg, tiny_train_cfg,
+                                                                      phrase_corpus):
+    """The same run with and without averaging takes the same steps; with it, each evaluation
+    scores the average of the weights after each step (by the update rule, restated here) and
+    the run ends holding it."""
+    cfg = tiny_train_cfg.replace(max_steps=12, eval_interval=6, keep="last")
+    plain = Trainer(tiny_model_cfg, cfg, phrase_corpus)
+    start = [p.detach().clone() for p in plain.model.parameters()]
+    after_each = []
+    steps = [e for e in plain.run() if isinstance(e, Step) and not after_each.append(
+        [p.detach().clone() for p in plain.model.parameters()])]
+    expected = start
+    for n, weights in enumerate(after_each):
+        carried = min(0.8, (1 + n) / (10 + n))
+        expected = [carried * a + (1 - carried) * w for a, w in zip(expected, weights)]
+    averaged = Trainer(tiny_model_cfg, cfg.replace(ema=0.8), phrase_corpus)
+    events = list(averaged.run())
+    assert [e.loss for e in events if isinstance(e, Step)] == [e.loss for e in steps]
+    got = [p.detach() for p in averaged.model.parameters()]
+    assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, expected))
+    assert not all(torch.allclose(g, r, atol=1e-4) for g, r in zip(got, after_each[-1]))
+    last_eval = [e for e in events if isinstance(e, Eval)][-1]
+    assert last_eval.val_loss == pytest.approx(averaged.estimate_loss("val"), abs=1e-6)
+    assert events[-1].final_val_loss == last_eval.val_loss

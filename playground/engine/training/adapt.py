@@ -70,7 +70,7 @@ def original_corpus(ckpt, train: TrainConfig, name: Optional[str] = None, text: 
 # a fine-tune's own starting settings (the command line's flags and the window's form change
 # them): short, gentle, AdamW on every kind of base
 DEFAULTS = {"max_steps": 200, "learning_rate": 1e-3, "min_lr": 1e-4, "eval_interval": 50, "warmup_steps": 0,
-            "optimizer": "adamw", "keep": "best", "patience": 0, "threads": 0}
+            "optimizer": "adamw", "keep": "best", "patience": 0, "threads": 0, "ema": 0.0}
 
 
 def finetune_settings(base, **edits) -> TrainConfig:

@@ -188,7 +188,7 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
 # -- a run --------------------------------------------------------------------------------
 # a preference run's own starting settings (flags and the window's form change them)
 DEFAULTS = {"max_steps": 1000, "learning_rate": 1e-3, "min_lr": 1e-4, "eval_interval": 100, "warmup_steps": 10,
-            "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0, "grad_clip": 1.0, "threads": 0}
+            "batch_size": 32, "optimizer": "adamw", "weight_decay": 0.0, "grad_clip": 1.0, "threads": 0, "ema": 0.0}
 TRAIN_SAMPLE = 256  # training pairs scored at each evaluation (a fixed sample)
 
 

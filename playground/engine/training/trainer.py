@@ -6,6 +6,7 @@ and saved; `Trainer.run()` yields Started, Step, Eval, Sample and finally Done.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -22,6 +23,7 @@ from playground.engine.events import Done, Eval, Event, Sample, Started, Step, p
 from playground.engine.model import generation as sampling
 from playground.engine.model.gpt import GPT
 from playground.engine.model.param_count import count_params
+from playground.engine.training.averaging import WeightAverage
 from playground.engine.training.best_weights import BestKeeper
 from playground.engine.training.control import TrainControl
 from playground.engine.training.schedule import lr_at
@@ -108,6 +110,7 @@ class Trainer:
         # original text's losses have their "before" (and the base is the first best to beat)
         self.evaluate_first = False
         self._evaluated: Optional[int] = None  # the step last evaluated
+        self.average: Optional[WeightAverage] = None  # TrainConfig.ema's, made at each run's start
 
     def _wrap(self, compile: bool) -> torch.nn.Module:
         model = self.model
@@ -173,20 +176,30 @@ class Trainer:
         """Eval (and Sample) events; returns why training must stop when the last update left
         weights whose loss is not finite (the step's own loss came before the update)."""
         self._evaluated = self.step
-        train_loss = self.estimate_loss("train")
-        if train_loss is not None and not math.isfinite(train_loss):
+        # with weight averaging, the average is what is scored, kept as the best, and sampled
+        with self._averaged():
+            train_loss = self.estimate_loss("train")
+            finite = train_loss is None or math.isfinite(train_loss)
+            if finite:
+                self.last_val_loss = self.estimate_loss("val")
+                self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
+                accuracy, answers = self._task_check()
+                base_val = self.estimate_loss("original") if self.original is not None else None
+                text = self.sample_text() if self.train_cfg.sample_chars else ""
+        if not finite:
             with self.lock:
                 return self._restore_good(train_loss, self.step)
-        self.last_val_loss = self.estimate_loss("val")
-        self.best.observe(self.step, self.last_val_loss, train_loss, self._params, self.optimizers)
-        accuracy, answers = self._task_check()
-        base_val = self.estimate_loss("original") if self.original is not None else None
         yield Eval(self.step, train_loss, self.last_val_loss, elapsed, self.best.step, accuracy,
                    self.corpus.bits_per_char(train_loss, "train"),
                    self.corpus.bits_per_char(self.last_val_loss, "val"), base_val)
         if self.train_cfg.sample_chars or answers:
-            text = self.sample_text() if self.train_cfg.sample_chars else ""
             yield Sample(self.step, text, answers)
+
+    def _averaged(self):
+        """The weight average in place of the weights while evaluating (nothing without one)."""
+        if self.average is None:
+            return contextlib.nullcontext()
+        return self.average.swapped_in(self._params)
 
     def _task_check(self) -> tuple[Optional[float], tuple]:
         """Accuracy on the corpus's first held-out tasks (a fixed subset, so each evaluation
@@ -217,6 +230,7 @@ class Trainer:
         self._params = self.path.weights
         # weights whose loss was finite, and their step: restored if the loss turns non-finite
         self._good, self._good_step = [p.detach().clone() for p in self._params], self.step
+        self.average = WeightAverage(self._params, cfg.ema) if cfg.ema else None
         self.best = BestKeeper()
         if first > 0 and cfg.keep == "best":
             # a continued run keeps the weights it started from unless it beats them: more
@@ -276,6 +290,9 @@ class Trainer:
         if status == "diverged":
             log.warning(note)
         last_step = self.last_step = self.step
+        if self.average is not None and status != "diverged" and self.step > first:
+            with self.lock:  # the run ends with the average (the best kept, below, may replace it)
+                self.average.put_in(self._params)
         kept = self._keep_best(first)
         note = "; ".join(n for n in (note, kept) if n)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
@@ -330,6 +347,8 @@ class Trainer:
                 f"the weights of step {self.step} were kept; try a lower learning rate")
         for opt, _ in self.optimizers:
             opt.step()
+        if self.average is not None:
+            self.average.update(params)
         self.step += 1
         self.last_loss = loss_value
         return loss_value, norm, ""
