@@ -19,6 +19,18 @@ def cli(*args, cwd=None):
                           text=True, timeout=300, cwd=cwd, env=env)
 
 
+def cli_here(capsys, *args):
+    """The command's own main in this process, as `python -m playground` runs it: (exit status,
+    stdout, stderr). For the cases whose process is not the point (a torch import is 1.5 s)."""
+    from playground.cli import main
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:   # argparse's refusals
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
@@ -46,30 +58,30 @@ def test_train_writes_json_events_and_a_checkpoint(trained):
     assert ckpt.exists() and "saved" in result.stderr
 
 
-def test_generate_streams_to_stdout(trained):
+def test_generate_streams_to_stdout(trained, capsys):
     ckpt, _, _ = trained
     result = cli("generate", ckpt, "--prompt", "to be", "--chars", "25", "--seed", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("to be") and len(result.stdout.rstrip("\n")) == 5 + 25
-    again = cli("generate", ckpt, "--prompt", "to be", "--chars", "25", "--seed", "3")
-    assert again.stdout == result.stdout
+    code, again, _ = cli_here(capsys, "generate", ckpt, "--prompt", "to be", "--chars", "25", "--seed", "3")
+    assert code == 0 and again == result.stdout
 
 
-def test_generate_reports_unknown_prompt_characters(trained):
+def test_generate_reports_unknown_prompt_characters(trained, capsys):
     ckpt, _, _ = trained
     result = cli("generate", ckpt, "--prompt", "to bz!", "--chars", "5")
     assert result.returncode == 0
     assert "never saw 'z', '!'" in result.stderr and result.stdout.startswith("to b")
-    only_unknown = cli("generate", ckpt, "--prompt", "XYZ", "--chars", "5")
-    assert only_unknown.returncode == 2 and "Traceback" not in only_unknown.stderr
+    code, _, err = cli_here(capsys, "generate", ckpt, "--prompt", "XYZ", "--chars", "5")
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
 
 
-def test_info(trained):
+def test_info(trained, capsys):
     ckpt, _, _ = trained
-    result = cli("info", ckpt)
-    assert result.returncode == 0
-    assert "1 layers, 2 heads, width 16, block 8" in result.stdout
-    assert '" abehinoqrstu"' in result.stdout and "trained:    40 steps on phrase" in result.stdout
+    code, out, _ = cli_here(capsys, "info", ckpt)
+    assert code == 0
+    assert "1 layers, 2 heads, width 16, block 8" in out
+    assert '" abehinoqrstu"' in out and "trained:    40 steps on phrase" in out
 
 
 def test_resume_continues_the_step_count(trained, tmp_path):
@@ -116,7 +128,7 @@ def bpe_trained(tmp_path_factory):
     return ckpt, log, result
 
 
-def test_a_bpe_model_trains_logs_bits_per_character_and_generates_tokens(bpe_trained):
+def test_a_bpe_model_trains_logs_bits_per_character_and_generates_tokens(bpe_trained, capsys):
     ckpt, log, result = bpe_trained
     assert "tokens (BPE, 300 in the vocabulary" in result.stderr and "bits/char" in result.stderr
     events = [json.loads(line) for line in log.read_text().splitlines()]
@@ -126,16 +138,16 @@ def test_a_bpe_model_trains_logs_bits_per_character_and_generates_tokens(bpe_tra
     out = cli("generate", ckpt, "--prompt", "café 🎉", "--tokens", "10", "--seed", "1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("café 🎉")  # (20 steps in, it still writes stray bytes: U+FFFD)
-    chars = cli("generate", ckpt, "--prompt", "The", "--chars", "40", "--seed", "1")
-    assert len(chars.stdout.rstrip("\n")) == 3 + 40
-    info = cli("info", ckpt)
-    assert "byte-level BPE: 300 tokens (43 merges, end-of-text)" in info.stdout and "no head bias" in info.stdout
+    _, chars, _ = cli_here(capsys, "generate", ckpt, "--prompt", "The", "--chars", "40", "--seed", "1")
+    assert len(chars.rstrip("\n")) == 3 + 40
+    _, info, _ = cli_here(capsys, "info", ckpt)
+    assert "byte-level BPE: 300 tokens (43 merges, end-of-text)" in info and "no head bias" in info
 
 
-def test_continuing_a_bpe_model_keeps_its_tokenizer(bpe_trained, tmp_path):
+def test_continuing_a_bpe_model_keeps_its_tokenizer(bpe_trained, tmp_path, capsys):
     ckpt, _, _ = bpe_trained
-    refused = cli("train", "--resume", ckpt, "--tokenizer", "char", "--steps", "2")
-    assert refused.returncode == 2 and "keeps its tokenizer" in refused.stderr
+    code, _, err = cli_here(capsys, "train", "--resume", ckpt, "--tokenizer", "char", "--steps", "2")
+    assert code == 2 and "keeps its tokenizer" in err
     more = cli("train", "--resume", ckpt, "--builtin", "phrase", "--steps", "2", "--out", tmp_path / "m2")
     assert more.returncode == 0, more.stderr  # any text: a BPE model has no unknown characters
 
@@ -152,13 +164,22 @@ def test_continuing_a_bpe_model_keeps_its_tokenizer(bpe_trained, tmp_path):
     (["info", "pyproject.toml"], "not a valid model file|not a safetensors"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_exit_non_zero_with_one_line(args, words):
+def test_bad_arguments_exit_non_zero_with_one_line(args, words, capsys, monkeypatch):
+    """In this process (the command's own main, as `python -m playground` calls it: a
+    subprocess per case cost 1.6 s of importing torch each); the one below runs the real
+    process for its exit status and stderr."""
     import re
-    result = cli(*args, cwd=ROOT)
-    assert result.returncode == 2
-    assert re.search(words, result.stderr), result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    monkeypatch.chdir(ROOT)
+    code, _, stderr = cli_here(capsys, *args)
+    assert code == 2
+    assert re.search(words, stderr), stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_a_bad_argument_exits_2_from_the_real_process_with_one_line():
+    result = cli("train", "--lr", "nan", cwd=ROOT)
+    assert result.returncode == 2 and "learning rate must be a finite number" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_a_gpu_preset_without_a_gpu_says_how_to_train_it_here(monkeypatch):
@@ -176,7 +197,7 @@ def test_a_gpu_preset_without_a_gpu_says_how_to_train_it_here(monkeypatch):
         run_train(asked)
 
 
-def test_dpo_tunes_by_preference_and_names_a_bad_line(trained, tmp_path):
+def test_dpo_tunes_by_preference_and_names_a_bad_line(trained, tmp_path, capsys):
     ckpt, _, _ = trained
     pairs = tmp_path / "pairs.jsonl"
     good = [{"prompt": "to be ", "chosen": "or", "rejected": "th"},  # the block is 8 tokens
@@ -196,8 +217,8 @@ def test_dpo_tunes_by_preference_and_names_a_bad_line(trained, tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(good[0]) + "\n" + '{"prompt": "to be ", "chosen": "or"}\n', encoding="utf-8")
-    result = cli("dpo", ckpt, "--pairs", bad, "--out", tmp_path / "never.safetensors")
-    assert result.returncode == 2 and "bad.jsonl, line 2: no 'rejected'" in result.stderr
+    code, _, err = cli_here(capsys, "dpo", ckpt, "--pairs", bad, "--out", tmp_path / "never.safetensors")
+    assert code == 2 and "bad.jsonl, line 2: no 'rejected'" in err
     assert not (tmp_path / "never.safetensors").exists()
-    result = cli("dpo", ckpt)
-    assert result.returncode == 2 and "--pairs FILE.jsonl, or --auto arithmetic" in result.stderr
+    code, _, err = cli_here(capsys, "dpo", ckpt)
+    assert code == 2 and "--pairs FILE.jsonl, or --auto arithmetic" in err
