@@ -244,9 +244,9 @@ def test_weight_average_by_hand():
     assert torch.allclose(avg.average[0], torch.full((2,), 1.8))
     avg.steps = 100    # (101 / 110 is above the decay: the decay's 0.5 is carried)
     assert avg.carried() == 0.5
-    with pytest.raises(RuntimeError), avg.swapped_in(w):
-        assert torch.equal(w[0], avg.average[0])
-        raise RuntimeError("an evaluation that fails still gives the weights back")
+    held = avg.swap_in(w)
+    assert torch.equal(w[0], avg.average[0]) and torch.equal(held[0], torch.full((2,), 2.0))
+    avg.give_back(w, held)
     assert torch.equal(w[0], torch.full((2,), 2.0))
     avg.put_in(w)
     assert torch.allclose(w[0], torch.full((2,), 1.8))
@@ -255,20 +255,27 @@ def test_weight_average_by_hand():
 def test_a_run_with_weight_averaging_scores_and_ends_with_the_average(tiny_model_cfg, tiny_train_cfg,
                                                                       phrase_corpus):
     """The same run with and without averaging takes the same steps; with it, each evaluation
-    scores the average of the weights after each step (by the update rule, restated here) and
-    the run ends holding it."""
+    scores the average of the weights after each step (by the update rule, restated here), a
+    copy or a save taken mid-run holds it, and the run ends holding it."""
     cfg = tiny_train_cfg.replace(max_steps=12, eval_interval=6, keep="last")
     plain = Trainer(tiny_model_cfg, cfg, phrase_corpus)
     start = [p.detach().clone() for p in plain.model.parameters()]
     after_each = []
     steps = [e for e in plain.run() if isinstance(e, Step) and not after_each.append(
         [p.detach().clone() for p in plain.model.parameters()])]
-    expected = start
+    expected, by_step = start, {}
     for n, weights in enumerate(after_each):
         carried = min(0.8, (1 + n) / (10 + n))
-        expected = [carried * a + (1 - carried) * w for a, w in zip(expected, weights)]
+        expected = by_step[n + 1] = [carried * a + (1 - carried) * w for a, w in zip(expected, weights)]
     averaged = Trainer(tiny_model_cfg, cfg.replace(ema=0.8), phrase_corpus)
-    events = list(averaged.run())
+    events = []
+    for event in averaged.run():
+        events.append(event)
+        if isinstance(event, Step) and event.step == 7:  # a copy taken mid-run (the window's
+            copy = [p.detach() for p in averaged.snapshot().parameters()]  # generate): the average
+            assert all(torch.allclose(c, w, atol=1e-6) for c, w in zip(copy, by_step[7]))
+            saved = [p.detach() for p in averaged.checkpoint().model.parameters()]
+            assert all(torch.allclose(c, w, atol=1e-6) for c, w in zip(saved, by_step[7]))
     assert [e.loss for e in events if isinstance(e, Step)] == [e.loss for e in steps]
     got = [p.detach() for p in averaged.model.parameters()]
     assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, expected))

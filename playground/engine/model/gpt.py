@@ -80,7 +80,10 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2 ** 63, None)
     # uniform 16-bit numbers from -32768: a share dropped / 65536 of them fall below the line
     keep = bits.view(torch.int16)[:n].view(x.shape) >= dropped - DROP_LEVELS // 2
-    return x * keep.to(x.dtype).mul_(DROP_LEVELS / (DROP_LEVELS - dropped))
+    scale = DROP_LEVELS / (DROP_LEVELS - dropped)
+    if x.dtype in (torch.float32, torch.float64):
+        return x * keep.to(x.dtype).mul_(scale)
+    return x * keep.to(x.dtype) * scale  # (bf16 would round the scale itself: a bias on every element)
 
 
 class Dropout(nn.Module):

@@ -9,9 +9,6 @@ average, so the best weights kept are averaged ones, and a run ends with the ave
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 
 
@@ -43,14 +40,15 @@ class WeightAverage:
         """The average becomes the weights."""
         torch._foreach_copy_(weights, self.average)
 
-    @contextmanager
-    def swapped_in(self, weights: list[torch.Tensor]) -> Iterator[None]:
-        """The average in the weights' place for the duration (an evaluation); theirs back after."""
-        with torch.no_grad():
-            held = [w.detach().clone() for w in weights]
-            torch._foreach_copy_(weights, self.average)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_(weights, held)
+    @torch.no_grad()
+    def swap_in(self, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The average in the weights' place (an evaluation, a copy taken mid-run); returns
+        theirs, for give_back."""
+        held = [w.detach().clone() for w in weights]
+        torch._foreach_copy_(weights, self.average)
+        return held
+
+    @staticmethod
+    @torch.no_grad()
+    def give_back(weights: list[torch.Tensor], held: list[torch.Tensor]) -> None:
+        torch._foreach_copy_(weights, held)

@@ -121,9 +121,10 @@ class Trainer:
         return torch.compile(model) if compile else model
 
     def snapshot(self) -> GPT:
-        """A copy of the model between steps, for generating while training runs."""
+        """A copy of the model between steps, for generating while training runs (with weight
+        averaging, the average)."""
         import copy
-        with self.lock:
+        with self.lock, self._averaged(locked=True):  # what the evaluations describe
             clone = copy.deepcopy(self.model)
         return clone.eval()
 
@@ -195,11 +196,22 @@ class Trainer:
         if self.train_cfg.sample_chars or answers:
             yield Sample(self.step, text, answers)
 
-    def _averaged(self):
-        """The weight average in place of the weights while evaluating (nothing without one)."""
+    @contextlib.contextmanager
+    def _averaged(self, locked: bool = False) -> Iterator[None]:
+        """The weight average in place of the weights for the duration (nothing without one).
+        Each swap holds the lock (unless the caller does), so a copy taken from another thread
+        meanwhile gets the whole average or none of it."""
         if self.average is None:
-            return contextlib.nullcontext()
-        return self.average.swapped_in(self._params)
+            yield
+            return
+        lock = contextlib.nullcontext() if locked else self.lock
+        with lock:
+            held = self.average.swap_in(self._params)
+        try:
+            yield
+        finally:
+            with lock:
+                self.average.give_back(self._params, held)
 
     def _task_check(self) -> tuple[Optional[float], tuple]:
         """Accuracy on the corpus's first held-out tasks (a fixed subset, so each evaluation
@@ -293,6 +305,7 @@ class Trainer:
         if self.average is not None and status != "diverged" and self.step > first:
             with self.lock:  # the run ends with the average (the best kept, below, may replace it)
                 self.average.put_in(self._params)
+        self.average = None  # (a diverged run keeps the last good weights, as its message says)
         kept = self._keep_best(first)
         note = "; ".join(n for n in (note, kept) if n)
         yield Done(status, self.step, self.model.num_params(), self.last_loss, self.last_val_loss,
@@ -363,7 +376,8 @@ class Trainer:
         with self.lock:
             adapted = has_adapters(self.model)
             # with adapters: the merged model, an ordinary one (their optimizer state fits no model)
-            model = merged(self.model) if adapted else copy.deepcopy(self.model)
+            with self._averaged(locked=True):  # mid-run: the weights the evaluations describe
+                model = merged(self.model) if adapted else copy.deepcopy(self.model)
             opt_state = ([copy.deepcopy(opt.state_dict()) for opt, _ in self.optimizers]
                          if with_optimizer and not adapted else None)
             state = {"step": self.step, "loss": self.last_loss, "val_loss": self.last_val_loss,
