@@ -22,11 +22,16 @@ def cli(*args, cwd=None):
 def cli_here(capsys, *args):
     """The command's own main in this process, as `python -m playground` runs it: (exit status,
     stdout, stderr). For the cases whose process is not the point (a torch import is 1.5 s)."""
+    import torch
+
     from playground.cli import main
+    threads = torch.get_num_threads()   # (generate sets one thread: not for the tests after)
     try:
         code = main([str(a) for a in args])
     except SystemExit as exc:   # argparse's refusals
         code = exc.code
+    finally:
+        torch.set_num_threads(threads)
     out = capsys.readouterr()
     return code, out.out, out.err
 
