@@ -46,10 +46,13 @@ def ladder(base: ModelConfig, sizes: int = 5, smallest: int = 10_000,
     check_range(sizes, smallest, largest)
     ratio = (largest / smallest) ** (1 / (sizes - 1))
     configs: list[ModelConfig] = []
+    by_depth: dict[int, list[ModelConfig]] = {}  # every valid width at a depth, checked once
     for i in range(sizes):
         target = smallest * ratio ** i
         depth = next(d for limit, d in DEPTHS if target < limit)
-        shaped = [c for c in (_shape(base.replace(n_layer=depth), w) for w in WIDTHS) if c]
+        if depth not in by_depth:
+            by_depth[depth] = [c for c in (_shape(base.replace(n_layer=depth), w) for w in WIDTHS) if c]
+        shaped = by_depth[depth]
         above = count_params(configs[-1]) if configs else 0
         fitting = [c for c in shaped if count_params(c) > above] or shaped[-1:]
         best = min(fitting, key=lambda c: abs(math.log(count_params(c) / target)))
