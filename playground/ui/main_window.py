@@ -274,7 +274,7 @@ class MainWindow(QMainWindow):
         self.corpus.changed.connect(self._validate)
         self.settings.changed.connect(self._validate)
         self.current.changed.connect(self._validate)
-        self.settings.changed.connect(self.scaling.refresh_estimate)  # a ladder's time follows them
+        self.settings.changed.connect(self.scaling.refresh_if_shown)  # a ladder's time follows them
         self.settings.changed.connect(self._preview_schedule)
         self.settings.preset.currentIndexChanged.connect(self._preset_picked)
         self.samples.stepSelected.connect(self.plot.mark_step)

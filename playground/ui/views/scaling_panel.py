@@ -150,9 +150,9 @@ class ScalingPanel(QWidget):
         self.axis.currentIndexChanged.connect(self.redraw)
         self.mode.currentIndexChanged.connect(self._mode_changed)
         for spin in (self.sizes, self.smallest, self.largest):
-            spin.valueChanged.connect(self.refresh_estimate)
-        self.tokens.valueChanged.connect(self.refresh_estimate)
-        self.flops.textChanged.connect(self.refresh_estimate)
+            spin.valueChanged.connect(self.refresh_if_shown)
+        self.tokens.valueChanged.connect(self.refresh_if_shown)
+        self.flops.textChanged.connect(self.refresh_if_shown)
         self.table.cellDoubleClicked.connect(self._open_row)
         self.csv.clicked.connect(lambda: ask_path(self, "Export runs", "scaling.csv", "CSV files (*.csv)",
                                                   self.export_csv))
@@ -198,6 +198,13 @@ class ScalingPanel(QWidget):
         return dict(corpus_name=name, text=text, model=model, train=train, mode=mode,
                     sizes=self.sizes.value(), amount=self.tokens.value() * 1e6 if mode == "tokens" else budgets[0],
                     budgets=budgets, smallest=self.smallest.value(), largest=self.largest.value())
+
+    @Slot()
+    def refresh_if_shown(self) -> None:
+        """refresh_estimate while the tab is on screen (showEvent refreshes it when it comes
+        back): planning a ladder costs ~25 ms, and the window's settings change often."""
+        if self.isVisible():
+            self.refresh_estimate()
 
     @Slot()
     def refresh_estimate(self) -> Optional[float]:
