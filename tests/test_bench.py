@@ -132,3 +132,5 @@ def test_the_estimate_charges_dropout_per_masked_element():
     plain = estimate(model, train, 10**6).step_s
     masked = estimate(model.replace(dropout=0.1), train, 10**6).step_s
     assert masked - plain == pytest.approx(DROPOUT_S_PER_ELEMENT * 4 * 16 * (3 * 2 * 16 + 7 * 32), rel=1e-9)
+    residual_only = estimate(model.replace(dropout=0.1, attention_dropout=False), train, 10**6).step_s
+    assert residual_only - plain == pytest.approx(DROPOUT_S_PER_ELEMENT * 4 * 16 * 7 * 32, rel=1e-9)

@@ -23,7 +23,9 @@ def run(args) -> int:
             "state": ckpt.state, "optimizer_saved": ckpt.optimizer_state is not None}, indent=2))
         return 0
     print(f"model:      {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, "
-          f"block {cfg.block_size}, dropout {cfg.dropout:g}, {cfg.position} positions, "
+          f"block {cfg.block_size}, dropout {cfg.dropout:g}"
+          + (" (not on attention)" if cfg.dropout and not cfg.attention_dropout else "")
+          + f", {cfg.position} positions, "
           f"{'a' if cfg.head_bias else 'no'} head bias"
           + (", GPT-2's tanh GELU" if cfg.activation == "gelu_tanh" else "")
           + (", tied embeddings" if cfg.tie_embeddings else "")

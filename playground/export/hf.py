@@ -22,7 +22,7 @@ from playground.engine.model.gpt import GPT
 from playground.export.report import ExportError
 
 # the ModelConfig fields this mapping knows: a new one away from its default is refused
-KNOWN = frozenset({"vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout",
+KNOWN = frozenset({"vocab_size", "n_layer", "n_head", "n_embd", "block_size", "dropout", "attention_dropout",
                    "position", "head_bias", "activation", "tie_embeddings", "rope_base"})
 # our activation -> (GPT-2's activation_function, Starcoder2's hidden_act)
 ACTIVATIONS = {"gelu": ("gelu", "gelu"), "gelu_tanh": ("gelu_new", "gelu_pytorch_tanh")}
@@ -105,12 +105,16 @@ def convert(model: GPT) -> Converted:
     return Converted(weights, config, architecture, notes, residual)
 
 
+def _attention_dropout(config: ModelConfig) -> float:
+    return config.dropout if config.attention_dropout else 0.0
+
+
 def _gpt2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     hf_config = dict(
         model_type="gpt2", vocab_size=config.vocab_size, n_positions=config.block_size,
         n_embd=config.n_embd, n_layer=config.n_layer, n_head=config.n_head, n_inner=4 * config.n_embd,
         activation_function=ACTIVATIONS[config.activation][0],  # "gelu_new" is GPT-2's tanh GELU
-        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=_attention_dropout(config),
         layer_norm_epsilon=eps, scale_attn_weights=True, scale_attn_by_inverse_layer_idx=False,
         reorder_and_upcast_attn=False)
     weights = {"transformer.wte.weight": sd["wte.weight"], "transformer.wpe.weight": sd["wpe.weight"],
@@ -135,7 +139,7 @@ def _starcoder2(config: ModelConfig, eps: float, sd: dict[str, torch.Tensor]) ->
         # transformers 5 reads rope_parameters, 4.x rope_theta: the same base either way
         rope_parameters={"rope_type": "default", "rope_theta": config.rope_base}, rope_theta=config.rope_base,
         # ours: a query sees keys at most block_size - 1 positions back; so does theirs
-        sliding_window=config.block_size, attention_dropout=config.dropout,
+        sliding_window=config.block_size, attention_dropout=_attention_dropout(config),
         residual_dropout=config.dropout, embedding_dropout=config.dropout)
     weights = {"model.embed_tokens.weight": sd["wte.weight"], "model.norm.weight": sd["ln_f.weight"],
                "model.norm.bias": sd["ln_f.bias"], "lm_head.weight": sd["lm_head.weight"]}

@@ -218,3 +218,14 @@ def test_training_with_dropout_is_the_plain_model_but_for_its_masks(position, mo
     assert calls[0] == (3, 8, 16) and calls[1] == (3, 2, 8, 8) and len(calls) == 1 + 3 * 2
     monkeypatch.undo()
     assert not torch.allclose(model.train()(idx)[0], expected, atol=1e-3)
+
+
+def test_without_attention_dropout_only_the_residual_stream_and_embeddings_are_masked(monkeypatch):
+    from playground.engine.model import gpt as gpt_module
+    cfg = ModelConfig(vocab_size=13, n_layer=2, n_head=2, n_embd=16, block_size=8, dropout=0.3,
+                      attention_dropout=False, position="rope")
+    model = GPT(cfg).train()
+    calls = []
+    monkeypatch.setattr(gpt_module, "dropout", lambda x, p, training=True: calls.append(x.shape) or x)
+    model(torch.randint(13, (3, 8)))
+    assert calls == [(3, 8, 16)] * (1 + 2 * 2)   # embeddings, then attention's and the MLP's outputs

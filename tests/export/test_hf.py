@@ -222,3 +222,13 @@ def test_what_the_mapping_cannot_express_is_refused():
     rope.h[1].attn.rotary.inv_freq.mul_(1.01)
     with pytest.raises(ExportError, match="rotary frequencies differ from base 10000"):
         check_mappable(rope)
+
+
+def test_attention_dropout_off_maps_to_both_architectures():
+    from playground.export.hf import convert
+    tokenizer = CharTokenizer.from_text(TEXT)
+    gpt2 = convert(random_model(tokenizer, dropout=0.15, attention_dropout=False, head_bias=False)).config
+    assert (gpt2["attn_pdrop"], gpt2["resid_pdrop"], gpt2["embd_pdrop"]) == (0.0, 0.15, 0.15)
+    rotary = convert(random_model(tokenizer, position="rope", head_bias=False, dropout=0.15,
+                                  attention_dropout=False)).config
+    assert (rotary["attention_dropout"], rotary["residual_dropout"], rotary["embedding_dropout"]) == (0.0, 0.15, 0.15)

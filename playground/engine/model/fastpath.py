@@ -56,17 +56,17 @@ def check_same_parameters(name: str, held: list, model: Any) -> None:
 # A setting it does not name sends decoding through GPT.forward with each sequence's own cache.
 CACHED_STEP = Verified("the cached decoding step", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "dropout": ANY, "attention_dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
     "activation": {"gelu", "gelu_tanh"}, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
 # The flat AdamW (flat_adamw.py): elementwise over whatever parameters the model holds; the
 # fused kernel was checked on the CPU.
 FLAT_ADAMW = Verified("the flat AdamW", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "dropout": ANY, "attention_dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
     "activation": ANY, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
 # The parameter count without torch (param_count.py), for the window's live figure.
 FORMULA = Verified("the parameter-count formula", {
     "vocab_size": ANY, "n_layer": ANY, "n_head": ANY, "n_embd": ANY, "block_size": ANY,
-    "dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
+    "dropout": ANY, "attention_dropout": ANY, "position": {"learned", "rope"}, "head_bias": {True, False},
     "activation": ANY, "tie_embeddings": {False, True}, "rope_base": ANY}, devices=("cpu",))
 FAST_PATHS = (CACHED_STEP, FLAT_ADAMW, FORMULA)

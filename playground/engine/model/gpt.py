@@ -120,7 +120,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
         self.resid_dropout = Dropout(config.dropout)
         self.n_head = config.n_head
-        self.dropout = config.dropout
+        self.dropout = config.dropout if config.attention_dropout else 0.0  # on the probabilities
         self.layer = layer  # which of a cache's layers holds this one's keys and values
         rope = config.position == "rope"
         self.rotary = Rotary(config.head_size, config.rope_base) if rope else None

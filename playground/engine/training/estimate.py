@@ -73,7 +73,8 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
         flops += muon_flops(model)
     step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
     if model.dropout > 0:  # masks on the attention probabilities and on the residual stream
-        step_s += DROPOUT_S_PER_ELEMENT * B * T * (L * model.n_head * T + (2 * L + 1) * C)
+        attention = L * model.n_head * T if model.attention_dropout else 0
+        step_s += DROPOUT_S_PER_ELEMENT * B * T * (attention + (2 * L + 1) * C)
     # an evaluation: eval_batches forward passes on each split (a third of a step's work
     # each), then sample_chars characters, each a forward over at most the block
     forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3
