@@ -250,6 +250,15 @@ def test_a_run_without_validation_says_so(window):
     assert "no validation (text too short)" in text and "val n/a" not in text
 
 
+def test_a_run_that_averages_its_weights_says_so(window, phrase_corpus, tiny_model_cfg, tiny_train_cfg):
+    from playground.engine.training.trainer import Trainer
+    started = next(iter(Trainer(tiny_model_cfg, tiny_train_cfg.replace(ema=0.99), phrase_corpus).run()))
+    assert started.message == ("evaluations score a moving average of the weights (0.99 carried over each "
+                               "step), which the run ends with")
+    window.status.started(started)
+    assert window.training.status.text().endswith(f"thread; {started.message}")
+
+
 def test_the_first_layout_gives_the_forms_their_room(window, qtbot):
     window.resize(1272, 680)
     window.share_out()

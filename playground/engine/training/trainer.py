@@ -230,8 +230,12 @@ class Trainer:
         cfg, T, B = self.train_cfg, self.model_cfg.block_size, self.train_cfg.batch_size
         torch.set_num_threads(self.threads)
         first, last = self.step, self.step + cfg.max_steps
-        message = "" if self.corpus.has_validation else (
-            "validation unavailable: the text is too short to hold out a validation window")
+        notes = [] if self.corpus.has_validation else [
+            "validation unavailable: the text is too short to hold out a validation window"]
+        if cfg.ema:
+            notes.append(f"evaluations score a moving average of the weights ({cfg.ema:g} carried over "
+                         "each step), which the run ends with")
+        message = "; ".join(notes)
         yield Started(self.model.num_params(), self.model_cfg.vocab_size, self.corpus.n_train,
                       self.corpus.n_val, first, last, self.threads, message,
                       self.corpus.tokenizer.kind, self.corpus.chars_per_token())

@@ -71,6 +71,8 @@ class StatusTracker(QObject):
         self.no_validation = "" if ev.n_val else (
             f"no validation: the text is too short to hold out a validation window ({ev.n_train:,} {unit})")
         note = f" ({self.no_validation})" if self.no_validation else ""
+        if ev.n_val and ev.message:  # (without validation the message says only that)
+            note += f"; {ev.message}"
         board = getattr(self.control, "board_folder", None)
         if board:
             note += f"; TensorBoard files in {board}"
