@@ -29,6 +29,7 @@ class Started:
     message: str = ""        # e.g. why validation is unavailable
     tokenizer: str = "char"  # "char" or "bpe": what one token is
     chars_per_token: float = 1.0   # of the validation text (the training text when none)
+    ema: float = 0.0         # evaluations score a moving average of the weights (TrainConfig.ema; 0: no)
 
 
 @dataclass(frozen=True)

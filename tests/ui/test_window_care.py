@@ -251,12 +251,16 @@ def test_a_run_without_validation_says_so(window):
 
 
 def test_a_run_that_averages_its_weights_says_so(window, phrase_corpus, tiny_model_cfg, tiny_train_cfg):
+    from playground.engine.events import Step
     from playground.engine.training.trainer import Trainer
     started = next(iter(Trainer(tiny_model_cfg, tiny_train_cfg.replace(ema=0.99), phrase_corpus).run()))
     assert started.message == ("evaluations score a moving average of the weights (0.99 carried over each "
                                "step), which the run ends with")
     window.status.started(started)
     assert window.training.status.text().endswith(f"thread; {started.message}")
+    window.status.step(Step(3, 2.0, 1e-3, 0.5, False, 100.0, 1.0))   # the line during the run
+    window.status.refresh()
+    assert "· val n/a (weight average) ·" in window.training.status.text()
 
 
 def test_the_first_layout_gives_the_forms_their_room(window, qtbot):

@@ -238,7 +238,7 @@ class Trainer:
         message = "; ".join(notes)
         yield Started(self.model.num_params(), self.model_cfg.vocab_size, self.corpus.n_train,
                       self.corpus.n_val, first, last, self.threads, message,
-                      self.corpus.tokenizer.kind, self.corpus.chars_per_token())
+                      self.corpus.tokenizer.kind, self.corpus.chars_per_token(), cfg.ema)
         data = self.corpus.train_ids()
         self._original_train = self.original.train_ids() if self.replay else None
         # each rank draws its own batches; a continued run does not repeat the first one's

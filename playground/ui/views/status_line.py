@@ -40,6 +40,7 @@ class StatusTracker(QObject):
         self.val_loss: Optional[float] = None
         self.original_loss: Optional[float] = None  # a fine-tune's loss on its original text
         self.no_validation = ""   # why a run has no validation loss, when it has none
+        self.averaged = False     # the run's evaluations score a moving average of the weights
         self.paused = False
         self._error = False       # the line shows an error (cleared when what caused it changes)
         self._dirty = False
@@ -60,6 +61,7 @@ class StatusTracker(QObject):
     @Slot(object)
     def started(self, ev) -> None:
         self.first, self.last = ev.first_step, ev.last_step
+        self.averaged = ev.ema > 0  # its validation is the weight average's
         if ev.first_step == 0:
             self.val_loss = None
         self.original_loss = None
@@ -153,6 +155,7 @@ class StatusTracker(QObject):
             val = "no validation (text too short)"
         else:
             val = "val " + ("n/a" if self.val_loss is None else f"{self.val_loss:.4f}")
+            val += " (weight average)" if self.averaged else ""
         if self.original_loss is not None:
             val += f" · original {self.original_loss:.4f}"
         ppl = ppl_text(self.val_loss if self.val_loss is not None else ev.loss)
