@@ -150,12 +150,9 @@ class CausalSelfAttention(nn.Module):
         elif p > 0 and x.device.type == "cpu":
             # with dropout, the CPU's attention leaves its fused kernel for this same explicit
             # arithmetic, and draws its masks one random number an element: ours cost less
-            positions = torch.arange(start, start + T, device=x.device)
-            y = dropout(probabilities(q, k, attention_mask(positions, positions, self.window)), p) @ v
+            y = dropout(probabilities(q, k, self.allowed(start, T, x.device)), p) @ v
         elif self.window is not None and T > self.window:
-            positions = torch.arange(start, start + T, device=x.device)
-            mask = attention_mask(positions, positions, self.window)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.allowed(start, T, x.device), dropout_p=p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
@@ -164,8 +161,12 @@ class CausalSelfAttention(nn.Module):
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Attention probabilities (B, nh, T, T), computed explicitly for display only."""
         q, k, _ = self.heads(x, 0)
-        positions = torch.arange(x.size(1), device=x.device)
-        return probabilities(q, k, attention_mask(positions, positions, self.window))
+        return probabilities(q, k, self.allowed(0, x.size(1), x.device))
+
+    def allowed(self, start: int, T: int, device) -> torch.Tensor:
+        """attention_mask for T positions from start, among themselves, with this layer's window."""
+        positions = torch.arange(start, start + T, device=device)
+        return attention_mask(positions, positions, self.window)
 
 
 class MLP(nn.Module):
