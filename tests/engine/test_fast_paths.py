@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.model.decoding import CACHED_STEP, CachedRows, plain_logits
+from playground.engine.model.decoding import CACHED_STEP, TRANSPOSED_WIDTH, CachedRows, _rotate_flipped, plain_logits
 from playground.engine.model.fastpath import FAST_PATHS as TABLE
 from playground.engine.model.fastpath import Verified
 from playground.engine.model.flat_adamw import FLAT_ADAMW, FlatAdamW
 from playground.engine.model.generation import Engine, Request
-from playground.engine.model.gpt import GPT
+from playground.engine.model.gpt import GPT, rotate
 from playground.engine.model.optimizers import build_optimizers
 from playground.engine.model.param_count import FORMULA, count_params, formula
 from playground.engine.training.step import choose_path
@@ -56,12 +56,12 @@ def model_configs(draw, config_class=ModelConfig):
     return config
 
 
-def perturbed(config: ModelConfig, seed: int) -> GPT:
+def perturbed(config: ModelConfig, seed: int, scale: float = 0.3) -> GPT:
     torch.manual_seed(seed)
     model = GPT(config)
     with torch.no_grad():  # away from the initialisation, so every path carries signal
         for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+            p.add_(scale * torch.randn_like(p))
     return model
 
 
@@ -193,6 +193,44 @@ def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed
         for row, token in engine.step():
             expected = plain_logits(model, before[id(row)]).softmax(-1)
             assert (token.probs - expected).abs().max().item() <= 1e-5, (len(row.ids), rows.index(row))
+
+
+@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
+    """Up to TRANSPOSED_WIDTH the cached step keeps its weights transposed (cheaper calls a row
+    at a time); past it, it reads the model's own (no second copy of a large model). Either way,
+    one row and then two get the plain probabilities, past the block."""
+    width = TRANSPOSED_WIDTH + 8 if wide else 16
+    config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
+    model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
+    shared = CachedRows(model, 1).layers[0][0][2].data_ptr() == model.h[0].attn.c_attn.weight.data_ptr()
+    assert shared == wide
+    engine = Engine(model, CharTokenizerOf(7), capacity=2)
+    rows = [engine.add(Request((1, 2), SampleConfig(max_new_tokens=12, temperature=1.0, seed=0)))]
+    for step in range(12):
+        if step == 4:
+            rows.append(engine.add(Request((3,), SampleConfig(max_new_tokens=6, temperature=1.0, seed=1))))
+        before = {id(row): list(row.ids) for row in engine.rows}
+        for row, token in engine.step():
+            expected = plain_logits(model, before[id(row)]).softmax(-1)
+            assert (token.probs - expected).abs().max().item() <= 1e-5, (step, rows.index(row))
+
+
+def test_the_cached_step_turns_queries_and_keys_as_rotate_does_and_values_not_at_all():
+    """Its rotation takes a whole row of queries, keys and values at once (tables of 1 and 0
+    for the values), in fewer operations than gpt.rotate: the same values to a rounding."""
+    model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=16, block_size=4, position="rope"))
+    rows = CachedRows(model, 3)
+    cos3, sin3 = rows._turns(300)
+    positions = torch.tensor([0, 7, 300])
+    qkv = torch.randn(3, 3, 2, 8, generator=torch.Generator().manual_seed(0)) * 4
+    turned = _rotate_flipped(qkv, cos3[positions], sin3[positions])
+    cos, sin = model.h[0].attn.rotary.tables(0, 301, "cpu")
+    expected = rotate(qkv[:, :2], cos[positions], sin[positions])
+    assert (turned[:, :2] - expected).abs().max().item() <= 1e-5
+    assert not torch.equal(turned[:, :2], qkv[:, :2])  # (position 0 alone would not turn)
+    assert torch.equal(turned[:, 2], qkv[:, 2])
 
 
 class CharTokenizerOf:

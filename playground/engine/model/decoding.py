@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from playground.engine.model import int8
 from playground.engine.model.fastpath import CACHED_STEP, check_same_parameters
-from playground.engine.model.gpt import GPT, attention_mask, rotate
+from playground.engine.model.gpt import GPT, attention_mask
 
 
 # -- the prefill's caches (GPT.forward's cache protocol) ----------------------------------
@@ -128,6 +128,36 @@ def weights_refusal(model: GPT, weights: str) -> str:
     return f"8-bit weights need the cached decoding step: {refusal}" if refusal else ""
 
 
+# A row at a time, a linear's cost is its call, not its arithmetic: torch.addmm on a weight stored
+# (in, out) costs 30-40% less at widths up to 512 than F.linear's transposed view (issue 26, goal
+# 3a: 5.6 -> 3.4 us for 384 x 128). The cached step keeps such copies for models up to this width;
+# wider ones read the model's own weights (a copy of GPT-2 small's would double its memory, and
+# there each linear reads at the memory's bandwidth either way).
+TRANSPOSED_WIDTH = 512
+
+
+def _linear_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    return torch.addmm(bias, x, weight_t) if bias is not None else x @ weight_t
+
+
+def _gelu(h: torch.Tensor, approximate: str) -> torch.Tensor:
+    """F.gelu, the same values. The exact form on a contiguous float32 tensor goes to oneDNN, whose
+    call costs ~6 us on a row of 512 against ~1 us for ATen's own kernel; a transposed view of
+    the same values is not contiguous, so it takes ATen's kernel (only the speed depends on this)."""
+    if approximate == "none" and h.dtype == torch.float32 and h.numel() % 2 == 0:
+        return F.gelu(h.view(2, -1).t()).t().reshape(h.shape)
+    return F.gelu(h, approximate=approximate)
+
+
+def _rotate_flipped(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    """gpt.rotate's result in three operations where it takes eight: with cos2 = (cos, cos) and
+    sin2 = (-sin, sin), x * cos2 + (x's halves swapped) * sin2 adds the same two products in each
+    channel (addcmul fuses the second product into the sum: within a rounding of rotate's)."""
+    half = x.size(-1) // 2
+    swapped = x.unflatten(-1, (2, half)).flip(-2).flatten(-2)
+    return torch.addcmul(x * cos2, swapped, sin2)
+
+
 def block_params(b) -> list[torch.Tensor]:
     """A block's weights in the order the cached step unpacks them: ln_1, c_attn, c_proj, ln_2,
     c_fc, mlp c_proj, each weight then bias."""
@@ -139,7 +169,9 @@ def block_params(b) -> list[torch.Tensor]:
 class CachedRows:
     """One new token for each of several sequences per step, each at its own position:
     forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights
-    (at these sizes the cost is per operation, not per FLOP). Rows stay packed (0..B-1): a
+    (at these sizes the cost is per operation, not per FLOP; up to TRANSPOSED_WIDTH, transposed
+    copies taken when it is made, so later changes to the model's weights do not reach it).
+    Rows stay packed (0..B-1): a
     sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
 
     Rotary: a ring of block_size slots per layer and row. Learned: block_size slots per layer
@@ -177,13 +209,22 @@ class CachedRows:
                 for i in (2, 4, 8, 10):
                     params[i], params[i + 1] = int8.pack(params[i], params[i + 1]), None
             self.head_w, self.head_b = int8.pack(self.head_w, self.head_b), None
+        elif self.C <= TRANSPOSED_WIDTH:  # copies, read from here on (TRANSPOSED_WIDTH says why)
+            self.linear = _linear_transposed
+            for params, _, _ in self.layers:
+                for i in (2, 4, 8, 10):
+                    params[i] = params[i].t().contiguous()
+            self.head_w = self.head_w.t().contiguous()
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
+        # per position, (3, 1, hs): queries' and keys' (cos, cos) and (-sin, sin), values' 1 and 0
+        self._cos3 = self._sin3 = torch.empty(0, 3, 1, self.hs)
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
         self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
         self._views: dict[int, list] = {}
+        self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
 
     @property
     def rows(self) -> int:
@@ -226,6 +267,24 @@ class CachedRows:
             self._views[B] = [(slots[0, :B], slots[1, :B]) for slots in self.slots]
         return self._views[B]
 
+    def _turns(self, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """_rotate_flipped's tables for positions 0..last, for a whole (3, nh, hs) row of queries,
+        keys and values: values turn by 0 (x * 1 + swapped * 0 is x), so the row turns in one go."""
+        if self._cos3.size(0) <= last:
+            self.rotary.tables(0, last + 1, self.wte.device)
+            cos, sin = self.rotary.cos.flatten(1), self.rotary.sin.flatten(1)  # all it holds
+            ones, zeros = torch.ones_like(cos), torch.zeros_like(sin)
+            self._cos3 = torch.stack([torch.cat(p, -1) for p in ((cos, cos), (cos, cos), (ones, ones))], 1)[:, :, None]
+            self._sin3 = torch.stack([torch.cat(p, -1) for p in ((-sin, sin), (-sin, sin), (zeros, zeros))], 1)[:, :, None]
+        return self._cos3, self._sin3
+
+    def _slot(self, layer: int, slot: int) -> torch.Tensor:
+        """Row 0's keys and values (2, nh, hs) at a slot of a layer (views kept: a step makes none)."""
+        view = self._slot_views.get((layer, slot))
+        if view is None:
+            view = self._slot_views[layer, slot] = self.slots[layer][:, 0, :, slot]
+        return view
+
     @torch.no_grad()
     def step(self, tokens: list[int]) -> torch.Tensor:
         """Logits (B, V) for one new token per row (tokens[i] goes to row i)."""
@@ -237,7 +296,8 @@ class CachedRows:
             p = positions[0]
             x = self.wte[tokens[0]].view(1, C)
             if self.rotary_positions:
-                cos, sin = self.rotary.tables(p, 1, x.device)  # (1, 1, 1, hs/2)
+                cos3, sin3 = self._turns(p)
+                cos, sin = cos3[p], sin3[p]  # (3, 1, hs)
             else:
                 x = x + self.wpe[p]
             slot, rows = p % W, 0
@@ -248,8 +308,8 @@ class CachedRows:
             pos = torch.tensor(positions)
             x = self.wte[torch.tensor(tokens)]  # (B, C)
             if self.rotary_positions:
-                cos, sin = self.rotary.tables(0, max(positions) + 1, x.device)
-                cos, sin = cos[pos].view(B, 1, 1, hs // 2), sin[pos].view(B, 1, 1, hs // 2)
+                cos3, sin3 = self._turns(max(positions))
+                cos, sin = cos3[pos], sin3[pos]  # (B, 3, 1, hs)
             else:
                 x = x + self.wpe[pos]
             slot, rows = pos % W, self._row_numbers[:B]
@@ -258,20 +318,23 @@ class CachedRows:
             n = min(max(positions) + 1, W)
             valid = None if min(positions) + 1 >= n else \
                 (self._slot_numbers[None, :n] <= pos[:, None]).view(B, 1, 1, n)
-        for (keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2) in \
-                zip(self._packed(B), self.layers):
-            qkv = linear(F.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
+        # (torch.layer_norm: F.layer_norm's own call, without its Python wrapper's checks)
+        for layer, ((keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2)) in \
+                enumerate(zip(self._packed(B), self.layers)):
+            qkv = linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
             if self.rotary_positions:
-                qk = rotate(qkv[:, :2], cos, sin)  # (B, 2, nh, hs)
-                q, k = qk[:, 0], qk[:, 1]
+                qkv = _rotate_flipped(qkv, cos, sin)  # queries and keys turned, values as they were
+            q = qkv[:, 0]
+            if B == 1:
+                self._slot(layer, slot).copy_(qkv[0, 1:])
             else:
-                q, k = qkv[:, 0], qkv[:, 1]
-            keys[rows, :, slot] = k
-            values[rows, :, slot] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys[:, :, :n], values[:, :, :n],
+                keys[rows, :, slot] = qkv[:, 1]
+                values[rows, :, slot] = qkv[:, 2]
+            if n < W:
+                keys, values = keys[:, :, :n], values[:, :, :n]
+            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values,
                                                attn_mask=valid)
             x = x + linear(y.reshape(B, C), wp, bp)
-            x = x + linear(F.gelu(linear(F.layer_norm(x, (C,), w2, b2, e2), wf, bf), approximate=self.gelu),
-                           wm, bm)
+            x = x + linear(_gelu(linear(torch.layer_norm(x, (C,), w2, b2, e2), wf, bf), self.gelu), wm, bm)
         self.positions = [p + 1 for p in positions]
-        return linear(F.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
+        return linear(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
