@@ -4,7 +4,7 @@ says why not), and generation can be watched at a pace or one character at a tim
 
 import pytest
 from PySide6.QtCore import QPoint, QRect, QSize
-from PySide6.QtWidgets import QAbstractScrollArea, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QTabBar, QWidget
 
 from playground.engine.data import download
 from tests.fileserver import BODY, source
@@ -47,6 +47,21 @@ def test_the_view_menu_brings_closed_panels_back(window, qtbot):
     window.docks["sweep"].close()
     window.reset_layout()
     assert not window.docks["attention"].isFloating() and window.docks["sweep"].isVisibleTo(window)
+
+
+def test_each_group_of_tabbed_panels_shows_one_tab_bar(window, qtbot):
+    """Qt left the first bar of the bottom group ("Samples | Health", from tabifying the panels
+    one by one) shown over the settings panel's edge, beside the group's whole bar; after the
+    window opens and after Reset layout, each group shows one bar with all of its tabs."""
+    def shown() -> list[list[str]]:
+        return sorted([bar.tabText(i) for i in range(bar.count())] for bar in window.findChildren(QTabBar)
+                      if bar.parentWidget() is window and bar.isVisible())
+    whole = [["Generate", "Attention", "Scaling", "Preferences"], ["Samples", "Health", "Sweep", "Serve", "Inside"]]
+    qtbot.waitUntil(lambda: len(shown()) >= 2, timeout=5000)
+    assert shown() == whole
+    window.reset_layout()
+    qtbot.wait(50)
+    assert shown() == whole
 
 
 def test_the_layout_is_remembered(qtbot, tmp_path, monkeypatch):

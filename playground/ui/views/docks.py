@@ -77,10 +77,18 @@ class Dock(QDockWidget):
 
 
 def tidy_tab_bars(window) -> None:
-    """Dock tabs show their whole names (scroll arrows when there is no room, never "Gene…")."""
-    for bar in window.findChildren(QTabBar):
+    """Dock tabs show their whole names (scroll arrows when there is no room, never "Gene…"),
+    and a tab bar Qt left behind is hidden: tabifying docks one by one, QMainWindow (PySide6
+    6.x) made a second bar for the grown group and left the first, "Samples | Health", shown
+    over the settings panel's edge."""
+    bars = [bar for bar in window.findChildren(QTabBar) if bar.parentWidget() is window]
+    docks = [{bar.tabData(i) for i in range(bar.count())} for bar in bars]
+    for bar, held in zip(bars, docks):
         bar.setElideMode(Qt.ElideNone)
         bar.setUsesScrollButtons(True)
+        # a bar whose docks another bar holds, and more, is left over (Qt shows the ones it uses)
+        if held and any(held < other for other in docks):
+            bar.hide()
 
 
 DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
