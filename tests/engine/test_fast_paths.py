@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
-from playground.engine.model.decoding import CACHED_STEP, TRANSPOSED_WIDTH, CachedRows, _rotate_flipped, plain_logits
+from playground.engine.model.decoding import (
+    CACHED_STEP,
+    TRANSPOSED_WIDTH,
+    TURN_TABLE,
+    CachedRows,
+    _rotate_flipped,
+    plain_logits,
+)
 from playground.engine.model.fastpath import FAST_PATHS as TABLE
 from playground.engine.model.fastpath import Verified
 from playground.engine.model.flat_adamw import FLAT_ADAMW, FlatAdamW
@@ -217,20 +224,39 @@ def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
             assert (token.probs - expected).abs().max().item() <= 1e-5, (step, rows.index(row))
 
 
+def test_a_large_head_is_read_in_place(monkeypatch):
+    """A head over HEAD_COPY_LIMIT numbers (a large vocabulary) is not copied: the narrow model's
+    blocks read their copies and its head the model's own weight, and the step still gives
+    the plain probabilities (tied to the embedding and not)."""
+    from playground.engine.model import decoding
+    monkeypatch.setattr(decoding, "HEAD_COPY_LIMIT", 10)
+    for tied in (False, True):
+        model = perturbed(ModelConfig(vocab_size=7, n_layer=1, n_head=2, n_embd=8, block_size=4,
+                                      position="rope", tie_embeddings=tied, head_bias=not tied), 1).eval()
+        rows = CachedRows(model, 1)
+        assert rows.head_w.data_ptr() == model.lm_head.weight.data_ptr()
+        cache = decoding.new_cache(model)
+        decoding.forward_logits(model, [1, 2], cache)
+        rows.add(cache)
+        for i, token in enumerate([3, 4, 5, 6, 0]):  # past the block
+            expected = plain_logits(model, [1, 2, 3, 4, 5, 6, 0][:i + 3]).softmax(-1)
+            assert (rows.step([token])[0].softmax(-1) - expected).abs().max().item() <= 1e-5
+
+
 def test_the_cached_step_turns_queries_and_keys_as_rotate_does_and_values_not_at_all():
     """Its rotation takes a whole row of queries, keys and values at once (tables of 1 and 0
     for the values), in fewer operations than gpt.rotate: the same values to a rounding."""
     model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=16, block_size=4, position="rope"))
     rows = CachedRows(model, 3)
-    cos3, sin3 = rows._turns(300)
-    positions = torch.tensor([0, 7, 300])
     qkv = torch.randn(3, 3, 2, 8, generator=torch.Generator().manual_seed(0)) * 4
-    turned = _rotate_flipped(qkv, cos3[positions], sin3[positions])
-    cos, sin = model.h[0].attn.rotary.tables(0, 301, "cpu")
-    expected = rotate(qkv[:, :2], cos[positions], sin[positions])
-    assert (turned[:, :2] - expected).abs().max().item() <= 1e-5
-    assert not torch.equal(turned[:, :2], qkv[:, :2])  # (position 0 alone would not turn)
-    assert torch.equal(turned[:, 2], qkv[:, 2])
+    # kept tables (past the rotary tables' first 256 positions), then filled ones past TURN_TABLE
+    for positions in ([0, 7, 300], [300], [5, 2], [TURN_TABLE + 3], [TURN_TABLE + 9, 2], [TURN_TABLE + 1, 8]):
+        turned = _rotate_flipped(qkv[:len(positions)], *rows._turns(positions))
+        cos, sin = model.h[0].attn.rotary.tables(0, max(positions) + 1, "cpu")
+        expected = rotate(qkv[:len(positions), :2], cos[positions], sin[positions])
+        assert (turned[:, :2] - expected).abs().max().item() <= 1e-5, positions
+        assert not torch.equal(turned[:, :2], qkv[:len(positions), :2])  # (position 0 alone would not turn)
+        assert torch.equal(turned[:, 2], qkv[:len(positions), 2])
 
 
 class CharTokenizerOf:

@@ -136,6 +136,10 @@ def weights_refusal(model: GPT, weights: str) -> str:
 TRANSPOSED_WIDTH = 512
 
 
+TURN_TABLE = 4096  # positions whose rotation tables the cached step keeps (CachedRows._turns)
+HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add 100 MB (tied: its wte's)
+
+
 def _linear_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     return torch.addmm(bias, x, weight_t) if bias is not None else x @ weight_t
 
@@ -203,6 +207,7 @@ class CachedRows:
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
         self.weights, self.linear = weights, F.linear
+        self.head_linear = None  # the head's linear, where it differs from the blocks'
         if weights == "int8":  # each (weight, bias) pair of a linear becomes (packed, None)
             self.linear = int8.linear
             for params, _, _ in self.layers:
@@ -214,10 +219,14 @@ class CachedRows:
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
                     params[i] = params[i].t().contiguous()
-            self.head_w = self.head_w.t().contiguous()
+            self.head_linear = _linear_transposed
+            if self.head_w.numel() <= HEAD_COPY_LIMIT:
+                self.head_w = self.head_w.t().contiguous()
+            else:  # (a large vocabulary's head: its own weight, F.linear)
+                self.head_linear = F.linear
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
-        # per position, (3, 1, hs): queries' and keys' (cos, cos) and (-sin, sin), values' 1 and 0
-        self._cos3 = self._sin3 = torch.empty(0, 3, 1, self.hs)
+        self._kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # _turns' first TURN_TABLE positions
+        self._tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # _turns' buffers past them, per B
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
         self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
@@ -267,16 +276,35 @@ class CachedRows:
             self._views[B] = [(slots[0, :B], slots[1, :B]) for slots in self.slots]
         return self._views[B]
 
-    def _turns(self, last: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """_rotate_flipped's tables for positions 0..last, for a whole (3, nh, hs) row of queries,
-        keys and values: values turn by 0 (x * 1 + swapped * 0 is x), so the row turns in one go."""
-        if self._cos3.size(0) <= last:
-            self.rotary.tables(0, last + 1, self.wte.device)
-            cos, sin = self.rotary.cos.flatten(1), self.rotary.sin.flatten(1)  # all it holds
-            ones, zeros = torch.ones_like(cos), torch.zeros_like(sin)
-            self._cos3 = torch.stack([torch.cat(p, -1) for p in ((cos, cos), (cos, cos), (ones, ones))], 1)[:, :, None]
-            self._sin3 = torch.stack([torch.cat(p, -1) for p in ((-sin, sin), (-sin, sin), (zeros, zeros))], 1)[:, :, None]
-        return self._cos3, self._sin3
+    def _turns(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """_rotate_flipped's tables (B, 3, 1, hs) for each row's position, for a whole row of
+        queries, keys and values: (cos, cos) and (-sin, sin) for queries and keys, 1 and 0 for
+        values (x * 1 + swapped * 0 is x), so the row turns in one go. Kept for the first
+        TURN_TABLE positions (6 MB at head size 64); past them, filled from the rotary tables
+        at each step, into buffers kept per batch size."""
+        B, half, last = len(positions), self.hs // 2, max(positions)
+        if last < TURN_TABLE:
+            if self._kept is None:
+                cos, sin = (t.flatten(1) for t in self.rotary.tables(0, TURN_TABLE, self.wte.device))
+                ones, zeros = torch.ones_like(cos), torch.zeros_like(sin)
+                self._kept = (torch.stack([torch.cat(p, -1) for p in ((cos, cos), (cos, cos), (ones, ones))], 1)[:, :, None],
+                              torch.stack([torch.cat(p, -1) for p in ((-sin, sin), (-sin, sin), (zeros, zeros))], 1)[:, :, None])
+            cos3, sin3 = self._kept
+            if B == 1:
+                return cos3[last].unsqueeze(0), sin3[last].unsqueeze(0)
+            at = torch.tensor(positions)
+            return cos3[at], sin3[at]
+        cos, sin = self.rotary.tables(0, last + 1, self.wte.device)  # (n, 1, 1, hs/2)
+        at = positions[0] if B == 1 else torch.tensor(positions)
+        cos, sin = cos[at].view(B, 1, 1, half), sin[at].view(B, 1, 1, half)
+        if B not in self._tables:
+            self._tables[B] = torch.ones(B, 3, 1, self.hs), torch.zeros(B, 3, 1, self.hs)
+        cos3, sin3 = self._tables[B]
+        cos3[:, :2, 0].unflatten(-1, (2, half)).copy_(cos)  # (B, 2, 2, hs/2): both halves
+        turn = sin3[:, :2, 0]  # (B, 2, hs)
+        torch.neg(sin.view(B, 1, half).expand(B, 2, half), out=turn[..., :half])
+        turn[..., half:].copy_(sin.view(B, 1, half))
+        return cos3, sin3
 
     def _slot(self, layer: int, slot: int) -> torch.Tensor:
         """Row 0's keys and values (2, nh, hs) at a slot of a layer (views kept: a step makes none)."""
@@ -296,8 +324,7 @@ class CachedRows:
             p = positions[0]
             x = self.wte[tokens[0]].view(1, C)
             if self.rotary_positions:
-                cos3, sin3 = self._turns(p)
-                cos, sin = cos3[p], sin3[p]  # (3, 1, hs)
+                cos, sin = self._turns(positions)  # (1, 3, 1, hs)
             else:
                 x = x + self.wpe[p]
             slot, rows = p % W, 0
@@ -308,8 +335,7 @@ class CachedRows:
             pos = torch.tensor(positions)
             x = self.wte[torch.tensor(tokens)]  # (B, C)
             if self.rotary_positions:
-                cos3, sin3 = self._turns(max(positions))
-                cos, sin = cos3[pos], sin3[pos]  # (B, 3, 1, hs)
+                cos, sin = self._turns(positions)  # (B, 3, 1, hs)
             else:
                 x = x + self.wpe[pos]
             slot, rows = pos % W, self._row_numbers[:B]
@@ -337,4 +363,5 @@ class CachedRows:
             x = x + linear(y.reshape(B, C), wp, bp)
             x = x + linear(_gelu(linear(torch.layer_norm(x, (C,), w2, b2, e2), wf, bf), self.gelu), wm, bm)
         self.positions = [p + 1 for p in positions]
-        return linear(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
+        head = self.head_linear or linear
+        return head(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)

@@ -80,15 +80,18 @@ def tidy_tab_bars(window) -> None:
     """Dock tabs show their whole names (scroll arrows when there is no room, never "Gene…"),
     and a tab bar Qt left behind is hidden: tabifying docks one by one, QMainWindow (PySide6
     6.x) made a second bar for the grown group and left the first, "Samples | Health", shown
-    over the settings panel's edge."""
-    bars = [bar for bar in window.findChildren(QTabBar) if bar.parentWidget() is window]
-    docks = [{bar.tabData(i) for i in range(bar.count())} for bar in bars]
-    for bar, held in zip(bars, docks):
+    over the settings panel's edge. A bar is left over when its tabs are not the group Qt
+    holds for its first dock (tabifiedDockWidgets); a bar Qt uses, it shows again itself."""
+    from shiboken6 import getCppPointer
+    docks = {getCppPointer(dock)[0]: dock for dock in window.findChildren(QDockWidget)}
+    for bar in window.findChildren(QTabBar):
         bar.setElideMode(Qt.ElideNone)
         bar.setUsesScrollButtons(True)
-        # a bar whose docks another bar holds, and more, is left over (Qt shows the ones it uses)
-        if held and any(held < other for other in docks):
-            bar.hide()
+        first = docks.get(bar.tabData(0)) if bar.parentWidget() is window and bar.count() else None
+        if first is not None:
+            group = {getCppPointer(dock)[0] for dock in [first, *window.tabifiedDockWidgets(first)]}
+            if {bar.tabData(i) for i in range(bar.count())} != group:
+                bar.hide()
 
 
 DOCK_AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
