@@ -251,7 +251,8 @@ def test_the_cached_step_turns_queries_and_keys_as_rotate_does_and_values_not_at
     qkv = torch.randn(3, 3, 2, 8, generator=torch.Generator().manual_seed(0)) * 4
     # kept tables (past the rotary tables' first 256 positions), then filled ones past TURN_TABLE
     for positions in ([0, 7, 300], [300], [5, 2], [TURN_TABLE + 3], [TURN_TABLE + 9, 2], [TURN_TABLE + 1, 8]):
-        turned = _rotate_flipped(qkv[:len(positions)], *rows._turns(positions))
+        at = positions[0] if len(positions) == 1 else torch.tensor(positions)
+        turned = _rotate_flipped(qkv[:len(positions)], *rows._turns(at, max(positions)))
         cos, sin = model.h[0].attn.rotary.tables(0, max(positions) + 1, "cpu")
         expected = rotate(qkv[:len(positions), :2], cos[positions], sin[positions])
         assert (turned[:, :2] - expected).abs().max().item() <= 1e-5, positions

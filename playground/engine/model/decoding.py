@@ -134,9 +134,6 @@ def weights_refusal(model: GPT, weights: str) -> str:
 # wider ones read the model's own weights (a copy of GPT-2 small's would double its memory, and
 # there each linear reads at the memory's bandwidth either way).
 TRANSPOSED_WIDTH = 512
-
-
-TURN_TABLE = 4096  # positions whose rotation tables the cached step keeps (CachedRows._turns)
 HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add 100 MB (tied: its wte's)
 
 
@@ -151,6 +148,18 @@ def _gelu(h: torch.Tensor, approximate: str) -> torch.Tensor:
     if approximate == "none" and h.dtype == torch.float32 and h.numel() % 2 == 0:
         return F.gelu(h.view(2, -1).t()).t().reshape(h.shape)
     return F.gelu(h, approximate=approximate)
+
+
+TURN_TABLE = 4096  # positions whose rotation tables the cached step keeps (CachedRows._turns)
+
+
+def _turn_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """_rotate_flipped's tables (..., 3, 1, hs) from angles' cos and sin (..., hs/2), for a whole
+    row of queries, keys and values: (cos, cos) and (-sin, sin) for queries and keys, 1 and 0
+    for values (x * 1 + swapped * 0 is x), so the row turns in one go."""
+    cos2, sin2 = torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1)
+    return (torch.stack((cos2, cos2, torch.ones_like(cos2)), -2).unsqueeze(-2),
+            torch.stack((sin2, sin2, torch.zeros_like(sin2)), -2).unsqueeze(-2))
 
 
 def _rotate_flipped(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
@@ -206,10 +215,9 @@ class CachedRows:
         self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
-        self.weights, self.linear = weights, F.linear
-        self.head_linear = None  # the head's linear, where it differs from the blocks'
+        self.weights, self.linear, self.head_linear = weights, F.linear, F.linear
         if weights == "int8":  # each (weight, bias) pair of a linear becomes (packed, None)
-            self.linear = int8.linear
+            self.linear = self.head_linear = int8.linear
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
                     params[i], params[i + 1] = int8.pack(params[i], params[i + 1]), None
@@ -219,14 +227,10 @@ class CachedRows:
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
                     params[i] = params[i].t().contiguous()
-            self.head_linear = _linear_transposed
-            if self.head_w.numel() <= HEAD_COPY_LIMIT:
-                self.head_w = self.head_w.t().contiguous()
-            else:  # (a large vocabulary's head: its own weight, F.linear)
-                self.head_linear = F.linear
+            if self.head_w.numel() <= HEAD_COPY_LIMIT:  # (a large vocabulary's head: its own, F.linear)
+                self.head_linear, self.head_w = _linear_transposed, self.head_w.t().contiguous()
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
         self._kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # _turns' first TURN_TABLE positions
-        self._tables: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # _turns' buffers past them, per B
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
         self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
@@ -276,35 +280,17 @@ class CachedRows:
             self._views[B] = [(slots[0, :B], slots[1, :B]) for slots in self.slots]
         return self._views[B]
 
-    def _turns(self, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """_rotate_flipped's tables (B, 3, 1, hs) for each row's position, for a whole row of
-        queries, keys and values: (cos, cos) and (-sin, sin) for queries and keys, 1 and 0 for
-        values (x * 1 + swapped * 0 is x), so the row turns in one go. Kept for the first
-        TURN_TABLE positions (6 MB at head size 64); past them, filled from the rotary tables
-        at each step, into buffers kept per batch size."""
-        B, half, last = len(positions), self.hs // 2, max(positions)
+    def _turns(self, at, last: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """_turn_tables (B, 3, 1, hs) for the rows at positions `at` (one int, or a tensor of B),
+        the last of them `last`: kept for the first TURN_TABLE positions (6 MB at head size 64),
+        made for the rows alone past them."""
         if last < TURN_TABLE:
             if self._kept is None:
-                cos, sin = (t.flatten(1) for t in self.rotary.tables(0, TURN_TABLE, self.wte.device))
-                ones, zeros = torch.ones_like(cos), torch.zeros_like(sin)
-                self._kept = (torch.stack([torch.cat(p, -1) for p in ((cos, cos), (cos, cos), (ones, ones))], 1)[:, :, None],
-                              torch.stack([torch.cat(p, -1) for p in ((-sin, sin), (-sin, sin), (zeros, zeros))], 1)[:, :, None])
-            cos3, sin3 = self._kept
-            if B == 1:
-                return cos3[last].unsqueeze(0), sin3[last].unsqueeze(0)
-            at = torch.tensor(positions)
-            return cos3[at], sin3[at]
-        cos, sin = self.rotary.tables(0, last + 1, self.wte.device)  # (n, 1, 1, hs/2)
-        at = positions[0] if B == 1 else torch.tensor(positions)
-        cos, sin = cos[at].view(B, 1, 1, half), sin[at].view(B, 1, 1, half)
-        if B not in self._tables:
-            self._tables[B] = torch.ones(B, 3, 1, self.hs), torch.zeros(B, 3, 1, self.hs)
-        cos3, sin3 = self._tables[B]
-        cos3[:, :2, 0].unflatten(-1, (2, half)).copy_(cos)  # (B, 2, 2, hs/2): both halves
-        turn = sin3[:, :2, 0]  # (B, 2, hs)
-        torch.neg(sin.view(B, 1, half).expand(B, 2, half), out=turn[..., :half])
-        turn[..., half:].copy_(sin.view(B, 1, half))
-        return cos3, sin3
+                self._kept = _turn_tables(*(t.flatten(1) for t in self.rotary.tables(0, TURN_TABLE, self.wte.device)))
+            cos3, sin3 = self._kept[0][at], self._kept[1][at]
+        else:
+            cos3, sin3 = _turn_tables(*(t.flatten(1)[at] for t in self.rotary.tables(0, last + 1, self.wte.device)))
+        return (cos3[None], sin3[None]) if isinstance(at, int) else (cos3, sin3)
 
     def _slot(self, layer: int, slot: int) -> torch.Tensor:
         """Row 0's keys and values (2, nh, hs) at a slot of a layer (views kept: a step makes none)."""
@@ -324,7 +310,7 @@ class CachedRows:
             p = positions[0]
             x = self.wte[tokens[0]].view(1, C)
             if self.rotary_positions:
-                cos, sin = self._turns(positions)  # (1, 3, 1, hs)
+                cos, sin = self._turns(p, p)  # (1, 3, 1, hs)
             else:
                 x = x + self.wpe[p]
             slot, rows = p % W, 0
@@ -335,7 +321,7 @@ class CachedRows:
             pos = torch.tensor(positions)
             x = self.wte[torch.tensor(tokens)]  # (B, C)
             if self.rotary_positions:
-                cos, sin = self._turns(positions)  # (B, 3, 1, hs)
+                cos, sin = self._turns(pos, max(positions))  # (B, 3, 1, hs)
             else:
                 x = x + self.wpe[pos]
             slot, rows = pos % W, self._row_numbers[:B]
@@ -363,5 +349,4 @@ class CachedRows:
             x = x + linear(y.reshape(B, C), wp, bp)
             x = x + linear(_gelu(linear(torch.layer_norm(x, (C,), w2, b2, e2), wf, bf), self.gelu), wm, bm)
         self.positions = [p + 1 for p in positions]
-        head = self.head_linear or linear
-        return head(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
+        return self.head_linear(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
