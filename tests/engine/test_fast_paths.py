@@ -20,7 +20,7 @@ from playground.engine.model.decoding import (
     TRANSPOSED_WIDTH,
     TURN_TABLE,
     CachedRows,
-    _rotate_flipped,
+    interleaved,
     plain_logits,
 )
 from playground.engine.model.fastpath import FAST_PATHS as TABLE
@@ -206,12 +206,13 @@ def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed
 @pytest.mark.parametrize("wide", [False, True])
 def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
     """Up to TRANSPOSED_WIDTH the cached step keeps its weights transposed (cheaper calls a row
-    at a time); past it, it reads the model's own (no second copy of a large model). Either way,
-    one row and then two get the plain probabilities, past the block."""
+    at a time); past it, it reads the model's own (no second copy of a large model; a rotary
+    model's c_attn, its rows reordered, excepted). Either way, one row and then two get the plain
+    probabilities, past the block."""
     width = TRANSPOSED_WIDTH + 8 if wide else 16
     config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
     model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
-    shared = CachedRows(model, 1).layers[0][0][2].data_ptr() == model.h[0].attn.c_attn.weight.data_ptr()
+    shared = CachedRows(model, 1).layers[0][0][8].data_ptr() == model.h[0].mlp.c_fc.weight.data_ptr()
     assert shared == wide
     engine = Engine(model, CharTokenizerOf(7), capacity=2)
     rows = [engine.add(Request((1, 2), SampleConfig(max_new_tokens=12, temperature=1.0, seed=0)))]
@@ -243,21 +244,22 @@ def test_a_large_head_is_read_in_place(monkeypatch):
             assert (rows.step([token])[0].softmax(-1) - expected).abs().max().item() <= 1e-5
 
 
-def test_the_cached_step_turns_queries_and_keys_as_rotate_does_and_values_not_at_all():
-    """Its rotation takes a whole row of queries, keys and values at once (tables of 1 and 0
-    for the values), in fewer operations than gpt.rotate: the same values to a rounding."""
+def test_the_cached_step_turns_interleaved_pairs_as_rotate_turns_halves():
+    """The cached step keeps each head's rotated pairs (i, i + hs/2) side by side and turns them
+    as complex numbers, one multiplication: gpt.rotate's numbers, reordered, to a rounding, from
+    kept turns and from turns made past TURN_TABLE, for one row and several."""
     model = GPT(ModelConfig(vocab_size=5, n_layer=1, n_head=2, n_embd=16, block_size=4, position="rope"))
-    rows = CachedRows(model, 3)
-    qkv = torch.randn(3, 3, 2, 8, generator=torch.Generator().manual_seed(0)) * 4
-    # kept tables (past the rotary tables' first 256 positions), then filled ones past TURN_TABLE
+    rows, order = CachedRows(model, 3), interleaved(8)
+    assert sorted(order.tolist()) == list(range(8)) and order[:4].tolist() == [0, 4, 1, 5]
+    x = torch.randn(3, 2, 2, 8, generator=torch.Generator().manual_seed(0)) * 4  # (row, q|k, head, hs)
     for positions in ([0, 7, 300], [300], [5, 2], [TURN_TABLE + 3], [TURN_TABLE + 9, 2], [TURN_TABLE + 1, 8]):
         at = positions[0] if len(positions) == 1 else torch.tensor(positions)
-        turned = _rotate_flipped(qkv[:len(positions)], *rows._turns(at, max(positions)))
+        mine = x[:len(positions)][..., order].contiguous()
+        turned = torch.view_as_real(torch.view_as_complex(mine.unflatten(-1, (4, 2))) * rows._turns(at, max(positions)))
         cos, sin = model.h[0].attn.rotary.tables(0, max(positions) + 1, "cpu")
-        expected = rotate(qkv[:len(positions), :2], cos[positions], sin[positions])
-        assert (turned[:, :2] - expected).abs().max().item() <= 1e-5, positions
-        assert not torch.equal(turned[:, :2], qkv[:len(positions), :2])  # (position 0 alone would not turn)
-        assert torch.equal(turned[:, 2], qkv[:len(positions), 2])
+        expected = rotate(x[:len(positions)], cos[positions], sin[positions])[..., order]
+        assert (turned.flatten(-2) - expected).abs().max().item() <= 1e-5, positions
+        assert not torch.equal(turned.flatten(-2), mine)  # (position 0 alone would not turn)
 
 
 class CharTokenizerOf:

@@ -131,44 +131,57 @@ def weights_refusal(model: GPT, weights: str) -> str:
 # A row at a time, a linear's cost is its call, not its arithmetic: torch.addmm on a weight stored
 # (in, out) costs 30-40% less at widths up to 512 than F.linear's transposed view (issue 26, goal
 # 3a: 5.6 -> 3.4 us for 384 x 128). The cached step keeps such copies for models up to this width;
-# wider ones read the model's own weights (a copy of GPT-2 small's would double its memory, and
-# there each linear reads at the memory's bandwidth either way).
+# wider ones read the model's own weights through a transposed view (a copy of GPT-2 small's
+# would double its memory, and there each linear reads at the memory's bandwidth either way).
 TRANSPOSED_WIDTH = 512
 HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add 100 MB (tied: its wte's)
 
 
-def _linear_transposed(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    return torch.addmm(bias, x, weight_t) if bias is not None else x @ weight_t
+def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor],
+            out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """F.linear with the weight given as (in, out), into `out` when given (F.linear's own
+    arithmetic: it calls addmm on the weight's transposed view)."""
+    return torch.addmm(bias, x, weight_t, out=out) if bias is not None else torch.mm(x, weight_t, out=out)
 
 
-def _gelu(h: torch.Tensor, approximate: str) -> torch.Tensor:
-    """F.gelu, the same values. The exact form on a contiguous float32 tensor goes to oneDNN, whose
-    call costs ~6 us on a row of 512 against ~1 us for ATen's own kernel; a transposed view of
-    the same values is not contiguous, so it takes ATen's kernel (only the speed depends on this)."""
-    if approximate == "none" and h.dtype == torch.float32 and h.numel() % 2 == 0:
-        return F.gelu(h.view(2, -1).t()).t().reshape(h.shape)
-    return F.gelu(h, approximate=approximate)
+def _linear_int8(x: torch.Tensor, packed, bias: None = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    y = int8.linear(x, packed)
+    return y if out is None else out.copy_(y)
 
 
-TURN_TABLE = 4096  # positions whose rotation tables the cached step keeps (CachedRows._turns)
+_gelu_ = torch.ops.aten.gelu_.default
 
 
-def _turn_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """_rotate_flipped's tables (..., 3, 1, hs) from angles' cos and sin (..., hs/2), for a whole
-    row of queries, keys and values: (cos, cos) and (-sin, sin) for queries and keys, 1 and 0
-    for values (x * 1 + swapped * 0 is x), so the row turns in one go."""
-    cos2, sin2 = torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1)
-    return (torch.stack((cos2, cos2, torch.ones_like(cos2)), -2).unsqueeze(-2),
-            torch.stack((sin2, sin2, torch.zeros_like(sin2)), -2).unsqueeze(-2))
+def interleaved(head_size: int) -> torch.Tensor:
+    """The channel order within a head that puts each rotated pair (i, i + hs/2) side by side:
+    0, hs/2, 1, hs/2 + 1, ... A pair is then one complex number, and turning it by its
+    position's angle is one complex multiplication. Queries and keys are both reordered, so
+    their dot products, and attention, are unchanged."""
+    half = torch.arange(head_size // 2)
+    return torch.stack((half, half + head_size // 2), 1).flatten()
 
 
-def _rotate_flipped(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
-    """gpt.rotate's result in three operations where it takes eight: with cos2 = (cos, cos) and
-    sin2 = (-sin, sin), x * cos2 + (x's halves swapped) * sin2 adds the same two products in each
-    channel (addcmul fuses the second product into the sum: within a rounding of rotate's)."""
-    half = x.size(-1) // 2
-    swapped = x.unflatten(-1, (2, half)).flip(-2).flatten(-2)
-    return torch.addcmul(x * cos2, swapped, sin2)
+TURN_TABLE = 4096  # positions whose turns (complex numbers) the cached step keeps (CachedRows._turns)
+
+
+class _Rows:
+    """A step's working rows for B sequences, made once per B and written in place at every
+    step (a row at a time, allocating each output costs as much as some operations), with the
+    views the step reads: per row, queries (nh, 1, hs), keys and values (nh, hs), the
+    queries' and keys' pairs as complex numbers (2, nh, hs/2), and the MLP's hidden row seen
+    transposed (F.gelu on a contiguous row goes to oneDNN, whose call costs ~6 us on 512
+    numbers against ~1 us for ATen's own kernel; on a transposed view it takes ATen's)."""
+
+    def __init__(self, like: torch.Tensor, B: int, nh: int, hs: int, hidden: int):
+        C = nh * hs
+        self.x, self.out = like.new_empty(B, C), like.new_empty(B, C)  # the residual, a sublayer's output
+        self.qkv = like.new_empty(B, 3 * C)
+        split = self.qkv.view(B, 3, nh, 1, hs)
+        self.q, self.k, self.v = split[:, 0], split[:, 1, :, 0], split[:, 2, :, 0]
+        self.kv = split[0, 1:, :, 0]  # row 0's keys and values (2, nh, hs)
+        self.pairs = torch.view_as_complex(self.qkv.view(B, 3, nh, hs // 2, 2)[:, :2]) if hs % 2 == 0 else None
+        self.h = like.new_empty(B, hidden)
+        self.h_seen = self.h.view(2, -1).t() if self.h.numel() % 2 == 0 else self.h
 
 
 def block_params(b) -> list[torch.Tensor]:
@@ -181,15 +194,17 @@ def block_params(b) -> list[torch.Tensor]:
 
 class CachedRows:
     """One new token for each of several sequences per step, each at its own position:
-    forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights
-    (at these sizes the cost is per operation, not per FLOP; up to TRANSPOSED_WIDTH, transposed
-    copies taken when it is made, so later changes to the model's weights do not reach it).
-    Rows stay packed (0..B-1): a
+    forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights,
+    written in place into rows made once per B (_Rows: at these sizes the cost is per operation,
+    not per FLOP). Up to TRANSPOSED_WIDTH, transposed copies of the weights are taken when it is
+    made, so later changes to the model's weights do not reach it. Rows stay packed (0..B-1): a
     sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
 
-    Rotary: a ring of block_size slots per layer and row. Learned: block_size slots per layer
-    and row, filled in order; a row whose next position would be the block's end cannot go on
-    here (generation.py then recomputes its window).
+    Rotary: a ring of block_size slots per layer and row. Queries and keys are kept with each
+    head's channels interleaved (`interleaved`: a copy of c_attn with its rows reordered, at any
+    width), so that turning them is one complex multiplication. Learned: block_size slots per
+    layer and row, filled in order; a row whose next position would be the block's end cannot go
+    on here (generation.py then recomputes its window).
 
     weights="int8": every linear (the head too) reads 8-bit weights (int8.py); not exact."""
 
@@ -201,42 +216,52 @@ class CachedRows:
         self.config, self.capacity = cfg, capacity
         self.rotary_positions = cfg.position == "rope"
         self.W, self.nh, self.hs, self.C = cfg.block_size, cfg.n_head, cfg.head_size, cfg.n_embd
+        self.hidden = model.h[0].mlp.c_fc.out_features
         d = lambda t: t.detach()  # noqa: E731  (no autograd bookkeeping per operation)
         held = [model.wte.weight, model.ln_f.weight, model.ln_f.bias]
         held += [] if cfg.tie_embeddings else [model.lm_head.weight]  # tied: it is wte.weight
         held += [model.wpe.weight] if model.wpe is not None else []
+        self.order = interleaved(self.hs) if self.rotary_positions else None
         self.layers = []
         for b in model.h:
             params = block_params(b)
             held += params
-            self.layers.append(([d(p) for p in params], b.ln_1.eps, b.ln_2.eps))
+            params = [d(p) for p in params]
+            if self.order is not None:  # queries' and keys' channels interleaved, values' as they were
+                rows = torch.cat((torch.arange(2 * self.C).view(2 * self.nh, self.hs)[:, self.order].flatten(),
+                                  torch.arange(2 * self.C, 3 * self.C)))
+                params[2], params[3] = params[2][rows], params[3][rows]
+            self.layers.append((params, b.ln_1.eps, b.ln_2.eps))
         head = model.lm_head
         check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
         self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
-        self.weights, self.linear, self.head_linear = weights, F.linear, F.linear
+        self.weights = weights
         if weights == "int8":  # each (weight, bias) pair of a linear becomes (packed, None)
-            self.linear = self.head_linear = int8.linear
+            self.linear = _linear_int8
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
                     params[i], params[i + 1] = int8.pack(params[i], params[i + 1]), None
             self.head_w, self.head_b = int8.pack(self.head_w, self.head_b), None
-        elif self.C <= TRANSPOSED_WIDTH:  # copies, read from here on (TRANSPOSED_WIDTH says why)
-            self.linear = _linear_transposed
+        else:  # (in, out): copies up to TRANSPOSED_WIDTH (it says why), else views of the model's own
+            self.linear = _linear
+            copy = self.C <= TRANSPOSED_WIDTH
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
-                    params[i] = params[i].t().contiguous()
-            if self.head_w.numel() <= HEAD_COPY_LIMIT:  # (a large vocabulary's head: its own, F.linear)
-                self.head_linear, self.head_w = _linear_transposed, self.head_w.t().contiguous()
+                    params[i] = params[i].t().contiguous() if copy else params[i].t()
+            # (a large vocabulary's head: its own weight, read in place)
+            copy_head = copy and self.head_w.numel() <= HEAD_COPY_LIMIT
+            self.head_w = self.head_w.t().contiguous() if copy_head else self.head_w.t()
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
-        self._kept: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # _turns' first TURN_TABLE positions
+        self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, W, hs)
         self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
         self._views: dict[int, list] = {}
+        self._rows: dict[int, _Rows] = {}
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
 
     @property
@@ -255,7 +280,8 @@ class CachedRows:
         row = self.rows
         for layer, slots in enumerate(self.slots):
             if self.rotary_positions:
-                slots[:, row] = cache.rings[layer][:, 0]
+                slots[0, row] = cache.rings[layer][0, 0][..., self.order]  # keys, interleaved as ours
+                slots[1, row] = cache.rings[layer][1, 0]
             else:
                 n = cache.keys[layer].size(2)
                 slots[0, row, :, :n] = cache.keys[layer][0]
@@ -280,17 +306,24 @@ class CachedRows:
             self._views[B] = [(slots[0, :B], slots[1, :B]) for slots in self.slots]
         return self._views[B]
 
-    def _turns(self, at, last: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """_turn_tables (B, 3, 1, hs) for the rows at positions `at` (one int, or a tensor of B),
-        the last of them `last`: kept for the first TURN_TABLE positions (6 MB at head size 64),
-        made for the rows alone past them."""
+    def _working(self, B: int) -> _Rows:
+        if B not in self._rows:
+            self._rows[B] = _Rows(self.wte, B, self.nh, self.hs, self.hidden)
+        return self._rows[B]
+
+    def _turns(self, at, last: int) -> torch.Tensor:
+        """Each position's turn as complex numbers cos + i sin, (hs/2,) for one int `at`, else
+        (B, 1, 1, hs/2) for a tensor of B positions, the last of them `last`: kept for the first
+        TURN_TABLE positions (0.5 MB at head size 32), made for the rows alone past them."""
         if last < TURN_TABLE:
             if self._kept is None:
-                self._kept = _turn_tables(*(t.flatten(1) for t in self.rotary.tables(0, TURN_TABLE, self.wte.device)))
-            cos3, sin3 = self._kept[0][at], self._kept[1][at]
+                cos, sin = self.rotary.tables(0, TURN_TABLE, self.wte.device)
+                self._kept = torch.complex(cos.flatten(1), sin.flatten(1))
+            turns = self._kept[at]
         else:
-            cos3, sin3 = _turn_tables(*(t.flatten(1)[at] for t in self.rotary.tables(0, last + 1, self.wte.device)))
-        return (cos3[None], sin3[None]) if isinstance(at, int) else (cos3, sin3)
+            cos, sin = self.rotary.tables(0, last + 1, self.wte.device)
+            turns = torch.complex(cos.flatten(1)[at], sin.flatten(1)[at])
+        return turns if isinstance(at, int) else turns.view(-1, 1, 1, turns.size(-1))
 
     def _slot(self, layer: int, slot: int) -> torch.Tensor:
         """Row 0's keys and values (2, nh, hs) at a slot of a layer (views kept: a step makes none)."""
@@ -302,28 +335,29 @@ class CachedRows:
     @torch.no_grad()
     def step(self, tokens: list[int]) -> torch.Tensor:
         """Logits (B, V) for one new token per row (tokens[i] goes to row i)."""
-        B, W, nh, hs, C = self.rows, self.W, self.nh, self.hs, self.C
+        B, W, C = self.rows, self.W, self.C
         if len(tokens) != B:
             raise ValueError(f"the cached step takes a token for each of its {B} rows, not {len(tokens)}")
-        positions, linear = self.positions, self.linear
+        positions, linear, r = self.positions, self.linear, self._working(B)
+        x = r.x
         if B == 1:  # plain integers index a single row: far fewer operations than index tensors
             p = positions[0]
-            x = self.wte[tokens[0]].view(1, C)
+            x.copy_(self.wte[tokens[0]])
             if self.rotary_positions:
-                cos, sin = self._turns(p, p)  # (1, 3, 1, hs)
+                turn = self._turns(p, p)
             else:
-                x = x + self.wpe[p]
+                x.add_(self.wpe[p])
             slot, rows = p % W, 0
             # slots fill in order until the window is full: attend to the filled ones only
             # (a block of 1,024 with 50 positions seen reads 50 slots, not 1,024)
             n, valid = min(p + 1, W), None
         else:
             pos = torch.tensor(positions)
-            x = self.wte[torch.tensor(tokens)]  # (B, C)
+            torch.index_select(self.wte, 0, torch.tensor(tokens), out=x)
             if self.rotary_positions:
-                cos, sin = self._turns(pos, max(positions))  # (B, 3, 1, hs)
+                turn = self._turns(pos, max(positions))
             else:
-                x = x + self.wpe[pos]
+                x.add_(self.wpe[pos])
             slot, rows = pos % W, self._row_numbers[:B]
             # the slots any row has filled (they fill in order until the window is full), and
             # which of them each row may see: all once its window is full, else 0..position
@@ -333,20 +367,20 @@ class CachedRows:
         # (torch.layer_norm: F.layer_norm's own call, without its Python wrapper's checks)
         for layer, ((keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2)) in \
                 enumerate(zip(self._packed(B), self.layers)):
-            qkv = linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba).view(B, 3, nh, hs)
+            linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba, r.qkv)
             if self.rotary_positions:
-                qkv = _rotate_flipped(qkv, cos, sin)  # queries and keys turned, values as they were
-            q = qkv[:, 0]
+                r.pairs.mul_(turn)  # queries and keys turned in place, values as they were
             if B == 1:
-                self._slot(layer, slot).copy_(qkv[0, 1:])
+                self._slot(layer, slot).copy_(r.kv)
             else:
-                keys[rows, :, slot] = qkv[:, 1]
-                values[rows, :, slot] = qkv[:, 2]
+                keys[rows, :, slot] = r.k
+                values[rows, :, slot] = r.v
             if n < W:
                 keys, values = keys[:, :, :n], values[:, :, :n]
-            y = F.scaled_dot_product_attention(q.reshape(B, nh, 1, hs), keys, values,
-                                               attn_mask=valid)
-            x = x + linear(y.reshape(B, C), wp, bp)
-            x = x + linear(_gelu(linear(torch.layer_norm(x, (C,), w2, b2, e2), wf, bf), self.gelu), wm, bm)
+            y = F.scaled_dot_product_attention(r.q, keys, values, attn_mask=valid)
+            x.add_(linear(y.reshape(B, C), wp, bp, r.out))
+            linear(torch.layer_norm(x, (C,), w2, b2, e2), wf, bf, r.h)
+            _gelu_(r.h_seen, approximate=self.gelu)
+            x.add_(linear(r.h, wm, bm, r.out))
         self.positions = [p + 1 for p in positions]
-        return self.head_linear(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
+        return linear(torch.layer_norm(x, (C,), self.lnf_w, self.lnf_b, self.lnf_eps), self.head_w, self.head_b)
