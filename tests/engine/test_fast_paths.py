@@ -206,14 +206,16 @@ def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed
 @pytest.mark.parametrize("wide", [False, True])
 def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
     """Up to TRANSPOSED_WIDTH the cached step keeps its weights transposed (cheaper calls a row
-    at a time); past it, it reads the model's own (no second copy of a large model; a rotary
-    model's c_attn, its rows reordered, excepted). Either way, one row and then two get the plain
-    probabilities, past the block."""
+    at a time); past it, it reads the model's own, every one (no second copy of a large model:
+    a rotary model's queries and keys are reordered after c_attn). Either way, one row and then
+    two get the plain probabilities, past the block."""
     width = TRANSPOSED_WIDTH + 8 if wide else 16
     config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
     model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
-    shared = CachedRows(model, 1).layers[0][0][8].data_ptr() == model.h[0].mlp.c_fc.weight.data_ptr()
-    assert shared == wide
+    mine = CachedRows(model, 1).layers[0][0]
+    for i, weight in ((2, model.h[0].attn.c_attn.weight), (4, model.h[0].attn.c_proj.weight),
+                      (8, model.h[0].mlp.c_fc.weight), (10, model.h[0].mlp.c_proj.weight)):
+        assert (mine[i].data_ptr() == weight.data_ptr()) == wide, i
     engine = Engine(model, CharTokenizerOf(7), capacity=2)
     rows = [engine.add(Request((1, 2), SampleConfig(max_new_tokens=12, temperature=1.0, seed=0)))]
     for step in range(12):

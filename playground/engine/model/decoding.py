@@ -131,8 +131,9 @@ def weights_refusal(model: GPT, weights: str) -> str:
 # A row at a time, a linear's cost is its call, not its arithmetic: torch.addmm on a weight stored
 # (in, out) costs 30-40% less at widths up to 512 than F.linear's transposed view (issue 26, goal
 # 3a: 5.6 -> 3.4 us for 384 x 128). The cached step keeps such copies for models up to this width;
-# wider ones read the model's own weights through a transposed view (a copy of GPT-2 small's
-# would double its memory, and there each linear reads at the memory's bandwidth either way).
+# wider ones read the model's own weights through a transposed view, each of them (a copy of
+# GPT-2 small's would double its memory, and there each linear reads at the memory's bandwidth
+# either way; a wide rotary model's queries and keys are reordered after c_attn, not in a copy).
 TRANSPOSED_WIDTH = 512
 HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add 100 MB (tied: its wte's)
 
@@ -145,6 +146,8 @@ def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor
 
 
 def _linear_int8(x: torch.Tensor, packed, bias: None = None, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """_linear's place for 8-bit weights (the bias is inside `packed`; the kernel makes its own
+    output, copied into `out` when given)."""
     y = int8.linear(x, packed)
     return y if out is None else out.copy_(y)
 
@@ -165,22 +168,21 @@ TURN_TABLE = 4096  # positions whose turns (complex numbers) the cached step kee
 
 
 class _Rows:
-    """A step's working rows for B sequences, made once per B and written in place at every
-    step (a row at a time, allocating each output costs as much as some operations), with the
-    views the step reads: per row, queries (nh, 1, hs), keys and values (nh, hs), the
-    queries' and keys' pairs as complex numbers (2, nh, hs/2), and the MLP's hidden row seen
-    transposed (F.gelu on a contiguous row goes to oneDNN, whose call costs ~6 us on 512
-    numbers against ~1 us for ATen's own kernel; on a transposed view it takes ATen's)."""
+    """A step's working rows for B sequences: views of B rows of buffers made once for the whole
+    capacity and written in place at every step (a row at a time, allocating each output costs
+    as much as some operations). The views the step reads: per row, queries (nh, 1, hs), keys
+    and values (nh, hs), the queries' and keys' pairs as complex numbers (2, nh, hs/2), and the
+    MLP's hidden row seen transposed (F.gelu on a contiguous row goes to oneDNN, whose call costs
+    ~6 us on 512 numbers against ~1 us for ATen's own kernel; on a transposed view it takes
+    ATen's)."""
 
-    def __init__(self, like: torch.Tensor, B: int, nh: int, hs: int, hidden: int):
-        C = nh * hs
-        self.x, self.out = like.new_empty(B, C), like.new_empty(B, C)  # the residual, a sublayer's output
-        self.qkv = like.new_empty(B, 3 * C)
+    def __init__(self, full: dict[str, torch.Tensor], B: int, nh: int, hs: int):
+        self.x, self.out, self.qkv, self.h = (full[k][:B] for k in ("x", "out", "qkv", "h"))
+        self.raw = full["raw"][:B] if "raw" in full else None  # c_attn's output, reordered into qkv
         split = self.qkv.view(B, 3, nh, 1, hs)
         self.q, self.k, self.v = split[:, 0], split[:, 1, :, 0], split[:, 2, :, 0]
         self.kv = split[0, 1:, :, 0]  # row 0's keys and values (2, nh, hs)
         self.pairs = torch.view_as_complex(self.qkv.view(B, 3, nh, hs // 2, 2)[:, :2]) if hs % 2 == 0 else None
-        self.h = like.new_empty(B, hidden)
         self.h_seen = self.h.view(2, -1).t() if self.h.numel() % 2 == 0 else self.h
 
 
@@ -201,8 +203,9 @@ class CachedRows:
     sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
 
     Rotary: a ring of block_size slots per layer and row. Queries and keys are kept with each
-    head's channels interleaved (`interleaved`: a copy of c_attn with its rows reordered, at any
-    width), so that turning them is one complex multiplication. Learned: block_size slots per
+    head's channels interleaved (`interleaved`: c_attn's rows reordered in the copy the step
+    reads; past TRANSPOSED_WIDTH its outputs, one index_select), so that turning them is one
+    complex multiplication. Learned: block_size slots per
     layer and row, filled in order; a row whose next position would be the block's end cannot go
     on here (generation.py then recomputes its window).
 
@@ -222,15 +225,18 @@ class CachedRows:
         held += [] if cfg.tie_embeddings else [model.lm_head.weight]  # tied: it is wte.weight
         held += [model.wpe.weight] if model.wpe is not None else []
         self.order = interleaved(self.hs) if self.rotary_positions else None
+        # c_attn's outputs in our order: queries' and keys' channels interleaved, values' as they were
+        self.columns = None if self.order is None else torch.cat((
+            torch.arange(2 * self.C).view(2 * self.nh, self.hs)[:, self.order].flatten(), torch.arange(2 * self.C, 3 * self.C)))
+        copies = weights == "int8" or self.C <= TRANSPOSED_WIDTH  # (TRANSPOSED_WIDTH says why)
+        self.reorder_after = self.columns is not None and not copies  # (a wide model's c_attn is not copied)
         self.layers = []
         for b in model.h:
             params = block_params(b)
             held += params
             params = [d(p) for p in params]
-            if self.order is not None:  # queries' and keys' channels interleaved, values' as they were
-                rows = torch.cat((torch.arange(2 * self.C).view(2 * self.nh, self.hs)[:, self.order].flatten(),
-                                  torch.arange(2 * self.C, 3 * self.C)))
-                params[2], params[3] = params[2][rows], params[3][rows]
+            if self.columns is not None and copies:  # reordered in the copy the step reads anyway
+                params[2], params[3] = params[2][self.columns], params[3][self.columns]
             self.layers.append((params, b.ln_1.eps, b.ln_2.eps))
         head = model.lm_head
         check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
@@ -246,12 +252,11 @@ class CachedRows:
             self.head_w, self.head_b = int8.pack(self.head_w, self.head_b), None
         else:  # (in, out): copies up to TRANSPOSED_WIDTH (it says why), else views of the model's own
             self.linear = _linear
-            copy = self.C <= TRANSPOSED_WIDTH
             for params, _, _ in self.layers:
                 for i in (2, 4, 8, 10):
-                    params[i] = params[i].t().contiguous() if copy else params[i].t()
+                    params[i] = params[i].t().contiguous() if copies else params[i].t()
             # (a large vocabulary's head: its own weight, read in place)
-            copy_head = copy and self.head_w.numel() <= HEAD_COPY_LIMIT
+            copy_head = copies and self.head_w.numel() <= HEAD_COPY_LIMIT
             self.head_w = self.head_w.t().contiguous() if copy_head else self.head_w.t()
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
         self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
@@ -261,7 +266,12 @@ class CachedRows:
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
         self._views: dict[int, list] = {}
-        self._rows: dict[int, _Rows] = {}
+        like = self.wte
+        self._full = {"x": like.new_empty(capacity, self.C), "out": like.new_empty(capacity, self.C),
+                      "qkv": like.new_empty(capacity, 3 * self.C), "h": like.new_empty(capacity, self.hidden)}
+        if self.reorder_after:
+            self._full["raw"] = like.new_empty(capacity, 3 * self.C)
+        self._rows: dict[int, _Rows] = {}  # views of _full, per number of rows
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
 
     @property
@@ -308,7 +318,7 @@ class CachedRows:
 
     def _working(self, B: int) -> _Rows:
         if B not in self._rows:
-            self._rows[B] = _Rows(self.wte, B, self.nh, self.hs, self.hidden)
+            self._rows[B] = _Rows(self._full, B, self.nh, self.hs)
         return self._rows[B]
 
     def _turns(self, at, last: int) -> torch.Tensor:
@@ -367,7 +377,10 @@ class CachedRows:
         # (torch.layer_norm: F.layer_norm's own call, without its Python wrapper's checks)
         for layer, ((keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2)) in \
                 enumerate(zip(self._packed(B), self.layers)):
-            linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba, r.qkv)
+            if self.reorder_after:
+                torch.index_select(linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba, r.raw), 1, self.columns, out=r.qkv)
+            else:
+                linear(torch.layer_norm(x, (C,), w1, b1, e1), wa, ba, r.qkv)
             if self.rotary_positions:
                 r.pairs.mul_(turn)  # queries and keys turned in place, values as they were
             if B == 1:
