@@ -7,7 +7,9 @@ import torch
 
 from playground.engine.config import ModelConfig, SampleConfig
 from playground.engine.data.tokenizer import CharTokenizer
+from playground.engine.errors import ModelError
 from playground.engine.model.generation import (
+    LIST_DRAW,
     Engine,
     LengthBudget,
     Request,
@@ -213,8 +215,36 @@ def test_draw_is_the_inverse_of_the_running_total():
     assert draw_from([0.0, 0.0, 1.0], 1.0, drawn) == 2  # the last token can be drawn
 
 
+def test_a_large_vocabulary_draws_in_torch_the_very_token_python_floats_draw():
+    """Past LIST_DRAW candidates draw() runs in torch: float64 running totals equal to
+    itertools.accumulate's to the bit, and the same token as draw_from on the same generator,
+    for sparse, unnormalised and tied distributions, at temperature 0 and 1."""
+    import itertools
+    gen = torch.Generator().manual_seed(7)
+    n = LIST_DRAW + 1000
+    for case in range(12):
+        probs = torch.rand(n, generator=gen) ** 8  # mostly tiny numbers, a few large
+        if case % 3 == 1:
+            probs[torch.rand(n, generator=gen) < 0.9] = 0.0  # most candidates impossible
+        if case % 3 == 2:
+            probs = torch.softmax(torch.randn(n, generator=gen) * 6, -1)
+        if case == 0:
+            probs[[5, 900, n - 1]] = 2.0  # ties at the top: the first one, as argmax
+        as_list = probs.tolist()
+        assert probs.double().cumsum(0).tolist() == list(itertools.accumulate(as_list))
+        for temperature in (0, 1.0):
+            mine, theirs = torch.Generator().manual_seed(case), torch.Generator().manual_seed(case)
+            picks = [draw(probs, temperature, mine) for _ in range(30)]
+            assert picks == [draw_from(as_list, temperature, theirs) for _ in range(30)], (case, temperature)
+        if case == 0:
+            assert draw(probs, 0, torch.Generator()) == 5
+    with pytest.raises(ModelError):
+        draw(torch.full((n,), math.nan), 0, torch.Generator())
+    with pytest.raises(ModelError):
+        draw(torch.zeros(n), 1.0, torch.Generator())
+
+
 def test_draw_refuses_what_is_not_a_distribution_in_words():
-    from playground.engine.errors import ModelError
     words = ("this model's predictions are not finite numbers (its weights hold inf or NaN), so it "
              "cannot write text; train it again with a lower learning rate")
     for probs, temperature in (([0.0, 0.0], 1.0), ([0.5, math.inf], 1.0), ([0.5, math.nan], 1.0),
