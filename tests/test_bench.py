@@ -69,6 +69,29 @@ def test_the_estimate_counts_evaluations_the_optimizer_and_the_batch():
         base.memory_bytes
 
 
+def test_the_estimate_scales_with_the_measured_matmul_peak():
+    """Uncalibrated, the fitted rate; calibrated, MATMUL_SHARE of the measured peak for a model
+    FULL_WIDTH wide or wider, less for narrower ones (down to 64 wide): the matmul part of a
+    step halves when the peak doubles, the fixed costs stay."""
+    from playground.engine.training import estimate as est
+    model, train = PRESETS["shakespeare-2min"].model, PRESETS["shakespeare-2min"].train
+    try:
+        est.forget_calibration()
+        assert est.matmul_rate(128) == est.MATMUL_FLOPS
+        fixed = est.STEP_OVERHEAD_S + model.n_layer * est.LAYER_OVERHEAD_S
+        fixed += est.estimate(model, train, 10**6).step_s - est.estimate(model.replace(dropout=0.0), train, 10**6).step_s
+        steps = []
+        for peak in (200e9, 400e9):
+            assert est.calibrate(peak) == peak
+            assert est.matmul_rate(128) == est.matmul_rate(est.FULL_WIDTH) == pytest.approx(est.MATMUL_SHARE * peak)
+            assert est.matmul_rate(64) == est.matmul_rate(32) == pytest.approx(est.matmul_rate(128) * 64 / est.FULL_WIDTH)
+            steps.append(est.estimate(model, train, 10**6).step_s - fixed)
+        assert steps[0] == pytest.approx(2 * steps[1])
+        assert 1e9 < est.measure_matmul_peak(2) < 1e14  # a real measurement: FLOP/s
+    finally:
+        est.forget_calibration()
+
+
 def test_a_repetitive_text_merges_windows_and_costs_less():
     assert rows_per_step(32, 7, 0.0) == pytest.approx(7 * (1 - (6 / 7) ** 32))  # ~6.95 of 7
     assert rows_per_step(32, 7, 0.1) == 32      # dropout: no merging

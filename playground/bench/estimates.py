@@ -72,6 +72,8 @@ def predicted(preset_name: str, steps: int = 0) -> dict:
 
 def rows(quick: bool, env: dict) -> list[dict]:
     from playground.engine.presets import PRESETS
+    from playground.engine.training.estimate import calibrate
+    peak = calibrate()  # as the window does once torch has loaded: estimates for this machine
     table, ok = {}, True
     for name, preset in PRESETS.items():
         if preset.device != "cpu":
@@ -96,7 +98,8 @@ def rows(quick: bool, env: dict) -> list[dict]:
              "measured": f"worst run time {table[worst['run_s']]['errors']['run_s']:+.0%} ({worst['run_s']}), "
                          f"worst memory {table[worst['memory_mb']]['errors'].get('memory_mb', 0):+.0%} "
                          f"({worst['memory_mb']})",
-             "reference": f"estimated/measured: {text}", "passed": ok, "details": table}]
+             "reference": f"estimated/measured: {text}; estimates scaled to this machine's matmul peak, "
+                          f"{peak / 1e9:.0f} GFLOP/s", "passed": ok, "details": {"presets": table, "matmul_peak": peak}}]
 
 
 def _measure_in_child(name: str, steps: int, env: dict) -> dict:

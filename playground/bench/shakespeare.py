@@ -236,13 +236,7 @@ def _print_curves(curves: dict) -> None:
 
 def _matmul_peak() -> float:
     import torch
+
+    from playground.engine.training.estimate import measure_matmul_peak
     torch.set_num_threads(os.cpu_count() or 1)
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
-    times = []
-    for _ in range(10):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    return 2 * 1024**3 / min(times)
+    return measure_matmul_peak(10)

@@ -50,6 +50,8 @@ class MainWindow(QMainWindow):
     trainingFinished = Signal()
     generationFinished = Signal()
     tuningFinished = Signal()
+    # this machine's matmul speed was measured (app.py, after torch loads): estimates follow it
+    machineMeasured = Signal()
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -262,6 +264,7 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         t, train, gen = self.training, self.train_ctl, self.gen_ctl
+        self.machineMeasured.connect(self.refresh_estimates)
         t.train.clicked.connect(self.start_training)
         t.resume_training.clicked.connect(self.continue_training)
         t.finetune.clicked.connect(lambda: self.show_dialog("finetune"))
@@ -296,6 +299,13 @@ class MainWindow(QMainWindow):
         self.pref_ctl.may_replace = lambda: self.keep_or_discard("The model tuned by preference")
         self.pref_ctl.failed.connect(self._tuning_failed)
         self.pref_ctl.ended.connect(self._on_tuned)
+
+    @Slot()
+    def refresh_estimates(self) -> None:
+        """The time estimates again (the settings' and the scaling ladder's), at this machine's
+        measured speed."""
+        self.settings.refresh()
+        self.scaling.refresh_estimate()
 
     # -- training -----------------------------------------------------------------------
     def train_problem(self) -> str:

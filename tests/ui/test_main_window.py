@@ -153,6 +153,32 @@ def test_time_estimate_counts_the_merged_windows_of_a_tiny_text(window):
     assert 1 <= tiny_text < long_text / 2 and tiny_text < repeated < long_text
 
 
+def test_the_estimate_follows_this_machines_measured_speed(window):
+    """Once the warm-up thread has measured the machine (app.py), the window's estimate is
+    recomputed at that speed: a machine four times as fast shows a much shorter step."""
+    import re
+
+    from playground.engine.training import estimate as est
+    from playground.ui import app
+    window.settings.apply_preset("shakespeare-2min")
+
+    def ms_per_step():
+        return float(re.search(r"~(\d+) ms per step", find(window, "estimateLabel").text()).group(1))
+    try:
+        est.calibrate(100e9)
+        window.machineMeasured.emit()
+        slow = ms_per_step()
+        est.calibrate(400e9)
+        window.machineMeasured.emit()
+        fast = ms_per_step()
+        assert fast < slow * 0.6
+        emitted = []
+        app._warm_up_torch(lambda: emitted.append(est._peak))  # loads torch, measures, tells the window
+        assert emitted and 1e9 < emitted[0] < 1e14
+    finally:
+        est.forget_calibration()
+
+
 def test_save_then_open_gives_the_same_generation(window, qtbot, tmp_path):
     use_tiny_settings(window, steps=30)
     with qtbot.waitSignal(window.trainingFinished, timeout=120_000):

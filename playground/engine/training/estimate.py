@@ -1,19 +1,30 @@
 """What a run will cost before it starts: seconds per step, the whole run, and memory.
 
 The window shows these beside the settings; `python -m playground bench --only estimates`
-trains every preset and compares. The constants were measured on the bench machine (2 cores,
-AVX2, no GPU): another machine scales the seconds, not the shape of the formula.
+trains every preset and compares. The constants were measured on the bench machines (2 cores, no
+GPU). A machine's matmul speed is measured once per process (`calibrate`: the window does it
+when torch has loaded, about a tenth of a second) and the matmul rate scales with it; without
+it, the rate fitted on the first bench machine stands.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Optional
 
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.model.param_count import count_params
 from playground.engine.wording import duration, size
 
 MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
+# A training step's matmuls sustain about this share of the machine's 1024-square float32 matmul
+# peak (`calibrate`), fitted to `bench --only estimates` on 2026-12-05 (an Intel Xeon, peak 358
+# GFLOP/s) and within 17% of that day's AMD EPYC runs (peak 412); narrower models' matmuls
+# reach less of it, width / FULL_WIDTH down to 64 wide (the seed, induction: a third less).
+MATMUL_SHARE = 0.46
+FULL_WIDTH = 96
+_peak: Optional[float] = None  # this machine's measured peak, FLOP/s (None: MATMUL_FLOPS stands)
 STEP_OVERHEAD_S = 0.5e-3   # fixed per-step cost: batch, clipping, optimizer launch
 # per layer per step: dispatch and small element-wise operations, which dominate tiny models
 LAYER_OVERHEAD_S = 1.0e-3
@@ -45,6 +56,42 @@ class Estimate:
                 f"{run if run.startswith('under') else '~' + run} for {steps:,} steps")
 
 
+def measure_matmul_peak(repeats: int = 8) -> float:
+    """This machine's float32 matmul rate, FLOP/s: the fastest of `repeats` 1024-square
+    products at torch's current thread count (~0.1 s; imports torch)."""
+    import torch
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 1024 ** 3 / best
+
+
+def calibrate(peak: Optional[float] = None) -> float:
+    """Estimates from now on scale with this machine's matmul peak: `peak` (FLOP/s), or
+    measured when not given. Returns it."""
+    global _peak
+    _peak = peak if peak is not None else measure_matmul_peak()
+    return _peak
+
+
+def forget_calibration() -> None:
+    """Back to the fitted rate (tests)."""
+    global _peak
+    _peak = None
+
+
+def matmul_rate(width: int) -> float:
+    """The matmul FLOP/s a training step of a model this wide sustains here."""
+    if _peak is None:
+        return MATMUL_FLOPS
+    return MATMUL_SHARE * _peak * min(1.0, max(width, 64) / FULL_WIDTH)
+
+
 def rows_per_step(batch: int, windows: int, dropout: float) -> float:
     """Rows a step computes: repeated windows are merged (corpus.get_weighted_batch) when
     there is no dropout and at most 3/4 of the batch is distinct."""
@@ -68,20 +115,21 @@ def estimate(model: ModelConfig, train: TrainConfig, windows: int) -> Estimate:
     n = count_params(model)
     B, T, C, L = train.batch_size, model.block_size, model.n_embd, model.n_layer
     rows = rows_per_step(B, windows, model.dropout)
+    rate = matmul_rate(C)
     flops = 6 * n * rows * T + 12 * L * rows * T * T * C
     if train.optimizer == "muon":
         flops += muon_flops(model)
-    step_s = flops / MATMUL_FLOPS + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
+    step_s = flops / rate + STEP_OVERHEAD_S + L * LAYER_OVERHEAD_S
     if model.dropout > 0:  # masks on the attention probabilities and on the residual stream
         attention = L * model.n_head * T if model.attention_dropout else 0
         step_s += DROPOUT_S_PER_ELEMENT * B * T * (attention + (2 * L + 1) * C)
     # an evaluation: eval_batches forward passes on each split (a third of a step's work
     # each), then sample_chars characters, each a forward over at most the block
-    forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / MATMUL_FLOPS + L * 0.1e-3
+    forward_s = (2 * n * rows * T + 4 * L * rows * T * T * C) / rate + L * 0.1e-3
     # a sample: learned positions recompute the window for every character past the block,
     # the rotary cache computes one row
     rows_per_char = 1 if model.position == "rope" else min(T, train.sample_chars)
-    sample_s = train.sample_chars * (2 * n * rows_per_char / MATMUL_FLOPS + L * SAMPLE_CHAR_S)
+    sample_s = train.sample_chars * (2 * n * rows_per_char / rate + L * SAMPLE_CHAR_S)
     eval_s = 2 * train.eval_batches * forward_s + sample_s
     evals = train.max_steps // train.eval_interval + (train.max_steps % train.eval_interval > 0)
     # weights, gradients and two AdamW moments, activations kept for the backward pass, and

@@ -267,6 +267,11 @@ class SettingsPanel(QWidget):
         return self.model_config().problems() + self.train_config().problems()
 
     @Slot()
+    def refresh(self) -> None:
+        """Every figure derived from the settings again (the estimate follows the machine's
+        measured speed)."""
+        self._refresh()
+
     def _refresh(self) -> None:
         if self._quiet:
             return
