@@ -272,6 +272,7 @@ class SettingsPanel(QWidget):
         measured speed)."""
         self._refresh()
 
+    @Slot()
     def _refresh(self) -> None:
         if self._quiet:
             return
