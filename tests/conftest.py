@@ -41,6 +41,16 @@ def _downloads_in_a_temporary_folder(tmp_path_factory):
     os.environ[DATA_ENV] = str(tmp_path_factory.mktemp("data"))
 
 
+@pytest.fixture(autouse=True)
+def _estimates_at_the_fitted_rate():
+    """Each test starts and ends with estimates at the fitted matmul rate: a calibration (the
+    window's warm-up measures the machine) must not carry from one test into the next."""
+    from playground.engine.training.estimate import forget_calibration
+    forget_calibration()
+    yield
+    forget_calibration()
+
+
 @pytest.fixture(scope="module")
 def server():
     """A real HTTP server on 127.0.0.1, on a free port, serving tests/fileserver.py's files."""

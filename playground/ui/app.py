@@ -52,16 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow()
     window.show()
 
+    warm_up = threading.Thread(target=_warm_up_torch, args=(window.machineMeasured.emit,),
+                               name="torch-warm-up", daemon=True)
+
     def first_paint() -> None:
         if os.environ.get("PLAYGROUND_STARTUP_PROBE"):
             print(f"window shown after {time.perf_counter() - START:.3f} s", flush=True)
             QTimer.singleShot(0, window.close)
             return
-        threading.Thread(target=_warm_up_torch, args=(window.machineMeasured.emit,),
-                         name="torch-warm-up", daemon=True).start()
+        warm_up.start()
 
     QTimer.singleShot(0, first_paint)
-    return app.exec()
+    code = app.exec()
+    if warm_up.is_alive():  # closed within its first second: let the measurement end (a thread
+        warm_up.join(10)    # still inside torch while Python shuts down aborts the process)
+    return code
 
 
 __all__ = ["main", "prepare_application"]

@@ -304,8 +304,8 @@ class MainWindow(QMainWindow):
     def refresh_estimates(self) -> None:
         """The time estimates again (the settings' and the scaling ladder's), at this machine's
         measured speed."""
-        self.settings.refresh()
-        self.scaling.refresh_estimate()
+        self.settings.refresh_estimate()
+        self.scaling.refresh_if_shown()
 
     # -- training -----------------------------------------------------------------------
     def train_problem(self) -> str:

@@ -172,11 +172,42 @@ def test_the_estimate_follows_this_machines_measured_speed(window):
         window.machineMeasured.emit()
         fast = ms_per_step()
         assert fast < slow * 0.6
+        # only the estimates change: an error on show stays (the settings did not change)
+        window.status.message("Could not open model.pt: not a checkpoint", error=True)
+        window.machineMeasured.emit()
+        assert "not a checkpoint" in window.status.panel.status.text()
         emitted = []
         app._warm_up_torch(lambda: emitted.append(est._peak))  # loads torch, measures, tells the window
         assert emitted and 1e9 < emitted[0] < 1e14
     finally:
         est.forget_calibration()
+
+
+def test_closing_the_app_while_it_measures_the_machine_exits_cleanly(tmp_path):
+    """The app, closed 20 ms after it appears (the warm-up thread still measuring the machine
+    in torch), returns 0: it waits for the measurement instead of shutting Python down under it,
+    which aborted the process (exit 134)."""
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / "close_soon.py"
+    script.write_text(
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from playground.ui.main_window import MainWindow\n"
+        "shown = MainWindow.show\n"
+        "def show(self):\n"
+        "    shown(self)\n"
+        "    QTimer.singleShot(20, self.close)\n"
+        "MainWindow.show = show\n"
+        "from playground.ui import app\n"
+        "code = app.main(['playground'])\n"
+        "print('main returned', code, flush=True)\n"
+        "sys.exit(code)\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PLAYGROUND_SETTINGS_FILE": str(tmp_path / "settings.ini")}
+    env.pop("PLAYGROUND_STARTUP_PROBE", None)
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "main returned 0" in out.stdout, (out.returncode, out.stderr[-800:])
 
 
 def test_save_then_open_gives_the_same_generation(window, qtbot, tmp_path):

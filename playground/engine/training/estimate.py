@@ -56,10 +56,15 @@ class Estimate:
                 f"{run if run.startswith('under') else '~' + run} for {steps:,} steps")
 
 
+MAX_THREADS = 8  # the most threads training uses (trainer.threads_wanted)
+
+
 def measure_matmul_peak(repeats: int = 8) -> float:
-    """This machine's float32 matmul rate, FLOP/s: the fastest of `repeats` 1024-square
-    products at torch's current thread count (~0.1 s; imports torch)."""
+    """This machine's float32 matmul rate, FLOP/s, at the threads training uses: the fastest of
+    `repeats` 1024-square products at torch's current thread count (~0.1 s; imports torch),
+    scaled down in proportion when that count is over MAX_THREADS."""
     import torch
+    threads = torch.get_num_threads()
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     for _ in range(2):
         a @ b
@@ -68,7 +73,7 @@ def measure_matmul_peak(repeats: int = 8) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2 * 1024 ** 3 / best
+    return 2 * 1024 ** 3 / best * min(1.0, MAX_THREADS / threads)
 
 
 def calibrate(peak: Optional[float] = None) -> float:

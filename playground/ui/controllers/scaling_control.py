@@ -48,10 +48,10 @@ def run_seconds(plan: list[tuple], train: TrainConfig, windows: int) -> list[flo
 
 
 def describe_plan(seconds: list[float]) -> str:
-    """'5 runs, about 1.2 min on a 2-core CPU (an estimate)' from run_seconds."""
+    """'5 runs, about 1.2 min on this computer (an estimate)' from run_seconds."""
     took = duration(sum(seconds))
     return (f"{plural(len(seconds), 'run')}, {took if took.startswith('under') else 'about ' + took} "
-            "on a 2-core CPU (an estimate)")
+            "on this computer (an estimate)")
 
 
 def time_left(estimates: list[float], finished_seconds: list[float]) -> Optional[float]:

@@ -78,7 +78,7 @@ class ScalingPanel(QWidget):
                            f"for the frontier, e.g. {DEFAULT_FRONTIER}")
         self.plan_label = named(Message("", lines=2), "scalePlanLabel", "Ladder estimate",
                                 "How many models the ladder trains and about how long that takes, "
-                                "estimated from the window's settings for a 2-core CPU")
+                                "estimated from the window's settings at this computer's measured speed")
         self.run = named(QPushButton("Run ladder"), "scaleRunButton", "Run ladder",
                          "Train every size, one after another, with the window's corpus and settings")
         self.stop = named(QPushButton("Stop"), "scaleStopButton", "Stop",

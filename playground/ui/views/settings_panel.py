@@ -266,11 +266,12 @@ class SettingsPanel(QWidget):
     def problems(self) -> list[str]:
         return self.model_config().problems() + self.train_config().problems()
 
-    @Slot()
-    def refresh(self) -> None:
-        """Every figure derived from the settings again (the estimate follows the machine's
-        measured speed)."""
-        self._refresh()
+    def refresh_estimate(self) -> None:
+        """The time and memory estimate again, alone (it follows the machine's measured speed;
+        the settings themselves did not change, so nothing else is redone or announced)."""
+        model = self.model_config()
+        if not self._quiet and not model.problems():
+            self.estimate.setText(self._estimate(model))
 
     @Slot()
     def _refresh(self) -> None:
