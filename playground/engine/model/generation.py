@@ -169,7 +169,9 @@ def draw(probs: torch.Tensor, temperature: float, generator: torch.Generator) ->
     number below the total. In plain Python floats up to LIST_DRAW candidates: for a few
     hundred that costs a third of torch.multinomial's per-call overhead, which is most of a
     small model's step. Past it (a subword vocabulary of 50,257 took ~2 ms a token in Python,
-    a tenth of GPT-2 small's step) the same arithmetic in torch, the same token."""
+    a tenth of GPT-2 small's step) the same arithmetic in torch, the same token (one case
+    apart: a NaN among finite numbers at temperature 0 raises here, where Python's max may step
+    over it; a softmax never leaves a lone NaN, so the engine never meets it)."""
     if probs.numel() <= LIST_DRAW:
         return draw_from(probs.tolist(), temperature, generator)
     if temperature == 0:
