@@ -197,17 +197,17 @@ def block_params(b) -> list[torch.Tensor]:
 class CachedRows:
     """One new token for each of several sequences per step, each at its own position:
     forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights,
-    written in place into rows made once per B (_Rows: at these sizes the cost is per operation,
-    not per FLOP). Up to TRANSPOSED_WIDTH, transposed copies of the weights are taken when it is
+    written in place into buffers made once for the capacity (_Rows: at these sizes the cost is
+    per operation, not per FLOP). Up to TRANSPOSED_WIDTH, transposed copies of the weights are taken when it is
     made, so later changes to the model's weights do not reach it. Rows stay packed (0..B-1): a
     sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
 
     Rotary: a ring of block_size slots per layer and row. Queries and keys are kept with each
     head's channels interleaved (`interleaved`: c_attn's rows reordered in the copy the step
     reads; past TRANSPOSED_WIDTH its outputs, one index_select), so that turning them is one
-    complex multiplication. Learned: block_size slots per
-    layer and row, filled in order; a row whose next position would be the block's end cannot go
-    on here (generation.py then recomputes its window).
+    complex multiplication. Learned: block_size slots per layer and row, filled in order; a row
+    whose next position would be the block's end cannot go on here (generation.py then
+    recomputes its window).
 
     weights="int8": every linear (the head too) reads 8-bit weights (int8.py); not exact."""
 

@@ -15,6 +15,7 @@ from typing import Optional
 
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.model.param_count import count_params
+from playground.engine.training.threads import MAX_THREADS
 from playground.engine.wording import duration, size
 
 MATMUL_FLOPS = 110e9       # sustained float32 matmul rate on training-size matrices (fitted)
@@ -56,15 +57,10 @@ class Estimate:
                 f"{run if run.startswith('under') else '~' + run} for {steps:,} steps")
 
 
-MAX_THREADS = 8  # the most threads training uses (trainer.threads_wanted)
-
-
 def measure_matmul_peak(repeats: int = 8) -> float:
-    """This machine's float32 matmul rate, FLOP/s, at the threads training uses: the fastest of
-    `repeats` 1024-square products at torch's current thread count (~0.1 s; imports torch),
-    scaled down in proportion when that count is over MAX_THREADS."""
+    """This machine's float32 matmul rate, FLOP/s: the fastest of `repeats` 1024-square
+    products at torch's current thread count (~0.1 s; imports torch)."""
     import torch
-    threads = torch.get_num_threads()
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     for _ in range(2):
         a @ b
@@ -73,14 +69,18 @@ def measure_matmul_peak(repeats: int = 8) -> float:
         t0 = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - t0)
-    return 2 * 1024 ** 3 / best * min(1.0, MAX_THREADS / threads)
+    return 2 * 1024 ** 3 / best
 
 
 def calibrate(peak: Optional[float] = None) -> float:
     """Estimates from now on scale with this machine's matmul peak: `peak` (FLOP/s), or
-    measured when not given. Returns it."""
+    measured when not given, at the threads training uses (a count over MAX_THREADS scaled down
+    in proportion). Returns it."""
     global _peak
-    _peak = peak if peak is not None else measure_matmul_peak()
+    if peak is None:
+        import torch
+        peak = measure_matmul_peak() * min(1.0, MAX_THREADS / torch.get_num_threads())
+    _peak = peak
     return _peak
 
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+MAX_THREADS = 8  # the most threads a run takes, however many cores (trainer.threads_wanted)
 
 def usable_cores(environ: Optional[dict] = None) -> int:
     """Cores this process may use: its CPU affinity, capped by OMP_NUM_THREADS (when it is a

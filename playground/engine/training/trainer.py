@@ -28,7 +28,7 @@ from playground.engine.training.best_weights import BestKeeper
 from playground.engine.training.control import TrainControl
 from playground.engine.training.schedule import lr_at
 from playground.engine.training.step import autocast, choose_path
-from playground.engine.training.threads import threads_for, usable_cores
+from playground.engine.training.threads import MAX_THREADS, threads_for, usable_cores
 
 log = logging.getLogger(__name__)
 TASKS_PER_EVAL = 100   # held-out tasks answered at each evaluation (the evaluate command: all)
@@ -38,14 +38,14 @@ ANSWERS_SHOWN = 4      # of which the samples show this many
 def threads_wanted(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
     """Threads this size of step calls for. Below about 5e6 (parameters x tokens per step) a
     second thread costs more in hand-offs than it gains; above, every usable core wins (the
-    `threads` bench measures both sides), up to 8. A tiny or repetitive corpus caps the batch at
+    `threads` bench measures both sides), up to MAX_THREADS. A tiny or repetitive corpus caps the batch at
     its distinct windows."""
     cores = usable_cores()
     rows = train_cfg.batch_size
     if corpus is not None and model_cfg.dropout == 0:
         rows = min(rows, max(distinct_windows(corpus.ids[: corpus.n_train], model_cfg.block_size), 1))
     work = count_params(model_cfg) * rows * model_cfg.block_size
-    return 1 if work < 5e6 or cores < 2 else min(cores, 8)
+    return 1 if work < 5e6 or cores < 2 else min(cores, MAX_THREADS)
 
 
 def auto_threads(model_cfg: ModelConfig, train_cfg: TrainConfig, corpus: Optional[Corpus] = None) -> int:
