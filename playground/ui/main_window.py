@@ -278,6 +278,7 @@ class MainWindow(QMainWindow):
         self.settings.changed.connect(self._validate)
         self.current.changed.connect(self._validate)
         self.settings.changed.connect(self.scaling.refresh_if_shown)  # a ladder's time follows them
+        self.corpus.changed.connect(self.scaling.refresh_if_shown)  # and its text (loaded, or not)
         self.settings.changed.connect(self._preview_schedule)
         self.settings.preset.currentIndexChanged.connect(self._preset_picked)
         self.samples.stepSelected.connect(self.plot.mark_step)

@@ -332,6 +332,23 @@ def test_train_waits_for_a_corpus_that_is_still_loading(window, qtbot, server, m
     assert window.training.train.isEnabled()
 
 
+def test_the_ladder_stops_saying_loading_when_a_corpus_download_fails(window, qtbot, server, monkeypatch):
+    """Seen in a real window offline: the Scaling tab kept "still loading" after the download
+    had failed (it followed the settings, not the corpus). It follows the corpus too."""
+    from playground.engine.data import download
+    from tests.fileserver import source
+    window.docks["scaling"].show()
+    window.docks["scaling"].raise_()
+    qtbot.waitUntil(window.scaling.isVisible, timeout=5_000)
+    monkeypatch.setitem(download.SOURCES, "alice", source(server + "/missing", "alice"))
+    window.corpus.select("alice")
+    window.settings.spins["steps"].setValue(window.settings.value("steps") + 1)  # while it loads
+    assert "still loading" in window.scaling.plan_label.text()
+    qtbot.waitUntil(lambda: not window.corpus.loading(), timeout=30_000)
+    assert "still loading" not in window.scaling.plan_label.text()
+    assert "runs" in window.scaling.plan_label.text()  # the ladder is planned on the text kept
+
+
 def test_save_is_named_after_the_model_and_continue_knows_its_characters(window, qtbot, monkeypatch):
     use_tiny_settings(window, steps=10)
     train(window, qtbot)
