@@ -36,9 +36,18 @@ def phrase_corpus():
 
 @pytest.fixture(autouse=True, scope="session")
 def _downloads_in_a_temporary_folder(tmp_path_factory):
-    """Nothing a test downloads lands in the user's data folder."""
+    """Nothing a test downloads lands in the user's data folder (module and session fixtures
+    included)."""
     from playground.engine.data.download import DATA_ENV
     os.environ[DATA_ENV] = str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(autouse=True)
+def _nothing_downloaded_yet(tmp_path_factory, monkeypatch):
+    """Nor in the next test's: each test starts with nothing downloaded, whichever tests ran
+    before it in its worker process."""
+    from playground.engine.data.download import DATA_ENV
+    monkeypatch.setenv(DATA_ENV, str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(autouse=True)

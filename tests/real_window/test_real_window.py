@@ -20,6 +20,25 @@ SCREEN = (1280, 720)
 NEEDED = ("Xvfb", "openbox", "xdotool")
 
 
+def start_xvfb() -> tuple[subprocess.Popen, int]:
+    """Xvfb on the first display number free now. Two displays may start at once (the suite runs
+    in two worker processes): Xvfb takes a number by its lock file, so the one that loses a
+    number exits, and this tries the next."""
+    for number in range(90, 200):
+        if Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
+            continue
+        xvfb = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while xvfb.poll() is None and not Path(f"/tmp/.X11-unix/X{number}").exists():
+            assert time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.05)
+        time.sleep(0.1)  # a loser of the lock exits at once; the socket may be the winner's
+        if xvfb.poll() is None:
+            return xvfb, number
+    raise AssertionError("no free X display number in 90-199")
+
+
 @pytest.fixture(scope="module")
 def display(tmp_path_factory):
     """A 1280x720 X display with openbox on it, for this module's tests."""
@@ -30,16 +49,8 @@ def display(tmp_path_factory):
         if os.environ.get("PLAYGROUND_REQUIRE_X11"):  # CI installs them: a skip there would hide a gap
             pytest.fail(message)
         pytest.skip(message)
-    number = next(n for n in range(90, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists()
-                  and not Path(f"/tmp/.X{n}-lock").exists())
-    name = f":{number}"
-    xvfb = subprocess.Popen(["Xvfb", name, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        assert xvfb.poll() is None and time.monotonic() < deadline, "Xvfb did not start"
-        time.sleep(0.05)
-    env = {**os.environ, "DISPLAY": name}
+    xvfb, number = start_xvfb()
+    env = {**os.environ, "DISPLAY": f":{number}"}
     home = tmp_path_factory.mktemp("home")  # openbox and the app keep their settings here
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local"))
     wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
