@@ -129,8 +129,9 @@ def test_the_estimate_reads_as_a_sentence():
     assert Estimate(0.157, 0.5, 5400, 3e8).describe(600).endswith("~1.5 h for 600 steps")
 
 
-def test_the_decode_limit_counts_every_weight_a_token_reads():
-    from playground.bench.decode_bandwidth import read_bandwidth, step_bytes
+def test_the_decode_limit_counts_every_weight_a_token_reads(monkeypatch):
+    from playground.bench import decode_bandwidth
+    from playground.bench.decode_bandwidth import read_bandwidth, read_rates, step_bytes
     from playground.engine.config import ModelConfig
     from playground.engine.model.gpt import GPT
     C, L, V = 16, 2, 50
@@ -144,6 +145,11 @@ def test_the_decode_limit_counts_every_weight_a_token_reads():
     assert step_bytes(model, False) == 4 * (matrices + biases + norms + rows)
     assert step_bytes(model, True) == matrices + 4 * (biases + norms + rows)
     assert 1e8 < read_bandwidth(1, gib=0.01, repeats=2) < 1e13
+    rates = read_rates(1, gib=0.01, repeats=2)
+    assert set(rates) == {"sum", "matrix-vector"} and all(1e8 < r < 1e13 for r in rates.values())
+    # the limit is the faster read: a slow sum must not lower it
+    monkeypatch.setattr(decode_bandwidth, "read_rates", lambda *a, **k: {"sum": 2.45e10, "matrix-vector": 3.0e10})
+    assert read_bandwidth(2) == 3.0e10
 
 
 def test_the_estimate_charges_dropout_per_masked_element():
