@@ -202,20 +202,18 @@ def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed
             assert (token.probs - expected).abs().max().item() <= 1e-5, (len(row.ids), rows.index(row))
 
 
-@pytest.mark.parametrize("position", ["rope", "learned"])
-@pytest.mark.parametrize("wide", [False, True])
-def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
-    """Up to TRANSPOSED_WIDTH the cached step keeps its weights transposed (cheaper calls a row
-    at a time); past it, it reads the model's own, every one (no second copy of a large model:
-    a rotary model's queries and keys are reordered after c_attn). Either way, one row and then
-    two get the plain probabilities, past the block."""
-    width = TRANSPOSED_WIDTH + 8 if wide else 16
-    config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
-    model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
-    mine = CachedRows(model, 1).layers[0][0]
-    for i, weight in ((2, model.h[0].attn.c_attn.weight), (4, model.h[0].attn.c_proj.weight),
-                      (8, model.h[0].mlp.c_fc.weight), (10, model.h[0].mlp.c_proj.weight)):
-        assert (mine[i].data_ptr() == weight.data_ptr()) == wide, i
+def _linear_weights(model):
+    b = model.h[0]
+    return [b.attn.c_attn.weight, b.attn.c_proj.weight, b.mlp.c_fc.weight, b.mlp.c_proj.weight]
+
+
+def _step_weights(rows):
+    params = rows.layers[0][0]
+    return [params[i] for i in (2, 4, 8, 10)] + [rows.head_w]
+
+
+def _decodes_as_plain(model):
+    """One row and then two get the plain probabilities, past the block."""
     engine = Engine(model, CharTokenizerOf(7), capacity=2)
     rows = [engine.add(Request((1, 2), SampleConfig(max_new_tokens=12, temperature=1.0, seed=0)))]
     for step in range(12):
@@ -225,6 +223,38 @@ def test_the_cached_step_reads_copies_only_of_narrow_models(position, wide):
         for row, token in engine.step():
             expected = plain_logits(model, before[id(row)]).softmax(-1)
             assert (token.probs - expected).abs().max().item() <= 1e-5, (step, rows.index(row))
+
+
+@pytest.mark.parametrize("position", ["rope", "learned"])
+@pytest.mark.parametrize("layout", ["narrow", "kept", "in place"])
+def test_the_cached_step_reads_copies_made_kept_or_the_models_own(position, layout, monkeypatch):
+    """Up to TRANSPOSED_WIDTH the cached step makes transposed copies of the weights (cheaper
+    calls a row at a time). Past it, it keeps them with the model's weights while they fit the
+    budget (long rows read faster): a second CachedRows reads the same copies, and one made
+    after the weights change reads new ones. Over the budget it reads the model's own (a rotary
+    model's queries and keys reordered after c_attn). Each way decodes as the plain path."""
+    from playground.engine.model import decoding
+    if layout == "in place":
+        monkeypatch.setattr(decoding, "COPY_SHARE", 0.0)
+    wide = layout != "narrow"
+    width = TRANSPOSED_WIDTH + 8 if wide else 16
+    config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
+    model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
+    first = CachedRows(model, 1)
+    assert first.kept_copies == (layout == "kept")
+    own = [w.data_ptr() for w in _linear_weights(model)] + [model.lm_head.weight.data_ptr()]
+    reads = [w.data_ptr() for w in _step_weights(first)]
+    assert [a == b for a, b in zip(reads, own)] == [layout == "in place"] * 5
+    again = [w.data_ptr() for w in _step_weights(CachedRows(model, 1))]
+    assert (again == reads) == wide  # narrow: copies of its own each time; kept: the same ones
+    _decodes_as_plain(model)
+    with torch.no_grad():  # training goes on: a step made now reads the new weights
+        model.h[0].mlp.c_fc.weight.add_(0.1)
+    later = CachedRows(model, 1)
+    assert (_step_weights(later)[2].data_ptr() == reads[2]) == (layout == "in place")
+    assert torch.equal(_step_weights(later)[2], model.h[0].mlp.c_fc.weight.detach().t())
+    assert torch.equal(_step_weights(first)[2], _step_weights(later)[2]) == (layout == "in place")
+    _decodes_as_plain(model)
 
 
 def test_a_large_head_is_read_in_place(monkeypatch):

@@ -15,10 +15,12 @@ are rotated into the keys), so the ring rolls on forever at constant cost.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.utils.weak import WeakIdKeyDictionary
 
 from playground.engine.model import int8
 from playground.engine.model.fastpath import CACHED_STEP, check_same_parameters
@@ -130,12 +132,44 @@ def weights_refusal(model: GPT, weights: str) -> str:
 
 # A row at a time, a linear's cost is its call, not its arithmetic: torch.addmm on a weight stored
 # (in, out) costs 30-40% less at widths up to 512 than F.linear's transposed view (issue 26, goal
-# 3a: 5.6 -> 3.4 us for 384 x 128). The cached step keeps such copies for models up to this width;
-# wider ones read the model's own weights through a transposed view, each of them (a copy of
-# GPT-2 small's would double its memory, and there each linear reads at the memory's bandwidth
-# either way; a wide rotary model's queries and keys are reordered after c_attn, not in a copy).
+# 3a: 5.6 -> 3.4 us for 384 x 128). The cached step keeps such copies for models up to this width,
+# made with each CachedRows.
 TRANSPOSED_WIDTH = 512
 HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add 100 MB (tied: its wte's)
+# Wider models are read at the memory's bandwidth, and there too (in, out) reads faster: MKL's
+# matrix-vector product streams an (out, in) weight's rows of 768 numbers at 27 GB/s and an
+# (in, out) copy's long rows at 30 (issue 26, goal 3b: GPT-2 small's step 20.3 -> 18.8 ms on a
+# 2-core Xeon). But those copies are a second copy of every weight (GPT-2 small: +494 MB) and take
+# ~0.3 s to make, so they are made only while they fit in COPY_SHARE of this machine's memory, and
+# are kept with the weight they copy (_COPIES) until it changes, not made again for every
+# generation. Past the budget the step reads the model's own weights through transposed views (a
+# rotary model's queries and keys are then reordered after c_attn).
+COPY_SHARE = 1 / 8
+_COPIES = WeakIdKeyDictionary()  # weight -> (its version, the rows' order, its (in, out) copy)
+
+
+def copy_budget() -> int:
+    """Bytes that kept (in, out) copies of a wide model's weights may take: COPY_SHARE of this
+    machine's memory (0 where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * COPY_SHARE)
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def kept_in_out(weight: torch.Tensor, order: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`weight` (out, in), its rows taken in `order` when given, as a contiguous (in, out) copy:
+    the one made before while the weight has not changed since (its version counter, which every
+    in-place change moves), else a new one, kept in its place."""
+    key = None if order is None else tuple(order.tolist())
+    kept = _COPIES.get(weight)
+    if kept is not None and kept[0] == weight._version and kept[1] == key:
+        return kept[2]
+    with torch.no_grad():
+        rows = weight.detach() if order is None else weight.detach()[order]
+        copy = rows.t().contiguous()
+    _COPIES[weight] = (weight._version, key, copy)
+    return copy
 
 
 def _linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor],
@@ -198,13 +232,15 @@ class CachedRows:
     """One new token for each of several sequences per step, each at its own position:
     forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights,
     written in place into buffers made once for the capacity (_Rows: at these sizes the cost is
-    per operation, not per FLOP). Up to TRANSPOSED_WIDTH, transposed copies of the weights are taken when it is
-    made, so later changes to the model's weights do not reach it. Rows stay packed (0..B-1): a
-    sequence that leaves hands its row to the last one. Tests hold each row to GPT.forward.
+    per operation, not per FLOP). It reads transposed copies of the weights: made when it is
+    made up to TRANSPOSED_WIDTH, kept with the model's weights past it while they fit the budget
+    (copy_budget), else views of the model's own. Copies are taken when it is made, so later
+    changes to the model's weights do not reach it. Rows stay packed (0..B-1): a sequence that
+    leaves hands its row to the last one. Tests hold each row to GPT.forward.
 
     Rotary: a ring of block_size slots per layer and row. Queries and keys are kept with each
     head's channels interleaved (`interleaved`: c_attn's rows reordered in the copy the step
-    reads; past TRANSPOSED_WIDTH its outputs, one index_select), so that turning them is one
+    reads; read in place, its outputs, one index_select), so that turning them is one
     complex multiplication. Learned: block_size slots per layer and row, filled in order; a row
     whose next position would be the block's end cannot go on here (generation.py then
     recomputes its window).
@@ -228,17 +264,25 @@ class CachedRows:
         # c_attn's outputs in our order: queries' and keys' channels interleaved, values' as they were
         self.columns = None if self.order is None else torch.cat((
             torch.arange(2 * self.C).view(2 * self.nh, self.hs)[:, self.order].flatten(), torch.arange(2 * self.C, 3 * self.C)))
-        copies = weights == "int8" or self.C <= TRANSPOSED_WIDTH  # (TRANSPOSED_WIDTH says why)
-        self.reorder_after = self.columns is not None and not copies  # (a wide model's c_attn is not copied)
+        head = model.lm_head
+        # (in, out) copies: made here up to TRANSPOSED_WIDTH, kept within the budget past it
+        narrow = weights == "int8" or self.C <= TRANSPOSED_WIDTH
+        kept = not narrow and self.linear_bytes(model) <= copy_budget()
+        copies = narrow or kept
+        self.reorder_after = self.columns is not None and not copies  # (c_attn read in place)
         self.layers = []
         for b in model.h:
             params = block_params(b)
             held += params
-            params = [d(p) for p in params]
+            originals, params = params, [d(p) for p in params]
             if self.columns is not None and copies:  # reordered in the copy the step reads anyway
-                params[2], params[3] = params[2][self.columns], params[3][self.columns]
+                params[3] = params[3][self.columns]
+                if narrow:
+                    params[2] = params[2][self.columns]
+            if kept:
+                for i in (2, 4, 8, 10):
+                    params[i] = kept_in_out(originals[i], self.columns if i == 2 else None)
             self.layers.append((params, b.ln_1.eps, b.ln_2.eps))
-        head = model.lm_head
         check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
         self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
@@ -250,14 +294,19 @@ class CachedRows:
                 for i in (2, 4, 8, 10):
                     params[i], params[i + 1] = int8.pack(params[i], params[i + 1]), None
             self.head_w, self.head_b = int8.pack(self.head_w, self.head_b), None
-        else:  # (in, out): copies up to TRANSPOSED_WIDTH (it says why), else views of the model's own
+        else:  # (in, out): copies up to TRANSPOSED_WIDTH, kept ones within the budget past it (both
+            # say why), else views of the model's own
             self.linear = _linear
-            for params, _, _ in self.layers:
-                for i in (2, 4, 8, 10):
-                    params[i] = params[i].t().contiguous() if copies else params[i].t()
-            # (a large vocabulary's head: its own weight, read in place)
-            copy_head = copies and self.head_w.numel() <= HEAD_COPY_LIMIT
-            self.head_w = self.head_w.t().contiguous() if copy_head else self.head_w.t()
+            if kept:  # (the blocks' are kept above)
+                self.head_w = kept_in_out(head.weight)
+            else:
+                for params, _, _ in self.layers:
+                    for i in (2, 4, 8, 10):
+                        params[i] = params[i].t().contiguous() if copies else params[i].t()
+                # (a narrow model's large vocabulary: its head read in place)
+                copy_head = copies and self.head_w.numel() <= HEAD_COPY_LIMIT
+                self.head_w = self.head_w.t().contiguous() if copy_head else self.head_w.t()
+        self.kept_copies = kept
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
         self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
@@ -272,7 +321,14 @@ class CachedRows:
         if self.reorder_after:
             self._full["raw"] = like.new_empty(capacity, 3 * self.C)
         self._rows: dict[int, _Rows] = {}  # views of _full, per number of rows
+        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, W, hs)
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
+
+    @staticmethod
+    def linear_bytes(model: GPT) -> int:
+        """Bytes of every weight the step reads through a linear: the blocks' four, the head's."""
+        linears = [m.weight for b in model.h for m in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
+        return sum(w.numel() * w.element_size() for w in linears + [model.lm_head.weight])
 
     @property
     def rows(self) -> int:
@@ -336,10 +392,12 @@ class CachedRows:
         return turns if isinstance(at, int) else turns.view(-1, 1, 1, turns.size(-1))
 
     def _slot(self, layer: int, slot: int) -> torch.Tensor:
-        """Row 0's keys and values (2, nh, hs) at a slot of a layer (views kept: a step makes none)."""
+        """Row 0's keys and values (2, nh, hs) at a slot of a layer: views kept (a step makes none
+        once the window has gone round), made by one `select` (right after a large linear little
+        is left in the cache, and each indexing step costs: 14 us against 20 for three)."""
         view = self._slot_views.get((layer, slot))
         if view is None:
-            view = self._slot_views[layer, slot] = self.slots[layer][:, 0, :, slot]
+            view = self._slot_views[layer, slot] = self._row0[layer].select(2, slot)
         return view
 
     @torch.no_grad()
