@@ -71,7 +71,7 @@ def measure(quick: bool) -> dict:
         build_gpt2(folder, quick)  # random weights of GPT-2 small's shape (quick: 2 x 256)
         ckpt = checkpoint.load(folder)
         theirs = AutoModelForCausalLM.from_pretrained(folder).eval()
-    model, tok = ckpt.model.eval(), ckpt.tokenizer
+    model, tok = ckpt.model.eval().requires_grad_(False), ckpt.tokenizer  # frozen, as `generate` loads it
     prompt = "ROMEO:"
     ids = torch.tensor([tok.encode(prompt)])
     config = SampleConfig(max_new_tokens=tokens, max_new_chars=1_000_000, temperature=1.0, seed=3)

@@ -103,6 +103,7 @@ def generate_gpt2(folder: str, tokens: int) -> dict:
     from playground.engine.model import checkpoint
     from playground.engine.model.generation import stream_tokens
     ckpt = checkpoint.load(folder)
+    ckpt.model.requires_grad_(False)  # frozen, as `generate` loads it
     torch.set_num_threads(2)
     theirs = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = torch.tensor([ckpt.tokenizer.encode("ROMEO:")])

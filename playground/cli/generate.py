@@ -36,6 +36,7 @@ def run(args) -> int:
     import torch
     torch.set_num_threads(1)  # one text, a token at a time: one thread is fastest (the threads bench)
     ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
+    ckpt.model.requires_grad_(False)  # only generates: the cached step may keep copies (decoding.py)
     weights = "int8" if args.int8 else "float32"
     refusal = weights_refusal(ckpt.model, weights)
     if refusal:

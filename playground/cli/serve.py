@@ -88,6 +88,7 @@ def run(args) -> int:
     def load() -> None:
         try:
             ckpt = checkpoint.load(args.checkpoint, with_optimizer=False)
+            ckpt.model.requires_grad_(False)  # served, never trained: the cached step may keep copies
             weights = "int8" if args.int8 else "float32"
             refusal = weights_refusal(ckpt.model, weights)
             if refusal:

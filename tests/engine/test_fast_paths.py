@@ -226,34 +226,68 @@ def _decodes_as_plain(model):
 
 
 @pytest.mark.parametrize("position", ["rope", "learned"])
-@pytest.mark.parametrize("layout", ["narrow", "kept", "in place"])
+@pytest.mark.parametrize("layout", ["narrow", "kept", "over budget", "in training"])
 def test_the_cached_step_reads_copies_made_kept_or_the_models_own(position, layout, monkeypatch):
     """Up to TRANSPOSED_WIDTH the cached step makes transposed copies of the weights (cheaper
-    calls a row at a time). Past it, it keeps them with the model's weights while they fit the
-    budget (long rows read faster): a second CachedRows reads the same copies, and one made
-    after the weights change reads new ones. Over the budget it reads the model's own (a rotary
-    model's queries and keys reordered after c_attn). Each way decodes as the plain path."""
+    calls a row at a time). Past it, for a frozen model within the budget, it keeps them with the
+    model's weights (long rows read faster): a second CachedRows reads the same copies, and one
+    made after the weights change reads new ones. Over the budget, or for a model in training,
+    it reads the model's own (a rotary model's queries and keys reordered after c_attn). Each way
+    decodes as the plain path."""
     from playground.engine.model import decoding
-    if layout == "in place":
+    if layout == "over budget":
         monkeypatch.setattr(decoding, "COPY_SHARE", 0.0)
     wide = layout != "narrow"
     width = TRANSPOSED_WIDTH + 8 if wide else 16
     config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=width, block_size=5, position=position)
     model = perturbed(config, 3, 0.05 if wide else 0.3).eval()  # (0.3 at this width: logits of hundreds)
+    if layout != "in training":
+        model.requires_grad_(False)
     first = CachedRows(model, 1)
     assert first.kept_copies == (layout == "kept")
+    in_place = layout in ("over budget", "in training")
     own = [w.data_ptr() for w in _linear_weights(model)] + [model.lm_head.weight.data_ptr()]
     reads = [w.data_ptr() for w in _step_weights(first)]
-    assert [a == b for a, b in zip(reads, own)] == [layout == "in place"] * 5
+    assert [a == b for a, b in zip(reads, own)] == [in_place] * 5
     again = [w.data_ptr() for w in _step_weights(CachedRows(model, 1))]
     assert (again == reads) == wide  # narrow: copies of its own each time; kept: the same ones
     _decodes_as_plain(model)
-    with torch.no_grad():  # training goes on: a step made now reads the new weights
+    with torch.no_grad():  # the weights change: a step made now reads the new ones
         model.h[0].mlp.c_fc.weight.add_(0.1)
     later = CachedRows(model, 1)
-    assert (_step_weights(later)[2].data_ptr() == reads[2]) == (layout == "in place")
+    assert (_step_weights(later)[2].data_ptr() == reads[2]) == in_place
     assert torch.equal(_step_weights(later)[2], model.h[0].mlp.c_fc.weight.detach().t())
-    assert torch.equal(_step_weights(first)[2], _step_weights(later)[2]) == (layout == "in place")
+    assert torch.equal(_step_weights(first)[2], _step_weights(later)[2]) == in_place
+    _decodes_as_plain(model)
+
+
+@pytest.mark.parametrize("change", ["fused AdamW", "flat AdamW", "data", "load_state_dict"])
+def test_kept_copies_never_outlive_a_change_to_the_weights(change):
+    """Kept copies are for frozen models only, checked against each weight's version counter
+    and storage: torch's fused AdamW and the flat AdamW change weights in place without moving
+    their version counters, so a model in training (parameters that require gradients) reads
+    its own weights; `.data = ...` and load_state_dict on a frozen model are caught. After each
+    change, a new step decodes as the plain path."""
+    config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=TRANSPOSED_WIDTH + 8, block_size=5)
+    model = perturbed(config, 5, 0.05).eval().requires_grad_(False)
+    assert CachedRows(model, 1).kept_copies
+    if change in ("fused AdamW", "flat AdamW"):
+        model.requires_grad_(True)
+        opt = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+        if change == "flat AdamW":
+            opt = FlatAdamW(opt, model)
+        for _ in range(2):
+            logits, loss = model(torch.tensor([[1, 2, 3, 4]]), torch.tensor([[2, 3, 4, 5]]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert not CachedRows(model, 1).kept_copies
+    elif change == "data":
+        for w in _linear_weights(model):
+            w.data = w.data + 0.05
+    else:
+        state = {k: v + 0.05 if v.dim() == 2 else v for k, v in model.state_dict().items()}
+        model.load_state_dict(state)
     _decodes_as_plain(model)
 
 

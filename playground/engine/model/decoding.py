@@ -140,12 +140,18 @@ HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add
 # matrix-vector product streams an (out, in) weight's rows of 768 numbers at 27 GB/s and an
 # (in, out) copy's long rows at 30 (issue 26, goal 3b: GPT-2 small's step 20.3 -> 18.8 ms on a
 # 2-core Xeon). But those copies are a second copy of every weight (GPT-2 small: +494 MB) and take
-# ~0.3 s to make, so they are made only while they fit in COPY_SHARE of this machine's memory, and
-# are kept with the weight they copy (_COPIES) until it changes, not made again for every
-# generation. Past the budget the step reads the model's own weights through transposed views (a
-# rotary model's queries and keys are then reordered after c_attn).
+# ~0.3 s to make, more than a short generation saves, so they are kept with the weight they copy
+# (_COPIES) and made once, under three conditions:
+# - the model is frozen (no parameter requires a gradient: `generate` and `serve` freeze the model
+#   they load). A model in training is not: torch's fused AdamW and our flat AdamW change weights
+#   in place without moving their version counters, so no check could tell a kept copy is stale;
+# - the copy is of the weight as it is now: its version counter (load_state_dict, copy_ and every
+#   other in-place change to a frozen weight move it) and where its numbers live (`.data = ...`);
+# - they fit in COPY_SHARE of this machine's memory.
+# Otherwise the step reads the model's own weights through transposed views (a rotary model's
+# queries and keys are then reordered after c_attn).
 COPY_SHARE = 1 / 8
-_COPIES = WeakIdKeyDictionary()  # weight -> (its version, the rows' order, its (in, out) copy)
+_COPIES = WeakIdKeyDictionary()  # weight -> ((its version, data_ptr, the rows' order), its (in, out) copy)
 
 
 def copy_budget() -> int:
@@ -157,18 +163,25 @@ def copy_budget() -> int:
         return 0
 
 
+def frozen(model: GPT) -> bool:
+    """Whether no parameter of the model requires a gradient (nor is an inference tensor, which
+    keeps no version counter): the models whose (in, out) copies may be kept."""
+    return not any(p.requires_grad or p.is_inference() for p in model.parameters())
+
+
 def kept_in_out(weight: torch.Tensor, order: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """`weight` (out, in), its rows taken in `order` when given, as a contiguous (in, out) copy:
-    the one made before while the weight has not changed since (its version counter, which every
-    in-place change moves), else a new one, kept in its place."""
-    key = None if order is None else tuple(order.tolist())
+    """A frozen `weight` (out, in), its rows taken in `order` when given, as a contiguous (in, out)
+    copy: the one made before while the weight has not changed since (its version counter and
+    where its numbers live), else a new one, kept in its place. (The version is read before
+    copying: a change under way while it copies leaves a copy that the next call remakes.)"""
+    key = (weight._version, weight.data_ptr(), None if order is None else tuple(order.tolist()))
     kept = _COPIES.get(weight)
-    if kept is not None and kept[0] == weight._version and kept[1] == key:
-        return kept[2]
+    if kept is not None and kept[0] == key:
+        return kept[1]
     with torch.no_grad():
         rows = weight.detach() if order is None else weight.detach()[order]
         copy = rows.t().contiguous()
-    _COPIES[weight] = (weight._version, key, copy)
+    _COPIES[weight] = (key, copy)
     return copy
 
 
@@ -232,11 +245,12 @@ class CachedRows:
     """One new token for each of several sequences per step, each at its own position:
     forward()'s arithmetic with bare functional calls on (B, C) rows of detached weights,
     written in place into buffers made once for the capacity (_Rows: at these sizes the cost is
-    per operation, not per FLOP). It reads transposed copies of the weights: made when it is
-    made up to TRANSPOSED_WIDTH, kept with the model's weights past it while they fit the budget
-    (copy_budget), else views of the model's own. Copies are taken when it is made, so later
-    changes to the model's weights do not reach it. Rows stay packed (0..B-1): a sequence that
-    leaves hands its row to the last one. Tests hold each row to GPT.forward.
+    per operation, not per FLOP). Its linears read transposed copies of the weights, made when it
+    is made up to TRANSPOSED_WIDTH (later changes to the model's weights do not reach those);
+    past it, copies kept with a frozen model's weights while they fit the budget (COPY_SHARE),
+    else views of the model's own, as its biases, layer norms and embeddings always are. Rows
+    stay packed (0..B-1): a sequence that leaves hands its row to the last one. Tests hold each
+    row to GPT.forward.
 
     Rotary: a ring of block_size slots per layer and row. Queries and keys are kept with each
     head's channels interleaved (`interleaved`: c_attn's rows reordered in the copy the step
@@ -265,16 +279,18 @@ class CachedRows:
         self.columns = None if self.order is None else torch.cat((
             torch.arange(2 * self.C).view(2 * self.nh, self.hs)[:, self.order].flatten(), torch.arange(2 * self.C, 3 * self.C)))
         head = model.lm_head
-        # (in, out) copies: made here up to TRANSPOSED_WIDTH, kept within the budget past it
+        held += [p for b in model.h for p in block_params(b)]
+        check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
+        # (in, out) copies: made here up to TRANSPOSED_WIDTH; past it, kept ones for a frozen
+        # model within the budget (COPY_SHARE says why)
         narrow = weights == "int8" or self.C <= TRANSPOSED_WIDTH
-        kept = not narrow and self.linear_bytes(model) <= copy_budget()
+        kept = not narrow and frozen(model) and self.linear_bytes(model) <= copy_budget()
         copies = narrow or kept
         self.reorder_after = self.columns is not None and not copies  # (c_attn read in place)
         self.layers = []
         for b in model.h:
-            params = block_params(b)
-            held += params
-            originals, params = params, [d(p) for p in params]
+            originals = block_params(b)
+            params = [d(p) for p in originals]
             if self.columns is not None and copies:  # reordered in the copy the step reads anyway
                 params[3] = params[3][self.columns]
                 if narrow:
@@ -283,7 +299,6 @@ class CachedRows:
                 for i in (2, 4, 8, 10):
                     params[i] = kept_in_out(originals[i], self.columns if i == 2 else None)
             self.layers.append((params, b.ln_1.eps, b.ln_2.eps))
-        check_same_parameters(CACHED_STEP.name, held + ([head.bias] if head.bias is not None else []), model)
         self.wte, self.wpe = d(model.wte.weight), d(model.wpe.weight) if model.wpe is not None else None
         self.lnf_w, self.lnf_b, self.lnf_eps = d(model.ln_f.weight), d(model.ln_f.bias), model.ln_f.eps
         self.head_w, self.head_b = d(head.weight), d(head.bias) if head.bias is not None else None
