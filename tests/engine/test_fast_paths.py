@@ -261,6 +261,21 @@ def test_the_cached_step_reads_copies_made_kept_or_the_models_own(position, layo
     _decodes_as_plain(model)
 
 
+def test_the_copy_budget_is_a_share_of_memory_or_of_a_containers_limit(tmp_path):
+    """COPY_SHARE of this machine's memory; a container's lower limit (cgroup v2's number, or
+    v1's) lowers it, 'max' (no limit) and unreadable files do not."""
+    from playground.engine.model import decoding
+    whole = decoding.copy_budget(limits=())
+    assert whole > 0
+    v2, v1 = tmp_path / "memory.max", tmp_path / "limit_in_bytes"
+    v2.write_text("max\n")
+    v1.write_text("1048576\n")
+    assert decoding.copy_budget(limits=(v2,)) == whole
+    assert decoding.copy_budget(limits=(tmp_path / "absent", v2, v1)) == int(1048576 * decoding.COPY_SHARE)
+    v1.write_text(str(10 ** 20))  # v1's "no limit" is a huge number
+    assert decoding.copy_budget(limits=(v1,)) == whole
+
+
 @pytest.mark.parametrize("change", ["fused AdamW", "flat AdamW", "data", "load_state_dict"])
 def test_kept_copies_never_outlive_a_change_to_the_weights(change):
     """Kept copies are for frozen models only, checked against each weight's version counter

@@ -16,6 +16,7 @@ are rotated into the keys), so the ring rolls on forever at constant cost.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -154,13 +155,25 @@ COPY_SHARE = 1 / 8
 _COPIES = WeakIdKeyDictionary()  # weight -> ((its version, data_ptr, the rows' order), its (in, out) copy)
 
 
-def copy_budget() -> int:
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def copy_budget(limits=CGROUP_LIMITS) -> int:
     """Bytes that kept (in, out) copies of a wide model's weights may take: COPY_SHARE of this
-    machine's memory (0 where it cannot be read)."""
+    machine's memory, or of a container's limit where it is lower (cgroup v2 or v1; 0 where
+    neither the memory nor a limit can be read)."""
     try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * COPY_SHARE)
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return 0
+    for path in limits:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # ("max": no limit)
+            memory = min(memory, int(text))
+    return int(memory * COPY_SHARE)
 
 
 def frozen(model: GPT) -> bool:
