@@ -276,17 +276,19 @@ def test_the_copy_budget_is_a_share_of_memory_or_of_a_containers_limit(tmp_path)
     assert decoding.copy_budget(limits=(v1,)) == whole
 
 
-@pytest.mark.parametrize("change", ["fused AdamW", "flat AdamW", "data", "load_state_dict"])
+@pytest.mark.parametrize("change", ["fused AdamW", "flat AdamW", "fused AdamW, frozen again", "data",
+                                    "data in place", "load_state_dict"])
 def test_kept_copies_never_outlive_a_change_to_the_weights(change):
-    """Kept copies are for frozen models only, checked against each weight's version counter
-    and storage: torch's fused AdamW and the flat AdamW change weights in place without moving
-    their version counters, so a model in training (parameters that require gradients) reads
-    its own weights; `.data = ...` and load_state_dict on a frozen model are caught. After each
-    change, a new step decodes as the plain path."""
+    """Kept copies are for frozen models only, checked against each weight's version counter,
+    storage and numbers spread over it: torch's fused AdamW and the flat AdamW change weights in
+    place without moving their version counters, so a model in training (parameters that
+    require gradients) reads its own weights, and one frozen again after training gets new
+    copies; `.data = ...`, `.data.add_` and load_state_dict on a frozen model are caught. After
+    each change, a new step decodes as the plain path."""
     config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=TRANSPOSED_WIDTH + 8, block_size=5)
     model = perturbed(config, 5, 0.05).eval().requires_grad_(False)
     assert CachedRows(model, 1).kept_copies
-    if change in ("fused AdamW", "flat AdamW"):
+    if "AdamW" in change:
         model.requires_grad_(True)
         opt = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
         if change == "flat AdamW":
@@ -297,13 +299,47 @@ def test_kept_copies_never_outlive_a_change_to_the_weights(change):
             loss.backward()
             opt.step()
         assert not CachedRows(model, 1).kept_copies
+        if change.endswith("frozen again"):
+            model.requires_grad_(False)
+            assert CachedRows(model, 1).kept_copies
     elif change == "data":
         for w in _linear_weights(model):
             w.data = w.data + 0.05
+    elif change == "data in place":  # the same storage, no version moved: the numbers differ
+        for w in _linear_weights(model) + [model.lm_head.weight]:
+            w.data.add_(0.05)
     else:
         state = {k: v + 0.05 if v.dim() == 2 else v for k, v in model.state_dict().items()}
         model.load_state_dict(state)
     _decodes_as_plain(model)
+
+
+def test_a_model_made_in_inference_mode_reads_its_own_weights():
+    """Inference tensors keep no version counter: such a model's copies are not kept, and it
+    decodes as the plain path."""
+    config = ModelConfig(vocab_size=7, n_layer=1, n_head=4, n_embd=TRANSPOSED_WIDTH + 8, block_size=5)
+    with torch.inference_mode():
+        model = perturbed(config, 6, 0.05).eval()
+        assert not CachedRows(model, 1).kept_copies
+        _decodes_as_plain(model)
+
+
+def test_the_limit_files_are_this_process_cgroups_and_those_above_it(tmp_path):
+    """cgroup v2's memory.max and v1's memory.limit_in_bytes, from /proc/self/cgroup's path up
+    to the root; a limit on a cgroup above this one lowers the budget too."""
+    from playground.engine.model import decoding
+    lines = "12:cpu,cpuacct:/x\n4:memory:/box/one\n0::/slice/app\n"
+    assert decoding.cgroup_limit_files(lines, tmp_path) == [
+        tmp_path / "memory/box/one/memory.limit_in_bytes", tmp_path / "memory/box/memory.limit_in_bytes",
+        tmp_path / "memory/memory.limit_in_bytes",
+        tmp_path / "slice/app/memory.max", tmp_path / "slice/memory.max", tmp_path / "memory.max"]
+    assert decoding.cgroup_limit_files("0::/\n", tmp_path) == [tmp_path / "memory.max"]
+    (tmp_path / "slice").mkdir()
+    (tmp_path / "slice/memory.max").write_text("2097152\n")  # a limit above this process's cgroup
+    files = decoding.cgroup_limit_files("0::/slice/app\n", tmp_path)
+    assert decoding.copy_budget(limits=files) == int(2097152 * decoding.COPY_SHARE)
+    (tmp_path / "slice/memory.max").write_bytes(b"\xff\xfe")  # not text: no limit read, no error
+    assert decoding.copy_budget(limits=files) == decoding.copy_budget(limits=[])
 
 
 def test_a_large_head_is_read_in_place(monkeypatch):

@@ -145,33 +145,63 @@ HEAD_COPY_LIMIT = 2 ** 22  # numbers: a 50,257-token head at width 512 would add
 # (_COPIES) and made once, under three conditions:
 # - the model is frozen (no parameter requires a gradient: `generate` and `serve` freeze the model
 #   they load). A model in training is not: torch's fused AdamW and our flat AdamW change weights
-#   in place without moving their version counters, so no check could tell a kept copy is stale;
+#   in place without moving their version counters, so only reading every number would tell for
+#   sure that a kept copy of it is stale;
 # - the copy is of the weight as it is now: its version counter (load_state_dict, copy_ and every
-#   other in-place change to a frozen weight move it) and where its numbers live (`.data = ...`);
+#   other in-place change to a frozen weight move it), where its numbers live (`.data = ...`),
+#   and numbers spread over it (a model frozen again after training; kept_in_out);
 # - they fit in COPY_SHARE of this machine's memory.
 # Otherwise the step reads the model's own weights through transposed views (a rotary model's
 # queries and keys are then reordered after c_attn).
 COPY_SHARE = 1 / 8
-_COPIES = WeakIdKeyDictionary()  # weight -> ((its version, data_ptr, the rows' order), its (in, out) copy)
+_COPIES = WeakIdKeyDictionary()  # weight -> ((version, data_ptr, rows' order), fingerprint, (in, out) copy)
+FINGERPRINT = 257  # numbers of a weight compared before its kept copy is used (kept_in_out)
 
 
-CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def copy_budget(limits=CGROUP_LIMITS) -> int:
+def cgroup_limit_files(cgroups: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """The memory-limit files of this process's cgroup and each above it, from
+    /proc/self/cgroup's lines (`cgroups`): cgroup v2's memory.max, v1's memory controller's
+    memory.limit_in_bytes. A limit set on any of them holds for this process."""
+    files = []
+    for line in cgroups.splitlines():
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and not controllers:
+            base, name = root, "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = root / "memory", "memory.limit_in_bytes"
+        else:
+            continue
+        here = base / path.strip().lstrip("/")
+        while True:
+            files.append(here / name)
+            if here == base or base not in here.parents:
+                break
+            here = here.parent
+    return files
+
+
+def copy_budget(limits: Optional[list] = None) -> int:
     """Bytes that kept (in, out) copies of a wide model's weights may take: COPY_SHARE of this
-    machine's memory, or of a container's limit where it is lower (cgroup v2 or v1; 0 where
-    neither the memory nor a limit can be read)."""
+    machine's memory, or of a container's limit where it is lower (`limits`: the files to read,
+    by default this process's cgroups'; 0 where the memory cannot be read)."""
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return 0
+    if limits is None:
+        try:
+            limits = cgroup_limit_files(Path("/proc/self/cgroup").read_text())
+        except (OSError, ValueError):
+            limits = []
     for path in limits:
         try:
             text = Path(path).read_text().strip()
-        except OSError:
+        except (OSError, ValueError):  # (no such file, or not text)
             continue
-        if text.isdigit():  # ("max": no limit)
+        if text.isascii() and text.isdigit():  # ("max": no limit)
             memory = min(memory, int(text))
     return int(memory * COPY_SHARE)
 
@@ -184,17 +214,26 @@ def frozen(model: GPT) -> bool:
 
 def kept_in_out(weight: torch.Tensor, order: Optional[torch.Tensor] = None) -> torch.Tensor:
     """A frozen `weight` (out, in), its rows taken in `order` when given, as a contiguous (in, out)
-    copy: the one made before while the weight has not changed since (its version counter and
-    where its numbers live), else a new one, kept in its place. (The version is read before
-    copying: a change under way while it copies leaves a copy that the next call remakes.)"""
+    copy: the one made before while the weight has not changed since, else a new one, kept in
+    its place. Changed means its version counter moved, its numbers moved (`.data = ...`), or
+    one of FINGERPRINT numbers spread over it differs from when the copy was made: a weight
+    can change without the first two (torch's fused AdamW moves no version counter, and the
+    allocator may hand a new tensor the old address), for one when a model is frozen again
+    after training; an optimizer step changes nearly every number. (The version is read
+    before copying: a change under way while it copies leaves a copy that the next call
+    remakes.)"""
     key = (weight._version, weight.data_ptr(), None if order is None else tuple(order.tolist()))
+    flat = weight.detach().reshape(-1)
+    count = min(FINGERPRINT, flat.numel())
+    at = torch.arange(count) * (flat.numel() - 1) // max(count - 1, 1)  # (whole numbers: exact past 2**24)
     kept = _COPIES.get(weight)
-    if kept is not None and kept[0] == key:
-        return kept[1]
+    if kept is not None and kept[0] == key and torch.equal(flat[at], kept[1]):
+        return kept[2]
+    fingerprint = flat[at].clone()
     with torch.no_grad():
         rows = weight.detach() if order is None else weight.detach()[order]
         copy = rows.t().contiguous()
-    _COPIES[weight] = (key, copy)
+    _COPIES[weight] = (key, fingerprint, copy)
     return copy
 
 
