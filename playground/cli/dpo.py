@@ -47,13 +47,8 @@ def run(args) -> int:
     from playground.engine.errors import ConfigError
     from playground.engine.events import PreferenceEval
     from playground.engine.model import checkpoint
-    from playground.engine.training.preference import (
-        auto_pairs,
-        preference_settings,
-        prepare_preference,
-        read_pairs,
-        write_pairs,
-    )
+    from playground.engine.training.pairs import preference_settings, read_pairs, write_pairs
+    from playground.engine.training.preference import auto_pairs, prepare_preference
     if not args.pairs and not args.auto:
         raise ConfigError("give the pairs: --pairs FILE.jsonl, or --auto arithmetic to make them")
     if args.pairs_out and not args.auto:

@@ -15,17 +15,14 @@ from playground.engine.errors import ConfigError
 from playground.engine.events import Done, PreferenceEval, Step, to_json_dict
 from playground.engine.model import checkpoint
 from playground.engine.model.lora import has_adapters
+from playground.engine.training.pairs import Pair, parse_pairs, read_pairs, write_pairs
 from playground.engine.training.preference import (
-    Pair,
     PreferenceTrainer,
     auto_pairs,
     completion_logps,
     dpo_loss,
     encode_pairs,
-    parse_pairs,
     prepare_preference,
-    read_pairs,
-    write_pairs,
 )
 from playground.engine.training.prepare import prepare_run
 

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from playground.engine.config import ModelConfig, TrainConfig
 from playground.engine.model import checkpoint
-from playground.engine.training.preference import Pair, read_pairs, write_pairs
+from playground.engine.training.pairs import Pair, read_pairs, write_pairs
 from playground.engine.training.prepare import prepare_run
 from tests.ui.conftest import Answers
 

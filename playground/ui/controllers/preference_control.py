@@ -15,7 +15,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 from playground.engine.config import AdaptConfig, PreferenceConfig, SampleConfig, TrainConfig
 from playground.engine.errors import ConfigError, PromptError
 from playground.engine.training.control import TrainControl
-from playground.engine.training.preference import Pair, parse_pairs, read_pairs, write_pairs
+
+# (pairs.py needs no torch: the window is on screen before torch loads, ui/app.py)
+from playground.engine.training.pairs import Pair, parse_pairs, read_pairs, write_pairs
 from playground.ui.controllers.model_in_hand import CurrentModel, OpenedModel
 from playground.ui.controllers.workers import WorkerPool
 

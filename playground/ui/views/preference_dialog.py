@@ -9,7 +9,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from playground.engine.config import AdaptConfig, PreferenceConfig, TrainConfig, settings_of
-from playground.engine.training.preference import DEFAULTS, preference_settings
+from playground.engine.training.pairs import DEFAULTS, preference_settings
 from playground.ui.controllers.preference_control import TuneRequest
 from playground.ui.views.settings_panel import setting_widget, show_value, widget_value
 from playground.ui.views.widgets import Message, compact, named
