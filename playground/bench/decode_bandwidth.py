@@ -18,13 +18,15 @@ import time
 from pathlib import Path
 
 
-def read_bandwidth(threads: int, gib: float = 1.0, repeats: int = 7) -> float:
+def read_bandwidth(threads: int, gib: float = 1.0, repeats: int = 7) -> tuple[float, dict[str, float]]:
     """Bytes per second of the fastest full read of a `gib` GiB float32 buffer, with `threads`
     threads, by either of two kernels that read it once and write next to nothing: a sum, and a
-    matrix-vector product of it as rows of 4,096 (MKL's). The faster one sets the limit: on the
-    2-core Xeon of 2026-12-05 the product streamed 30 GB/s where the sum read 24.5 (its arithmetic
-    held it: one thread read half as much), and a limit our own step beat would be no limit."""
-    return max(read_rates(threads, gib, repeats).values())
+    matrix-vector product of it as rows of 4,096 (MKL's); and each kernel's own rate. The faster
+    one sets the limit: on the 2-core Xeon of 2026-12-05 the product streamed 30 GB/s where the
+    sum read 24.5 (its arithmetic held it: one thread read half as much), and a limit our own
+    step beat would be no limit."""
+    rates = read_rates(threads, gib, repeats)
+    return max(rates.values()), rates
 
 
 def read_rates(threads: int, gib: float = 1.0, repeats: int = 7) -> dict[str, float]:
@@ -97,8 +99,9 @@ def measure(quick: bool) -> dict:
     for f in runs.values():  # warm-up: first calls pay for allocations (and, past TRANSPOSED_WIDTH,
         f()                  # the step's kept copies) and packing
     for _ in range(1 if quick else 3):  # alternated: this machine's speed drifts
-        kernels.append({k: v / 1e9 for k, v in read_rates(2).items()})
-        bandwidth.append(max(kernels[-1].values()) * 1e9)
+        fastest, each = read_bandwidth(2)
+        bandwidth.append(fastest)
+        kernels.append({k: v / 1e9 for k, v in each.items()})
         for name, f in runs.items():
             rates[name].append(f())
     bw = max(bandwidth)

@@ -369,9 +369,9 @@ class CachedRows:
             else:
                 for params, _, _ in self.layers:
                     for i in (2, 4, 8, 10):
-                        params[i] = params[i].t().contiguous() if copies else params[i].t()
+                        params[i] = params[i].t().contiguous() if narrow else params[i].t()
                 # (a narrow model's large vocabulary: its head read in place)
-                copy_head = copies and self.head_w.numel() <= HEAD_COPY_LIMIT
+                copy_head = narrow and self.head_w.numel() <= HEAD_COPY_LIMIT
                 self.head_w = self.head_w.t().contiguous() if copy_head else self.head_w.t()
         self.kept_copies = kept
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
