@@ -8,6 +8,7 @@ probabilities within 1e-5, parameter counts and AdamW steps exact to float round
 
 import dataclasses
 import itertools
+from unittest import mock
 
 import pytest
 import torch
@@ -15,8 +16,10 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from playground.engine.config import ModelConfig, SampleConfig, TrainConfig
+from playground.engine.model import decoding
 from playground.engine.model.decoding import (
     CACHED_STEP,
+    FIRST_SLOTS,
     TRANSPOSED_WIDTH,
     TURN_TABLE,
     CachedRows,
@@ -173,12 +176,18 @@ def test_flat_adamw_refuses_or_steps_like_torch_adamw(config, decay, seed):
 # -- the cached decoding step ---------------------------------------------------------------
 @CHECK
 @given(config=model_configs(), lengths=st.lists(st.integers(1, 20), min_size=1, max_size=4),
-       seed=st.integers(0, 1000))
-def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed):
+       seed=st.integers(0, 1000), first_slots=st.sampled_from([1, 3, FIRST_SLOTS]))
+def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed, first_slots):
     """Several sequences through the engine at once, each at its own length, past the block
     (the cache is filled, dropped for a sliding window or rolled, as the position scheme needs),
     with one leaving midway: every row's distribution is the plain path's for that row alone.
-    Where the cached step was not verified, the engine decodes through GPT.forward instead."""
+    Where the cached step was not verified, the engine decodes through GPT.forward instead.
+    The step's first slots are drawn too, so that they grow while rows come and go."""
+    with mock.patch.object(decoding, "FIRST_SLOTS", first_slots):
+        _each_row_gets_the_plain_probabilities(config, lengths, seed)
+
+
+def _each_row_gets_the_plain_probabilities(config, lengths, seed):
     model = perturbed(config, seed).eval()
     if CACHED_STEP.refusal(config):
         with pytest.raises(ValueError, match="not verified"):
@@ -200,6 +209,41 @@ def test_the_engine_gives_each_row_the_plain_probabilities(config, lengths, seed
         for row, token in engine.step():
             expected = plain_logits(model, before[id(row)]).softmax(-1)
             assert (token.probs - expected).abs().max().item() <= 1e-5, (len(row.ids), rows.index(row))
+
+
+@pytest.mark.parametrize("position", ["rope", "learned"])
+def test_slots_are_made_as_positions_reach_them(position, monkeypatch):
+    """A row's keys and values get FIRST_SLOTS slots at first, twice as many each time a
+    position needs more, never more than the block: a short text costs a short text's memory.
+    Rows joining with prompts longer than the slots made, rows leaving, the block filled (a
+    rotary ring goes round; a learned row leaves the step): each row's distribution stays the
+    plain path's."""
+    monkeypatch.setattr(decoding, "FIRST_SLOTS", 4)
+    config = ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=24, position=position)
+    model = perturbed(config, 3).eval()
+    engine = Engine(model, CharTokenizerOf(11), capacity=3)
+    made = lambda: [s.size(3) for s in engine.batch.slots]  # noqa: E731
+    assert made() == [4, 4]
+    requests = [Request((1, 2), SampleConfig(max_new_tokens=40, temperature=1.0, seed=0)),
+                Request(tuple(range(1, 10)), SampleConfig(max_new_tokens=6, temperature=1.0, seed=1)),
+                Request((5,), SampleConfig(max_new_tokens=30, temperature=1.0, seed=2))]
+    sizes = set()
+    engine.add(requests[0])
+    for step in range(40):
+        if step in (3, 12):  # a prompt past the 8 slots made by then; later, one of a single token
+            engine.add(requests[1 if step == 3 else 2])
+        if not engine.rows:
+            break
+        before = {id(row): list(row.ids) for row in engine.rows}
+        for row, token in engine.step():
+            expected = plain_logits(model, before[id(row)]).softmax(-1)
+            assert (token.probs - expected).abs().max().item() <= 1e-5, (step, before[id(row)])
+        sizes.add(made()[0])
+        held = max([len(r.ids) - 1 for r in engine.rows if r.mode == "step"], default=0)  # (not the new token)
+        assert made()[0] >= min(held, config.block_size)
+    # 4 hold the first row's first positions; at step 3 its fifth makes 8, then the 9-token
+    # prompt 16 (twice 8); the block caps the next doubling at 24
+    assert sizes == {4, 16, 24}
 
 
 def _linear_weights(model):

@@ -263,6 +263,11 @@ def interleaved(head_size: int) -> torch.Tensor:
     return torch.stack((half, half + head_size // 2), 1).flatten()
 
 
+# Slots a row's keys and values get at first, per layer: more are made as positions need them
+# (CachedRows._make_room), up to the block. A block of 1,024 at GPT-2 small's width is 75 MB of
+# slots a row, which would be made and zeroed for every generation, and by a server for each row
+# of its capacity, whether its texts were ten tokens long or a thousand.
+FIRST_SLOTS = 64
 TURN_TABLE = 4096  # positions whose turns (complex numbers) the cached step keeps (CachedRows._turns)
 
 
@@ -309,7 +314,8 @@ class CachedRows:
     reads; read in place, its outputs, one index_select), so that turning them is one
     complex multiplication. Learned: block_size slots per layer and row, filled in order; a row
     whose next position would be the block's end cannot go on here (generation.py then
-    recomputes its window).
+    recomputes its window). Either way slots are made as positions reach them: FIRST_SLOTS at
+    first, doubled as needed up to block_size (_make_room).
 
     weights="int8": every linear (the head too) reads 8-bit weights (int8.py); not exact."""
 
@@ -377,18 +383,33 @@ class CachedRows:
         self.rotary = model.h[0].attn.rotary  # the same tables for every layer
         self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
-        # per layer: [keys, values] x (capacity, nh, W, hs)
-        self.slots = [torch.zeros(2, capacity, self.nh, self.W, self.hs) for _ in range(cfg.n_layer)]
+        # per layer: [keys, values] x (capacity, nh, slots so far, hs), grown towards W (_make_room)
+        self.slots: list[torch.Tensor] = []
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
-        self._views: dict[int, list] = {}
         like = self.wte
         self._full = {"x": like.new_empty(capacity, self.C), "out": like.new_empty(capacity, self.C),
                       "qkv": like.new_empty(capacity, 3 * self.C), "h": like.new_empty(capacity, self.hidden)}
         if self.reorder_after:
             self._full["raw"] = like.new_empty(capacity, 3 * self.C)
         self._rows: dict[int, _Rows] = {}  # views of _full, per number of rows
-        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, W, hs)
+        self._make_room(min(self.W, FIRST_SLOTS))
+
+    def _make_room(self, n: int) -> None:
+        """At least n slots per layer and row (n <= W): the slots made so far (none at first), in
+        new zeroed buffers of twice as many or n, whichever is more, at most W. Slots fill in
+        order until the window is full (rotary ones too: slot = position % W), so the first
+        ones are all a row has used; the views of the old buffers are dropped."""
+        have = self.slots[0].size(3) if self.slots else 0
+        if n <= have:
+            return
+        size = min(self.W, max(n, 2 * have))
+        grown = [torch.zeros(2, self.capacity, self.nh, size, self.hs) for _ in range(self.config.n_layer)]
+        for new, old in zip(grown, self.slots):
+            new[:, :, :, :have] = old
+        self.slots = grown
+        self._views: dict[int, list] = {}
+        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
 
     @staticmethod
@@ -411,10 +432,12 @@ class CachedRows:
         if self.rows == self.capacity:
             raise ValueError(f"the batch holds {self.capacity} sequences at most")
         row = self.rows
+        self._make_room(min(cache.seen, self.W))
         for layer, slots in enumerate(self.slots):
             if self.rotary_positions:
-                slots[0, row] = cache.rings[layer][0, 0][..., self.order]  # keys, interleaved as ours
-                slots[1, row] = cache.rings[layer][1, 0]
+                n = slots.size(3)  # (the ring's slots past its positions hold zeros)
+                slots[0, row] = cache.rings[layer][0, 0, :, :n][..., self.order]  # keys, interleaved as ours
+                slots[1, row] = cache.rings[layer][1, 0, :, :n]
             else:
                 n = cache.keys[layer].size(2)
                 slots[0, row, :, :n] = cache.keys[layer][0]
@@ -499,6 +522,8 @@ class CachedRows:
             n = min(max(positions) + 1, W)
             valid = None if min(positions) + 1 >= n else \
                 (self._slot_numbers[None, :n] <= pos[:, None]).view(B, 1, 1, n)
+        self._make_room(n)
+        made = self.slots[0].size(3)
         # (torch.layer_norm: F.layer_norm's own call, without its Python wrapper's checks)
         for layer, ((keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2)) in \
                 enumerate(zip(self._packed(B), self.layers)):
@@ -513,7 +538,7 @@ class CachedRows:
             else:
                 keys[rows, :, slot] = r.k
                 values[rows, :, slot] = r.v
-            if n < W:
+            if n < made:
                 keys, values = keys[:, :, :n], values[:, :, :n]
             y = F.scaled_dot_product_attention(r.q, keys, values, attn_mask=valid)
             x.add_(linear(y.reshape(B, C), wp, bp, r.out))
