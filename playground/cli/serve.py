@@ -80,7 +80,7 @@ def run(args) -> int:
                           "pip install 'gpt-playground-studio[serve]'") from None
     from playground.engine.model import checkpoint
     from playground.engine.model.generation import weights_refusal
-    checkpoint.read_header(Path(args.checkpoint))  # a missing or broken file fails now, not later
+    checkpoint.check_path(Path(args.checkpoint))  # a missing or broken model fails now, not later
     served = served_for(args)
     server = Server(served, listen(args.host, args.port), DRAIN_S)
     failure = []
@@ -101,7 +101,8 @@ def run(args) -> int:
             failure.append(exc)
             server.server.should_exit = True
 
-    threading.Thread(target=load, name="serve-load", daemon=True).start()
+    loader = threading.Thread(target=load, name="serve-load", daemon=True)
+    loader.start()
     print(f"serving {served.settings.model_name!r} on {server.url}/v1 "
           f"(OpenAI-compatible; Ctrl+C stops after the requests in flight)", file=sys.stderr, flush=True)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -109,6 +110,13 @@ def run(args) -> int:
         # requests are done, and a stop asked for is a clean exit (0), not a death by signal
         signal.signal(sig, _already_drained)
     server.run()
+    if loader.is_alive():
+        # stopped while the model loads: torch's work on that thread cannot be interrupted, and
+        # the interpreter's exit beside it aborted ("terminate called without an active
+        # exception", exit 134); nothing was served, so nothing is left to finish
+        print("stopped before the model had loaded", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
     if failure:
         raise failure[0]
     return 0

@@ -5,6 +5,12 @@ cannot express is refused in words."""
 
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,6 +98,45 @@ def test_an_opened_folder_generates_evaluates_saves_and_exports(tmp_path, tokeni
     assert main(["export", str(saved), "--format", "hf", "--out", str(out), "--quiet"]) == 0
     exported = json.loads((out / "config.json").read_text())
     assert exported["activation_function"] == "gelu_new" and exported["tie_word_embeddings"] is True
+
+
+def test_an_opened_folder_is_served_writing_what_transformers_writes(tmp_path, tokenizer):
+    """`serve` takes a folder as the other commands do (it refused one as "a folder, not a model
+    file" until 2026-12-05): a real server in its own process, asked through the openai client,
+    writes transformers' greedy text."""
+    openai = pytest.importorskip("openai")
+    folder, theirs = gpt2_folder(tmp_path / "gpt2", tokenizer)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "playground", "serve", str(folder), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=30)
+        deadline = time.monotonic() + 60  # the folder loads (and is held to transformers) in the background
+        while True:
+            try:
+                reply = client.completions.create(model="gpt2", prompt="to be", max_tokens=12, temperature=0)
+                break
+            except openai.APIStatusError as exc:  # 503 while the model loads
+                assert exc.status_code == 503 and time.monotonic() < deadline and proc.poll() is None, exc
+                time.sleep(0.2)
+        ids = torch.tensor([tokenizer.encode("to be")])
+        expected = theirs.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0)[0, ids.size(1):]
+        assert reply.choices[0].text == tokenizer.decode(expected.tolist())
+        assert reply.usage.completion_tokens == 12
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_folder_the_server_cannot_open_is_refused_before_it_listens(tmp_path, capsys):
+    from playground.cli import main
+    folder = tmp_path / "llama"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    assert main(["serve", str(folder), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "GPT2LMHeadModel and Starcoder2ForCausalLM" in err and "serving" not in err
 
 
 @pytest.mark.parametrize("change,words", [

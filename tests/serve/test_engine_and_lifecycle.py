@@ -134,6 +134,43 @@ def test_stop_strings_are_held_back_until_ruled_out(pieces, stops, expected):
     assert ("".join(out), stopped) == expected
 
 
+SLOW_LOAD = """
+import sys, torch
+from playground.engine.model import checkpoint
+def load(*args, **kwargs):  # a model that takes forever to load: torch at work on the loading thread
+    x = torch.randn(256, 256)
+    while True:
+        x = torch.tanh(x @ x)
+checkpoint.load = load
+from playground.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_the_model_loads_exits_0_without_aborting(tmp_path, seed_model):
+    """Stopped before the model has loaded, the server says so and exits 0; the interpreter's
+    exit beside torch's work on the loading thread used to abort ("terminate called without an
+    active exception", 134)."""
+    from playground.engine.model import checkpoint
+    from playground.engine.model.checkpoint import Checkpoint
+    model, tok = seed_model
+    path = checkpoint.save(tmp_path / "seed", Checkpoint(model, tok, None, {"start_char": "t"}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, "serve", str(path), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", proc.stderr.readline()).group(1))
+        assert raw(f"http://127.0.0.1:{port}", "GET", "/health").status == 503  # loading, and listening
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        err = proc.stderr.read()
+        assert "stopped before the model had loaded" in err and "terminate called" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, seed_model):
     from playground.engine.model import checkpoint
     from playground.engine.model.checkpoint import Checkpoint

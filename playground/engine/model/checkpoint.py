@@ -257,6 +257,18 @@ def _metadata(path: Path, header: dict, expected_format: str) -> dict:
     return meta
 
 
+def check_path(path: Path) -> None:
+    """What can be told of a model path without loading it: a model file's framing, a
+    transformers folder's config.json (an architecture and settings the playground's GPT takes).
+    CheckpointError with the reason, as load would give."""
+    if path.is_dir():
+        from playground.engine.model import hf_folder
+        arch, hf = hf_folder.read_config(path)
+        hf_folder.model_config(arch, hf, path)
+    else:
+        read_header(path)
+
+
 def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
     """Load and check a model file, or open a transformers folder (GPT-2, Starcoder2: see
     hf_folder.py); raise CheckpointError with a reason for any problem."""
