@@ -325,3 +325,28 @@ def test_an_optimizer_file_is_read_only_when_the_model_file_says_it_has_one(tmp_
     assert checkpoint.load(without).optimizer_state is None  # not its own: never read
     assert checkpoint.load(with_state).optimizer_state is not None
     assert checkpoint.load(with_state, with_optimizer=False).optimizer_state is None
+
+
+@pytest.mark.parametrize("position,tied", [("learned", False), ("rope", True)])
+def test_a_loaded_model_is_built_unset_and_then_holds_exactly_the_saved_weights(tmp_path, tiny_model_cfg,
+                                                                                position, tied):
+    """load builds its model unset (GPT.unset: no random initialisation, which was most of a
+    large model's load time) and sets every weight from the file: the same logits as the model
+    saved, by the plain forward and by the cached step (rotary tables, tied head included)."""
+    from playground.engine.config import SampleConfig
+    from playground.engine.model.generation import Engine, Request
+    cfg = tiny_model_cfg.replace(position=position, tie_embeddings=tied, head_bias=not tied)
+    torch.manual_seed(4)
+    ckpt = _tiny(cfg)
+    back = checkpoint.load(checkpoint.save(tmp_path / "m", ckpt)).model
+    assert (back.lm_head.weight is back.wte.weight) == tied
+    assert [n for n, _ in back.named_parameters()] == [n for n, _ in ckpt.model.named_parameters()]
+    idx = torch.randint(cfg.vocab_size, (2, cfg.block_size))
+    assert torch.equal(back(idx)[0], ckpt.model(idx)[0])
+    texts = []
+    for model in (ckpt.model, back):
+        engine = Engine(model, ckpt.tokenizer, capacity=1)
+        engine.add(Request((1, 2, 3), SampleConfig(max_new_tokens=2 * cfg.block_size, temperature=1.0, seed=5)))
+        texts.append([token.id for _ in range(2 * cfg.block_size) for _, token in engine.step()])
+    assert texts[0] == texts[1] and len(texts[0]) == 2 * cfg.block_size
+

@@ -194,7 +194,8 @@ def read_header(path: Path) -> tuple[dict, bytes]:
             if n > MAX_HEADER_BYTES or n > size - 8:
                 raise CheckpointError(f"{path.name} is not a valid model file: its header claims "
                                       f"{n:,} bytes but the file has {size:,}")
-            blob = head + f.read()
+            f.seek(0)
+            blob = f.read()  # (head + f.read() would copy the whole file once more)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except PermissionError:
@@ -304,7 +305,8 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
         weights = st_load(blob)
     except Exception as exc:  # safetensors raises its own error types for damaged data
         raise CheckpointError(f"{path.name} is damaged: {exc}") from exc
-    model = GPT(model_cfg)
+    del blob  # (the file's bytes: the weights are copies)
+    model = GPT.unset(model_cfg)  # every weight is set next (strict)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     ckpt = Checkpoint(model, tokenizer, train_cfg, meta.get("state") or {})
     if with_optimizer and meta.get("has_optimizer"):

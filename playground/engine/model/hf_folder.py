@@ -208,7 +208,7 @@ def load(folder, verify: bool = True):
     if tokenizer.vocab_size < cfg.vocab_size:  # a padded embedding: the extra rows are never written
         from playground.engine.data.bpe import BPETokenizer
         tokenizer = BPETokenizer.padded(tokenizer, cfg.vocab_size)
-    model = GPT(cfg)
+    model = GPT.unset(cfg)  # every weight is set next, or the folder is refused
     weights = state_dict(arch, cfg, read_weights(folder), folder)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:  # every weight is taken, and nothing is left over
