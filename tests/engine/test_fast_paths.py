@@ -8,6 +8,7 @@ probabilities within 1e-5, parameter counts and AdamW steps exact to float round
 
 import dataclasses
 import itertools
+import weakref
 from unittest import mock
 
 import pytest
@@ -229,7 +230,7 @@ def test_slots_are_made_as_positions_reach_them(position, monkeypatch):
                 Request((5,), SampleConfig(max_new_tokens=30, temperature=1.0, seed=2))]
     sizes = set()
     engine.add(requests[0])
-    for step in range(40):
+    for step in range(60):
         if step in (3, 12):  # a prompt past the 8 slots made by then; later, one of a single token
             engine.add(requests[1 if step == 3 else 2])
         if not engine.rows:
@@ -244,6 +245,25 @@ def test_slots_are_made_as_positions_reach_them(position, monkeypatch):
     # 4 hold the first row's first positions; at step 3 its fifth makes 8, then the 9-token
     # prompt 16 (twice 8); the block caps the next doubling at 24
     assert sizes == {4, 16, 24}
+    assert not engine.rows and made() == [4, 4]  # every row has left: back to the first slots
+
+
+def test_growing_slots_holds_one_layer_twice_at_most(monkeypatch):
+    """Each layer's old slots are let go before the next layer's new ones are made (a server's
+    rows of GPT-2 small going from 512 to 1,024 positions would otherwise hold 906 MB at once
+    where 604 are needed)."""
+    monkeypatch.setattr(decoding, "FIRST_SLOTS", 4)
+    rows = CachedRows(perturbed(ModelConfig(vocab_size=11, n_layer=3, n_head=2, n_embd=8, block_size=24), 1), 2)
+    old = [weakref.ref(s) for s in rows.slots]
+    alive, zeros = [], torch.zeros
+
+    def counting(*args, **kwargs):
+        alive.append(sum(r() is not None for r in old))
+        return zeros(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", counting)
+    rows._make_room(8)
+    assert alive == [3, 2, 1] and [s.size(3) for s in rows.slots] == [8, 8, 8]
 
 
 def _linear_weights(model):

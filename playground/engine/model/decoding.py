@@ -399,18 +399,23 @@ class CachedRows:
         """At least n slots per layer and row (n <= W): the slots made so far (none at first), in
         new zeroed buffers of twice as many or n, whichever is more, at most W. Slots fill in
         order until the window is full (rotary ones too: slot = position % W), so the first
-        ones are all a row has used; the views of the old buffers are dropped."""
+        ones are all a row has used. A layer at a time, with the views of the old buffers
+        dropped first: at most one layer is held twice."""
         have = self.slots[0].size(3) if self.slots else 0
         if n <= have:
             return
         size = min(self.W, max(n, 2 * have))
-        grown = [torch.zeros(2, self.capacity, self.nh, size, self.hs) for _ in range(self.config.n_layer)]
-        for new, old in zip(grown, self.slots):
-            new[:, :, :, :have] = old
-        self.slots = grown
         self._views: dict[int, list] = {}
-        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
+        self._row0: list[torch.Tensor] = []
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
+        if not self.slots:
+            self.slots = [torch.empty(0)] * self.config.n_layer
+        for layer, old in enumerate(self.slots):
+            grown = torch.zeros(2, self.capacity, self.nh, size, self.hs)
+            if have:
+                grown[:, :, :, :have] = old
+            self.slots[layer] = grown
+        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
 
     @staticmethod
     def linear_bytes(model: GPT) -> int:
@@ -454,6 +459,9 @@ class CachedRows:
                 slots[:, row] = slots[:, last]
             self.positions[row] = self.positions[last]
         self.positions.pop()
+        if not self.positions and self.slots[0].size(3) > FIRST_SLOTS:  # idle: back to the first slots
+            self.slots = []
+            self._make_room(min(self.W, FIRST_SLOTS))
         return last if row != last else None
 
     def _packed(self, B: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
