@@ -63,7 +63,8 @@ def served_for(args):
                              ("--max-body-bytes", args.max_body_bytes, 1024)]:
         if value < low:
             raise ConfigError(f"{name} {value} is too small: use {low} or more")
-    settings = Settings(model_name=args.model_name or Path(args.checkpoint).stem, api_keys=keys,
+    path = Path(args.checkpoint)  # (a folder's name is its model's: "gpt2-v1.5", not "gpt2-v1")
+    settings = Settings(model_name=args.model_name or (path.name if path.is_dir() else path.stem), api_keys=keys,
                         cors_origins=tuple(args.cors_origin or ()), max_tokens_limit=args.max_tokens_limit,
                         max_body_bytes=args.max_body_bytes, idle_timeout_s=args.idle_timeout,
                         read_timeout_s=args.read_timeout)
@@ -110,6 +111,8 @@ def run(args) -> int:
         # requests are done, and a stop asked for is a clean exit (0), not a death by signal
         signal.signal(sig, _already_drained)
     server.run()
+    if failure:
+        raise failure[0]
     if loader.is_alive():
         # stopped while the model loads: torch's work on that thread cannot be interrupted, and
         # the interpreter's exit beside it aborted ("terminate called without an active
@@ -117,8 +120,6 @@ def run(args) -> int:
         print("stopped before the model had loaded", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(0)
-    if failure:
-        raise failure[0]
     return 0
 
 

@@ -129,14 +129,35 @@ def test_an_opened_folder_is_served_writing_what_transformers_writes(tmp_path, t
         proc.wait(30)
 
 
-def test_a_folder_the_server_cannot_open_is_refused_before_it_listens(tmp_path, capsys):
+@pytest.mark.parametrize("damage,words", [
+    ("llama", "GPT2LMHeadModel and Starcoder2ForCausalLM"),
+    ("no weights", "has no model.safetensors"),
+    ("pickled weights", "pickle"),
+    ("no tokenizer", "has no tokenizer"),
+])
+def test_a_folder_the_server_cannot_open_is_refused_before_it_listens(tmp_path, tokenizer, capsys, damage, words):
     from playground.cli import main
-    folder = tmp_path / "llama"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    folder, _ = gpt2_folder(tmp_path / "gpt2", tokenizer)
+    if damage == "llama":
+        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    elif damage == "no weights":
+        (folder / "model.safetensors").unlink()
+    elif damage == "pickled weights":
+        (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    else:
+        (folder / "tokenizer.json").unlink()
     assert main(["serve", str(folder), "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert "GPT2LMHeadModel and Starcoder2ForCausalLM" in err and "serving" not in err
+    assert words in err and "serving" not in err
+
+
+def test_a_served_folder_is_named_after_the_whole_folder_name(tmp_path):
+    from playground.cli import build_parser
+    from playground.cli.serve import served_for
+    folder = tmp_path / "gpt2-v1.5"
+    folder.mkdir()
+    assert served_for(build_parser().parse_args(["serve", str(folder)])).settings.model_name == "gpt2-v1.5"
+    assert served_for(build_parser().parse_args(["serve", "m.v2.safetensors"])).settings.model_name == "m.v2"
 
 
 @pytest.mark.parametrize("change,words", [

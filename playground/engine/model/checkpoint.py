@@ -259,13 +259,12 @@ def _metadata(path: Path, header: dict, expected_format: str) -> dict:
 
 
 def check_path(path: Path) -> None:
-    """What can be told of a model path without loading it: a model file's framing, a
-    transformers folder's config.json (an architecture and settings the playground's GPT takes).
+    """What can be told of a model path without loading its weights: a model file's framing; a
+    transformers folder's settings, memory, weight files and tokenizer (hf_folder.opened).
     CheckpointError with the reason, as load would give."""
     if path.is_dir():
         from playground.engine.model import hf_folder
-        arch, hf = hf_folder.read_config(path)
-        hf_folder.model_config(arch, hf, path)
+        hf_folder.opened(path)
     else:
         read_header(path)
 

@@ -112,9 +112,9 @@ def _available_bytes() -> Optional[float]:
     return None
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of model.safetensors (or of its shards); pickled weights are refused."""
-    from safetensors.torch import load_file
+def weight_files(folder: Path) -> list[Path]:
+    """model.safetensors (or its shards); CheckpointError when there are none, naming pickled
+    weights, which are never loaded."""
     files = sorted(folder.glob("model*.safetensors"))
     if not files:
         pickled = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
@@ -123,8 +123,14 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
                                   "playground never loads: save them as safetensors "
                                   "(model.save_pretrained(folder, safe_serialization=True))")
         raise CheckpointError(f"{folder.name} has no model.safetensors")
+    return files
+
+
+def read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of model.safetensors (or of its shards); pickled weights are refused."""
+    from safetensors.torch import load_file
     weights: dict[str, torch.Tensor] = {}
-    for f in files:
+    for f in weight_files(folder):
         try:
             weights.update(load_file(str(f)))
         except Exception as exc:  # safetensors raises its own error types
@@ -192,15 +198,14 @@ def read_tokenizer(folder: Path):
     raise CheckpointError(f"{folder.name} has no tokenizer (tokenizer.json, or vocab.json and merges.txt)")
 
 
-def load(folder, verify: bool = True):
-    """(model, tokenizer, state) of the folder: its weights, its tokenizer and where it came from
-    (checkpoint.load makes them a Checkpoint); with verify and transformers installed, held to
-    transformers' own forward (CheckpointError beyond TOLERANCE)."""
-    from playground.engine.model.gpt import GPT
-    folder = Path(folder)
+def opened(folder: Path):
+    """(architecture, our ModelConfig, tokenizer) of a folder whose weights load would read:
+    everything load checks before it reads them (settings, memory, weight files, tokenizer).
+    `serve` asks this before it listens."""
     arch, hf = read_config(folder)
     cfg = model_config(arch, hf, folder)
     check_memory(cfg, folder)
+    weight_files(folder)
     tokenizer = read_tokenizer(folder)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise CheckpointError(f"{folder.name}'s tokenizer has {tokenizer.vocab_size:,} tokens, more than the "
@@ -208,6 +213,16 @@ def load(folder, verify: bool = True):
     if tokenizer.vocab_size < cfg.vocab_size:  # a padded embedding: the extra rows are never written
         from playground.engine.data.bpe import BPETokenizer
         tokenizer = BPETokenizer.padded(tokenizer, cfg.vocab_size)
+    return arch, cfg, tokenizer
+
+
+def load(folder, verify: bool = True):
+    """(model, tokenizer, state) of the folder: its weights, its tokenizer and where it came from
+    (checkpoint.load makes them a Checkpoint); with verify and transformers installed, held to
+    transformers' own forward (CheckpointError beyond TOLERANCE)."""
+    from playground.engine.model.gpt import GPT
+    folder = Path(folder)
+    arch, cfg, tokenizer = opened(folder)
     model = GPT.unset(cfg)  # every weight is set next, or the folder is refused
     weights = state_dict(arch, cfg, read_weights(folder), folder)
     missing, unexpected = model.load_state_dict(weights, strict=False)
