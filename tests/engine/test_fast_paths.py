@@ -266,6 +266,42 @@ def test_growing_slots_holds_one_layer_twice_at_most(monkeypatch):
     assert alive == [3, 2, 1] and [s.size(3) for s in rows.slots] == [8, 8, 8]
 
 
+@pytest.mark.parametrize("then", ["the row goes on", "a new request"])
+@pytest.mark.parametrize("failing_layer", [0, 1])
+def test_slots_that_could_not_grow_leave_the_engine_able_to_decode(failing_layer, then, monkeypatch):
+    """Memory running out while slots grow (torch.zeros raising for one layer) fails that step
+    and no other: the row can step again (its layers then differ in size until it does), or, as
+    the server does, the rows are dropped and the next request, one the slots already hold,
+    decodes as the plain path (a review found every later request failing)."""
+    monkeypatch.setattr(decoding, "FIRST_SLOTS", 2)
+    config = ModelConfig(vocab_size=11, n_layer=2, n_head=2, n_embd=8, block_size=16, position="rope")
+    model = perturbed(config, 5).eval()
+    engine = Engine(model, CharTokenizerOf(11), capacity=2)
+    row = engine.add(Request((1,), SampleConfig(max_new_tokens=3 * config.block_size, temperature=1.0, seed=0)))
+    engine.step()  # the prefill: 1 position
+    engine.step()  # 2
+    calls, zeros = [], torch.zeros
+
+    def out_of_memory(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == failing_layer + 1:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        return zeros(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "zeros", out_of_memory)
+    with pytest.raises(RuntimeError, match="allocate"):
+        engine.step()  # position 2 needs a third slot
+    monkeypatch.setattr(torch, "zeros", zeros)
+    if then == "a new request":
+        engine.remove(row)  # as the scheduler does when a step fails
+        engine.add(Request((3,), SampleConfig(max_new_tokens=3 * config.block_size, temperature=1.0, seed=1)))
+    while engine.rows:
+        (only,) = engine.rows
+        before = list(only.ids)
+        for _, token in engine.step():
+            assert (token.probs - plain_logits(model, before).softmax(-1)).abs().max().item() <= 1e-5, len(before)
+
+
 def _linear_weights(model):
     b = model.h[0]
     return [b.attn.c_attn.weight, b.attn.c_proj.weight, b.mlp.c_fc.weight, b.mlp.c_proj.weight]

@@ -384,7 +384,7 @@ class CachedRows:
         self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, slots so far, hs), grown towards W (_make_room)
-        self.slots: list[torch.Tensor] = []
+        self.slots = [torch.zeros(2, capacity, self.nh, min(self.W, FIRST_SLOTS), self.hs) for _ in range(cfg.n_layer)]
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
         like = self.wte
@@ -393,29 +393,40 @@ class CachedRows:
         if self.reorder_after:
             self._full["raw"] = like.new_empty(capacity, 3 * self.C)
         self._rows: dict[int, _Rows] = {}  # views of _full, per number of rows
-        self._make_room(min(self.W, FIRST_SLOTS))
+        self._resize(lambda old: False, 0)  # (the views)
 
     def _make_room(self, n: int) -> None:
-        """At least n slots per layer and row (n <= W): the slots made so far (none at first), in
-        new zeroed buffers of twice as many or n, whichever is more, at most W. Slots fill in
-        order until the window is full (rotary ones too: slot = position % W), so the first
-        ones are all a row has used. A layer at a time, with the views of the old buffers
-        dropped first: at most one layer is held twice."""
-        have = self.slots[0].size(3) if self.slots else 0
+        """At least n slots per layer and row (n <= W): each layer's slots so far, in a new zeroed
+        buffer of twice as many as the smallest layer's or n, whichever is more, at most W. Slots
+        fill in order until the window is full (rotary ones too: slot = position % W), so the
+        first ones are all a row has used. A layer at a time, the views of the old buffers
+        dropped first: at most one layer is held twice. A layer whose buffer could not be made
+        (memory) keeps its old one: layers may then differ in size, which the step allows, and
+        the next call makes the rest."""
+        have = min(s.size(3) for s in self.slots)
         if n <= have:
             return
         size = min(self.W, max(n, 2 * have))
+        self._resize(lambda old: old.size(3) < size, size)
+
+    def _shrink(self) -> None:
+        """Back to the first slots (no row is left to read the others)."""
+        first = min(self.W, FIRST_SLOTS)
+        self._resize(lambda old: old.size(3) > first, first, keep=False)
+
+    def _resize(self, change, size: int, keep: bool = True) -> None:
         self._views: dict[int, list] = {}
         self._row0: list[torch.Tensor] = []
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
-        if not self.slots:
-            self.slots = [torch.empty(0)] * self.config.n_layer
-        for layer, old in enumerate(self.slots):
-            grown = torch.zeros(2, self.capacity, self.nh, size, self.hs)
-            if have:
-                grown[:, :, :, :have] = old
-            self.slots[layer] = grown
-        self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
+        try:
+            for layer, old in enumerate(self.slots):
+                if change(old):
+                    made = torch.zeros(2, self.capacity, self.nh, size, self.hs)
+                    if keep:
+                        made[:, :, :, :old.size(3)] = old
+                    self.slots[layer] = made
+        finally:
+            self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
 
     @staticmethod
     def linear_bytes(model: GPT) -> int:
@@ -459,9 +470,8 @@ class CachedRows:
                 slots[:, row] = slots[:, last]
             self.positions[row] = self.positions[last]
         self.positions.pop()
-        if not self.positions and self.slots[0].size(3) > FIRST_SLOTS:  # idle: back to the first slots
-            self.slots = []
-            self._make_room(min(self.W, FIRST_SLOTS))
+        if not self.positions:  # idle: back to the first slots
+            self._shrink()
         return last if row != last else None
 
     def _packed(self, B: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -531,7 +541,6 @@ class CachedRows:
             valid = None if min(positions) + 1 >= n else \
                 (self._slot_numbers[None, :n] <= pos[:, None]).view(B, 1, 1, n)
         self._make_room(n)
-        made = self.slots[0].size(3)
         # (torch.layer_norm: F.layer_norm's own call, without its Python wrapper's checks)
         for layer, ((keys, values), ((w1, b1, wa, ba, wp, bp, w2, b2, wf, bf, wm, bm), e1, e2)) in \
                 enumerate(zip(self._packed(B), self.layers)):
@@ -546,7 +555,7 @@ class CachedRows:
             else:
                 keys[rows, :, slot] = r.k
                 values[rows, :, slot] = r.v
-            if n < made:
+            if keys.size(2) > n:  # (per layer: a layer's slots may outnumber another's)
                 keys, values = keys[:, :, :n], values[:, :, :n]
             y = F.scaled_dot_product_attention(r.q, keys, values, attn_mask=valid)
             x.add_(linear(y.reshape(B, C), wp, bp, r.out))
