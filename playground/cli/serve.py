@@ -63,8 +63,8 @@ def served_for(args):
                              ("--max-body-bytes", args.max_body_bytes, 1024)]:
         if value < low:
             raise ConfigError(f"{name} {value} is too small: use {low} or more")
-    path = Path(args.checkpoint)  # (a folder's name is its model's: "gpt2-v1.5", not "gpt2-v1")
-    settings = Settings(model_name=args.model_name or (path.name if path.is_dir() else path.stem), api_keys=keys,
+    path = Path(args.checkpoint)  # (a folder's name is its model's: "gpt2-v1.5", not "gpt2-v1"; "." too)
+    settings = Settings(model_name=args.model_name or (path.resolve().name if path.is_dir() else path.stem), api_keys=keys,
                         cors_origins=tuple(args.cors_origin or ()), max_tokens_limit=args.max_tokens_limit,
                         max_body_bytes=args.max_body_bytes, idle_timeout_s=args.idle_timeout,
                         read_timeout_s=args.read_timeout)

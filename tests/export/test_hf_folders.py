@@ -134,6 +134,7 @@ def test_an_opened_folder_is_served_writing_what_transformers_writes(tmp_path, t
     ("no weights", "has no model.safetensors"),
     ("pickled weights", "pickle"),
     ("no tokenizer", "has no tokenizer"),
+    ("damaged weights", "model.safetensors is damaged"),
 ])
 def test_a_folder_the_server_cannot_open_is_refused_before_it_listens(tmp_path, tokenizer, capsys, damage, words):
     from playground.cli import main
@@ -144,19 +145,23 @@ def test_a_folder_the_server_cannot_open_is_refused_before_it_listens(tmp_path, 
         (folder / "model.safetensors").unlink()
     elif damage == "pickled weights":
         (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
-    else:
+    elif damage == "no tokenizer":
         (folder / "tokenizer.json").unlink()
+    else:
+        (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:100])
     assert main(["serve", str(folder), "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert words in err and "serving" not in err
 
 
-def test_a_served_folder_is_named_after_the_whole_folder_name(tmp_path):
+def test_a_served_folder_is_named_after_the_whole_folder_name(tmp_path, monkeypatch):
     from playground.cli import build_parser
     from playground.cli.serve import served_for
     folder = tmp_path / "gpt2-v1.5"
     folder.mkdir()
     assert served_for(build_parser().parse_args(["serve", str(folder)])).settings.model_name == "gpt2-v1.5"
+    monkeypatch.chdir(folder)
+    assert served_for(build_parser().parse_args(["serve", "."])).settings.model_name == "gpt2-v1.5"
     assert served_for(build_parser().parse_args(["serve", "m.v2.safetensors"])).settings.model_name == "m.v2"
 
 

@@ -123,6 +123,13 @@ def weight_files(folder: Path) -> list[Path]:
                                   "playground never loads: save them as safetensors "
                                   "(model.save_pretrained(folder, safe_serialization=True))")
         raise CheckpointError(f"{folder.name} has no model.safetensors")
+    from safetensors import safe_open
+    for f in files:  # (their headers: a damaged file is named before anything waits on it)
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{folder.name}/{f.name} is damaged: {exc}") from None
     return files
 
 
