@@ -350,3 +350,26 @@ def test_a_loaded_model_is_built_unset_and_then_holds_exactly_the_saved_weights(
         texts.append([token.id for _ in range(2 * cfg.block_size) for _, token in engine.step()])
     assert texts[0] == texts[1] and len(texts[0]) == 2 * cfg.block_size
 
+
+
+def test_a_tied_head_is_stored_once_and_format_2_files_holding_it_twice_still_open(tmp_path, tiny_model_cfg):
+    """Format 3: a tied model's head is its embedding, stored once (a quarter of a GPT-2 small
+    file was the second copy), and the file says format 3, so a version that reads up to 2 says
+    "made by a newer GPT Playground" instead of "missing lm_head.weight". Untied models are
+    still written as 2. A format-2 file of a tied model, both copies in it, opens tied."""
+    tied_cfg = tiny_model_cfg.replace(tie_embeddings=True, head_bias=False)
+    tied = checkpoint.save(tmp_path / "tied", _tiny(tied_cfg))
+    untied = checkpoint.save(tmp_path / "untied", _tiny(tiny_model_cfg))
+    header, _ = checkpoint.read_header(tied)
+    meta = json.loads(header["__metadata__"]["playground"])
+    assert "lm_head.weight" not in header and "wte.weight" in header and meta["format_version"] == 3
+    header, _ = checkpoint.read_header(untied)
+    assert "lm_head.weight" in header and json.loads(header["__metadata__"]["playground"])["format_version"] == 2
+    model = _tiny(tied_cfg).model
+    old = tmp_path / "old.safetensors"  # as format 2 wrote it: the head a second time
+    save_file({k: v.clone() for k, v in model.state_dict().items()}, str(old),
+              metadata={"playground": json.dumps({**meta, "format_version": 2})})
+    for path in (tied, old):
+        back = checkpoint.load(path).model
+        assert back.lm_head.weight is back.wte.weight and torch.equal(back.wte.weight, model.wte.weight)
+    assert old.stat().st_size - tied.stat().st_size >= model.wte.weight.numel() * 4  # (and its header entry)

@@ -218,8 +218,8 @@ def test_the_playground_metadata_is_checked_with_a_reason_for_each_fault(tmp_pat
     for version in (None, "2", 1.0):
         _refused(_with_meta(f, {"format": "gpt-playground", "format_version": version}),
                  "x.safetensors has no valid format version", load)
-    _refused(_with_meta(f, {"format": "gpt-playground", "format_version": 3}),
-             "x.safetensors was made by a newer GPT Playground (format 3; this version reads up to 2): "
+    _refused(_with_meta(f, {"format": "gpt-playground", "format_version": 4}),
+             "x.safetensors was made by a newer GPT Playground (format 4; this version reads up to 3): "
              "update the app", load)
     for version in (0, -1):
         _refused(_with_meta(f, {"format": "gpt-playground", "format_version": version}),

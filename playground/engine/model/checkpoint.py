@@ -30,7 +30,11 @@ from playground.engine.model.gpt import GPT
 FORMAT = "gpt-playground"
 # 2: the tokenizer may be a byte-level BPE ({"type": "bpe", "json": ...}), the model may have
 # no head bias. Version 1 files (characters, head bias) open unchanged.
-FORMAT_VERSION = 2
+# 3: a tied head (tie_embeddings: GPT-2's) is stored once, as wte.weight; format 2 stored it twice,
+# a quarter of a GPT-2 small file. Only tied models are written as 3, so versions that read up to
+# 2 still read the others, and say "made by a newer GPT Playground" of these.
+FORMAT_VERSION = 3
+TIED_HEAD = "lm_head.weight"  # (the same tensor as wte.weight in a tied model)
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # a real header is a few KB; more means a hostile file
 DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
           "F64": (torch.float64, 8), "I64": (torch.int64, 8), "I32": (torch.int32, 4)}
@@ -145,13 +149,15 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
     path = destination(path)
     save_id = uuid.uuid4().hex
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "save_id": save_id,
+        "format": FORMAT, "format_version": 3 if ckpt.model_config.tie_embeddings else 2, "save_id": save_id,
         "model_config": ckpt.model_config.to_dict(), "tokenizer": ckpt.tokenizer.to_dict(),
         "train_config": ckpt.train_config.to_dict() if ckpt.train_config else None,
         "state": ckpt.state, "has_optimizer": ckpt.optimizer_state is not None,
     }
     weights, seen = {}, set()
     for k, v in ckpt.model.state_dict().items():
+        if k == TIED_HEAD and ckpt.model_config.tie_embeddings:
+            continue  # it is wte.weight (format 3)
         t = _own(v)
         if t.untyped_storage().data_ptr() in seen:  # a tied weight: safetensors stores each once
             t = t.clone()
@@ -161,7 +167,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         files = []
         if ckpt.optimizer_state is not None:  # renamed first: the weights' save_id names it
             tensors, layout = _optimizer_tensors(ckpt.optimizer_state)
-            opt_meta = {"format": FORMAT + "-optimizer", "format_version": FORMAT_VERSION,
+            opt_meta = {"format": FORMAT + "-optimizer", "format_version": 2,  # (unchanged since 2)
                         "save_id": save_id, "optimizers": layout}
             files.append((optimizer_path(path), st_save(tensors, metadata={"playground": json.dumps(opt_meta)})))
         files.append((path, st_save(weights, metadata={"playground": json.dumps(meta, default=_jsonable)})))
@@ -294,6 +300,9 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
     with torch.device("meta"):  # shapes only: no memory for a config that claims to be huge
         expected = {k: tuple(v.shape) for k, v in GPT(model_cfg).state_dict().items()}
     found = {k: tuple(e["shape"]) for k, e in header.items() if k != "__metadata__"}
+    if model_cfg.tie_embeddings:  # the head is wte.weight: stored once (format 2 stored it twice too)
+        expected.pop(TIED_HEAD)
+        found.pop(TIED_HEAD, None)
     if found != expected:
         missing = sorted(set(expected) - set(found))[:3]
         wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])[:3]
@@ -305,6 +314,8 @@ def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
     except Exception as exc:  # safetensors raises its own error types for damaged data
         raise CheckpointError(f"{path.name} is damaged: {exc}") from exc
     del blob  # (the file's bytes: the weights are copies)
+    if model_cfg.tie_embeddings:
+        weights[TIED_HEAD] = weights["wte.weight"]
     model = GPT.unset(model_cfg)  # every weight is set next (strict)
     model.load_state_dict({k: v.float() for k, v in weights.items()})
     ckpt = Checkpoint(model, tokenizer, train_cfg, meta.get("state") or {})
