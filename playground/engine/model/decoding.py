@@ -384,7 +384,7 @@ class CachedRows:
         self._kept: Optional[torch.Tensor] = None  # _turns' first TURN_TABLE positions
         self.gelu = "tanh" if cfg.activation == "gelu_tanh" else "none"
         # per layer: [keys, values] x (capacity, nh, slots so far, hs), grown towards W (_make_room)
-        self.slots = [torch.zeros(2, capacity, self.nh, min(self.W, FIRST_SLOTS), self.hs) for _ in range(cfg.n_layer)]
+        self.slots = [torch.empty(2, capacity, self.nh, 0, self.hs) for _ in range(cfg.n_layer)]
         self.positions: list[int] = []  # the next token's position, per row
         self._slot_numbers, self._row_numbers = torch.arange(self.W), torch.arange(capacity)
         like = self.wte
@@ -393,37 +393,32 @@ class CachedRows:
         if self.reorder_after:
             self._full["raw"] = like.new_empty(capacity, 3 * self.C)
         self._rows: dict[int, _Rows] = {}  # views of _full, per number of rows
-        self._resize(lambda old: False, 0)  # (the views)
+        self._resize(min(self.W, FIRST_SLOTS))
 
     def _make_room(self, n: int) -> None:
-        """At least n slots per layer and row (n <= W): each layer's slots so far, in a new zeroed
-        buffer of twice as many as the smallest layer's or n, whichever is more, at most W. Slots
-        fill in order until the window is full (rotary ones too: slot = position % W), so the
-        first ones are all a row has used. A layer at a time, the views of the old buffers
-        dropped first: at most one layer is held twice. A layer whose buffer could not be made
-        (memory) keeps its old one: layers may then differ in size, which the step allows, and
-        the next call makes the rest."""
+        """At least n slots per layer and row (n <= W): twice as many as the smallest layer has,
+        or n, whichever is more, at most W (_resize). Slots fill in order until the window is
+        full (rotary ones too: slot = position % W), so the first ones are all a row has used."""
         have = min(s.size(3) for s in self.slots)
-        if n <= have:
-            return
-        size = min(self.W, max(n, 2 * have))
-        self._resize(lambda old: old.size(3) < size, size)
+        if n > have:
+            self._resize(min(self.W, max(n, 2 * have)))
 
-    def _shrink(self) -> None:
-        """Back to the first slots (no row is left to read the others)."""
-        first = min(self.W, FIRST_SLOTS)
-        self._resize(lambda old: old.size(3) > first, first, keep=False)
-
-    def _resize(self, change, size: int, keep: bool = True) -> None:
+    def _resize(self, size: int) -> None:
+        """Every layer's slots as `size` per row, in new zeroed buffers that keep the first slots
+        of the old (growing: every one; back to the first slots once no row is left, the ones
+        no row will read). A layer at a time, the views of the old buffers dropped first: at
+        most one layer is held twice. A layer whose buffer could not be made (memory) keeps its
+        old one: layers may then differ in size, which the step allows, and the next call
+        makes the rest."""
         self._views: dict[int, list] = {}
         self._row0: list[torch.Tensor] = []
         self._slot_views: dict[tuple[int, int], torch.Tensor] = {}  # (layer, slot): row 0's keys and values
         try:
             for layer, old in enumerate(self.slots):
-                if change(old):
+                if old.size(3) != size:
                     made = torch.zeros(2, self.capacity, self.nh, size, self.hs)
-                    if keep:
-                        made[:, :, :, :old.size(3)] = old
+                    kept = min(old.size(3), size)
+                    made[:, :, :, :kept] = old[:, :, :, :kept]
                     self.slots[layer] = made
         finally:
             self._row0 = [slots[:, 0] for slots in self.slots]  # per layer, row 0's keys and values (2, nh, size, hs)
@@ -471,7 +466,7 @@ class CachedRows:
             self.positions[row] = self.positions[last]
         self.positions.pop()
         if not self.positions:  # idle: back to the first slots
-            self._shrink()
+            self._resize(min(self.W, FIRST_SLOTS))
         return last if row != last else None
 
     def _packed(self, B: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
