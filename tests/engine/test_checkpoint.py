@@ -74,8 +74,11 @@ def test_truncated_files(saved, tmp_path, where):
     cut = {"length": 5, "header": 8 + _header_len(saved) // 2, "data": len(data) - 100}[where]
     bad = tmp_path / "cut.safetensors"
     bad.write_bytes(data[:cut])
-    with pytest.raises(CheckpointError, match="truncated|claims"):
+    with pytest.raises(CheckpointError, match="truncated|claims") as loading:
         checkpoint.load(bad)
+    with pytest.raises(CheckpointError) as checking:  # serve's check before it listens: the header alone
+        checkpoint.check_path(bad)
+    assert str(checking.value) == str(loading.value)
 
 
 def test_random_bytes_and_huge_header_claims(tmp_path):

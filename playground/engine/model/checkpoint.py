@@ -159,7 +159,7 @@ def save(path: str | os.PathLike, ckpt: Checkpoint) -> Path:
         if k == TIED_HEAD and ckpt.model_config.tie_embeddings:
             continue  # it is wte.weight (format 3)
         t = _own(v)
-        if t.untyped_storage().data_ptr() in seen:  # a tied weight: safetensors stores each once
+        if t.untyped_storage().data_ptr() in seen:  # storage another tensor holds: safetensors refuses it
             t = t.clone()
         seen.add(t.untyped_storage().data_ptr())
         weights[k] = t
@@ -185,8 +185,10 @@ def _jsonable(value: Any) -> Any:
 
 
 # -- reading ------------------------------------------------------------------------------
-def read_header(path: Path) -> tuple[dict, bytes]:
-    """Validate the safetensors framing by hand; return (header dict, whole file bytes)."""
+def read_header(path: Path, whole: bool = True) -> tuple[dict, bytes]:
+    """Validate the safetensors framing by hand; return (header dict, whole file bytes). Without
+    `whole`, the bytes read are the header's alone (a check before loading: check_path), and
+    tensors are checked against the file's size."""
     try:
         size = path.stat().st_size
         if path.is_dir():
@@ -201,7 +203,7 @@ def read_header(path: Path) -> tuple[dict, bytes]:
                 raise CheckpointError(f"{path.name} is not a valid model file: its header claims "
                                       f"{n:,} bytes but the file has {size:,}")
             f.seek(0)
-            blob = f.read()  # (head + f.read() would copy the whole file once more)
+            blob = f.read() if whole else f.read(8 + n)  # (head + f.read() would copy the file once more)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
     except PermissionError:
@@ -216,7 +218,7 @@ def read_header(path: Path) -> tuple[dict, bytes]:
             raise ValueError
     except (UnicodeDecodeError, ValueError):
         raise CheckpointError(f"{path.name} is not a safetensors model file (unreadable header)") from None
-    data_len = len(blob) - 8 - n
+    data_len = (len(blob) if whole else size) - 8 - n
     for name, entry in header.items():
         if name == "__metadata__":
             continue
@@ -272,7 +274,7 @@ def check_path(path: Path) -> None:
         from playground.engine.model import hf_folder
         hf_folder.opened(path)
     else:
-        read_header(path)
+        read_header(path, whole=False)
 
 
 def load(path: str | os.PathLike, with_optimizer: bool = True) -> Checkpoint:
