@@ -133,11 +133,11 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of model.safetensors (or of its shards); pickled weights are refused."""
+def read_weights(folder: Path, files: list[Path]) -> dict[str, torch.Tensor]:
+    """Every tensor of the weight files (weight_files: model.safetensors or its shards)."""
     from safetensors.torch import load_file
     weights: dict[str, torch.Tensor] = {}
-    for f in weight_files(folder):
+    for f in files:
         try:
             weights.update(load_file(str(f)))
         except Exception as exc:  # safetensors raises its own error types
@@ -206,13 +206,13 @@ def read_tokenizer(folder: Path):
 
 
 def opened(folder: Path):
-    """(architecture, our ModelConfig, tokenizer) of a folder whose weights load would read:
-    everything load checks before it reads them (settings, memory, weight files, tokenizer).
-    `serve` asks this before it listens."""
+    """(architecture, our ModelConfig, tokenizer, weight files) of a folder whose weights load
+    would read: everything load checks before it reads them (settings, memory, weight files,
+    tokenizer). `serve` asks this before it listens."""
     arch, hf = read_config(folder)
     cfg = model_config(arch, hf, folder)
     check_memory(cfg, folder)
-    weight_files(folder)
+    files = weight_files(folder)
     tokenizer = read_tokenizer(folder)
     if tokenizer.vocab_size > cfg.vocab_size:
         raise CheckpointError(f"{folder.name}'s tokenizer has {tokenizer.vocab_size:,} tokens, more than the "
@@ -220,7 +220,7 @@ def opened(folder: Path):
     if tokenizer.vocab_size < cfg.vocab_size:  # a padded embedding: the extra rows are never written
         from playground.engine.data.bpe import BPETokenizer
         tokenizer = BPETokenizer.padded(tokenizer, cfg.vocab_size)
-    return arch, cfg, tokenizer
+    return arch, cfg, tokenizer, files
 
 
 def load(folder, verify: bool = True):
@@ -229,9 +229,9 @@ def load(folder, verify: bool = True):
     transformers' own forward (CheckpointError beyond TOLERANCE)."""
     from playground.engine.model.gpt import GPT
     folder = Path(folder)
-    arch, cfg, tokenizer = opened(folder)
+    arch, cfg, tokenizer, files = opened(folder)
     model = GPT.unset(cfg)  # every weight is set next, or the folder is refused
-    weights = state_dict(arch, cfg, read_weights(folder), folder)
+    weights = state_dict(arch, cfg, read_weights(folder, files), folder)
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:  # every weight is taken, and nothing is left over
         raise CheckpointError(f"{folder.name} does not map onto the model exactly (missing {missing[:3]}, "
